@@ -1,0 +1,38 @@
+# vidgest: `make demo` and `make test` are all a fresh Debian 12 machine needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all bootstrap build release demo test lint bench clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+build: bootstrap
+	$(CARGO) build
+
+release: bootstrap
+	$(CARGO) build --release
+
+## Runs the agent on configs/demo.toml: a looping video of real objects and a test pattern,
+## recorded under data/demo. Ctrl-C stops it; then try:
+##   target/release/vidgest fragments demo --config configs/demo.toml
+##   target/release/vidgest clip demo --config configs/demo.toml --start -1m -o clip.mp4
+demo: release
+	$(CARGO) run --release --quiet -- run --config configs/demo.toml
+
+test: bootstrap
+	$(CARGO) test --all-targets -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: release
+	bench/recording.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf data

@@ -1,0 +1,55 @@
+//! Capture: one GStreamer pipeline per camera, a supervisor that reconnects with backoff, and a
+//! recorder that turns encoded access units into stored fragments. Recording never decodes.
+
+mod backoff;
+mod normalize;
+mod pipeline;
+mod recorder;
+mod shutdown;
+mod status;
+mod supervisor;
+
+pub use backoff::Backoff;
+pub use normalize::Normalizer;
+pub use pipeline::{check_elements, required_elements};
+pub use recorder::Recorder;
+pub use shutdown::Shutdown;
+pub use status::{CameraState, CameraStatus, Counters};
+pub use supervisor::{spawn_camera, CameraHandle};
+
+use crate::media::CodecConfig;
+use std::sync::Arc;
+
+/// An access unit as it leaves the pipeline, before normalization.
+#[derive(Debug, Clone)]
+pub struct RawAu {
+    pub data: Vec<u8>,
+    /// Running time in ns; `None` for split key frames and similar (pitfall 1).
+    pub pts_ns: Option<u64>,
+    pub dts_ns: Option<u64>,
+    pub duration_ns: Option<u64>,
+    pub is_key: bool,
+    pub config: Arc<CodecConfig>,
+    /// Access units right before this one were dropped (queue full): resync at a key frame.
+    pub after_gap: bool,
+}
+
+/// What the capture side tells a camera's recorder, in order.
+#[derive(Debug)]
+pub enum CaptureEvent {
+    /// A new pipeline session begins (first connect or reconnect).
+    SessionStart { session: u64 },
+    Au { session: u64, au: RawAu },
+    /// A looping file source restarted from its beginning: media time starts over.
+    LoopRestart { session: u64 },
+    /// The session ended (error, stall, EOS, shutdown): flush what is pending.
+    SessionEnd { session: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("camera {camera}: cannot build pipeline: {message}")]
+    Build { camera: String, message: String },
+    #[error("camera {camera}: {message}")]
+    Runtime { camera: String, message: String },
+}

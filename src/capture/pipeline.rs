@@ -1,0 +1,355 @@
+//! GStreamer pipelines per source kind. Every pipeline ends in one appsink that receives
+//! parsed, access-unit aligned H.264 (avc) or H.265 (hvc1) with the codec configuration in caps.
+
+use super::{CaptureError, RawAu};
+use crate::config::{CameraConfig, RtspTransport, SourceConfig, SourceKind, VideoCodec};
+use crate::media::{Codec, CodecConfig};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::Arc;
+
+pub struct BuiltPipeline {
+    pub pipeline: gst::Pipeline,
+    pub appsink: gst_app::AppSink,
+}
+
+const H264_CAPS: &str = "video/x-h264,stream-format=avc,alignment=au";
+const H265_CAPS: &str = "video/x-h265,stream-format=hvc1,alignment=au";
+
+/// GStreamer elements a source kind needs (for `vidgest check`).
+pub fn required_elements(source: &SourceConfig) -> Vec<&'static str> {
+    let mut v = vec!["appsink", "capsfilter", "h264parse", "h265parse"];
+    match source.kind {
+        SourceKind::Rtsp => v.extend(["rtspsrc", "rtph264depay", "rtph265depay", "fakesink"]),
+        SourceKind::File => v.extend(["filesrc", "parsebin", "fakesink"]),
+        SourceKind::V4l2 => v.extend(["v4l2src", "jpegdec", "videoconvert", "x264enc"]),
+        SourceKind::Test => {
+            v.extend(["videotestsrc", "videoconvert"]);
+            v.push(match source.codec() {
+                VideoCodec::H264 => "x264enc",
+                VideoCodec::H265 => "x265enc",
+            });
+        }
+    }
+    v
+}
+
+/// Names of elements from `names` that this GStreamer installation lacks.
+pub fn check_elements(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| gst::ElementFactory::find(n).is_none())
+        .map(|n| n.to_string())
+        .collect()
+}
+
+fn make(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| format!("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)"))
+}
+
+pub fn build(cam: &CameraConfig) -> Result<BuiltPipeline, CaptureError> {
+    let err = |message: String| CaptureError::Build {
+        camera: cam.name.clone(),
+        message,
+    };
+    let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
+    let appsink = gst_app::AppSink::builder()
+        .name("sink")
+        .max_buffers(200)
+        .drop(false)
+        .sync(cam.source.kind == SourceKind::File && cam.source.realtime())
+        .build();
+    pipeline
+        .add(&appsink)
+        .map_err(|e| err(e.to_string()))?;
+    let src = &cam.source;
+    match src.kind {
+        SourceKind::Rtsp => build_rtsp(&pipeline, &appsink, src).map_err(err)?,
+        SourceKind::File => build_file(&pipeline, &appsink, src).map_err(err)?,
+        SourceKind::Test => build_launch(&pipeline, &appsink, &test_description(src)).map_err(err)?,
+        SourceKind::V4l2 => build_launch(&pipeline, &appsink, &v4l2_description(src)).map_err(err)?,
+    }
+    Ok(BuiltPipeline { pipeline, appsink })
+}
+
+fn encoder_description(codec: VideoCodec, gop: u32) -> String {
+    match codec {
+        VideoCodec::H264 => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0 ! h264parse ! {H264_CAPS}"
+        ),
+        VideoCodec::H265 => format!(
+            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} option-string=scenecut=0:bframes=0 ! h265parse ! {H265_CAPS}"
+        ),
+    }
+}
+
+fn test_description(s: &SourceConfig) -> String {
+    let pattern = s.pattern.as_deref().unwrap_or("ball");
+    format!(
+        "videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {}",
+        s.width(),
+        s.height(),
+        s.fps(),
+        encoder_description(s.codec(), s.gop())
+    )
+}
+
+/// Prefers the camera's own H.264; otherwise MJPEG or raw frames are encoded with x264enc.
+fn v4l2_description(s: &SourceConfig) -> String {
+    let device = s.device.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+    let mut dims = String::new();
+    if let (Some(w), Some(h)) = (s.width, s.height) {
+        dims.push_str(&format!(",width={w},height={h}"));
+    }
+    if let Some(f) = s.fps {
+        dims.push_str(&format!(",framerate={f}/1"));
+    }
+    let offers = v4l2_formats(&device);
+    let v4l2 = format!("v4l2src device=\"{device}\"");
+    if offers.iter().any(|f| f == "video/x-h264") {
+        format!("{v4l2} ! video/x-h264{dims} ! h264parse ! {H264_CAPS}")
+    } else if offers.iter().any(|f| f == "image/jpeg") {
+        format!(
+            "{v4l2} ! image/jpeg{dims} ! jpegdec ! videoconvert ! video/x-raw,format=I420 ! {}",
+            encoder_description(VideoCodec::H264, s.gop())
+        )
+    } else {
+        format!(
+            "{v4l2} ! video/x-raw{dims} ! videoconvert ! video/x-raw,format=I420 ! {}",
+            encoder_description(VideoCodec::H264, s.gop())
+        )
+    }
+}
+
+/// Media types the device offers (empty when it cannot be opened).
+fn v4l2_formats(device: &str) -> Vec<String> {
+    let Ok(src) = gst::ElementFactory::make("v4l2src")
+        .property("device", device)
+        .build()
+    else {
+        return Vec::new();
+    };
+    if src.set_state(gst::State::Ready).is_err() {
+        let _ = src.set_state(gst::State::Null);
+        return Vec::new();
+    }
+    let names = src
+        .static_pad("src")
+        .map(|p| p.query_caps(None))
+        .map(|caps| caps.iter().map(|s| s.name().to_string()).collect())
+        .unwrap_or_default();
+    let _ = src.set_state(gst::State::Null);
+    names
+}
+
+fn build_launch(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, desc: &str) -> Result<(), String> {
+    let bin = gst::parse::bin_from_description(desc, true)
+        .map_err(|e| format!("invalid pipeline `{desc}`: {e}"))?;
+    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    bin.link(appsink).map_err(|e| e.to_string())
+}
+
+fn build_rtsp(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, s: &SourceConfig) -> Result<(), String> {
+    let location = s.url_without_credentials().unwrap_or_default();
+    let src = make("rtspsrc")?;
+    src.set_property("location", &location);
+    src.set_property("latency", s.latency().as_millis() as u32);
+    src.set_property("tcp-timeout", s.connect_timeout().as_micros() as u64);
+    src.set_property("timeout", s.connect_timeout().as_micros() as u64);
+    src.set_property_from_str(
+        "protocols",
+        match s.transport() {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+            RtspTransport::Auto => "tcp+udp+udp-mcast",
+        },
+    );
+    if let Some((user, pass)) = s.credentials() {
+        src.set_property("user-id", &user);
+        src.set_property("user-pw", &pass);
+    }
+    pipeline.add(&src).map_err(|e| e.to_string())?;
+    let pipeline_weak = pipeline.downgrade();
+    let sink_weak = appsink.downgrade();
+    src.connect_pad_added(move |_src, pad| {
+        let (Some(pipeline), Some(sink)) = (pipeline_weak.upgrade(), sink_weak.upgrade()) else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let Some(st) = caps.structure(0) else { return };
+        let media = st.get::<&str>("media").unwrap_or("");
+        let encoding = st.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+        let chain = match (media, encoding.as_str()) {
+            ("video", "H264") if !sink_linked(&sink) => Some(("rtph264depay", "h264parse", H264_CAPS)),
+            ("video", "H265") if !sink_linked(&sink) => Some(("rtph265depay", "h265parse", H265_CAPS)),
+            _ => None,
+        };
+        let result = match chain {
+            Some((depay, parse, caps)) => link_chain(&pipeline, pad, &[depay, parse], caps, sink.upcast_ref()),
+            None => {
+                if media == "video" && !sink_linked(&sink) {
+                    tracing::error!(pipeline = %pipeline.name(), "camera sends video as `{encoding}`: only H.264 and H.265 can be recorded");
+                }
+                link_fakesink(&pipeline, pad)
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(pipeline = %pipeline.name(), "cannot link RTSP stream: {e}");
+        }
+    });
+    Ok(())
+}
+
+fn build_file(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, s: &SourceConfig) -> Result<(), String> {
+    let path = s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    if !std::path::Path::new(&path).is_file() {
+        return Err(format!("file `{path}` does not exist"));
+    }
+    let src = make("filesrc")?;
+    src.set_property("location", &path);
+    let parse = make("parsebin")?;
+    pipeline.add_many([&src, &parse]).map_err(|e| e.to_string())?;
+    src.link(&parse).map_err(|e| e.to_string())?;
+    let pipeline_weak = pipeline.downgrade();
+    let sink_weak = appsink.downgrade();
+    parse.connect_pad_added(move |_p, pad| {
+        let (Some(pipeline), Some(sink)) = (pipeline_weak.upgrade(), sink_weak.upgrade()) else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+        let result = match name.as_str() {
+            "video/x-h264" if !sink_linked(&sink) => link_chain(&pipeline, pad, &["h264parse"], H264_CAPS, sink.upcast_ref()),
+            "video/x-h265" if !sink_linked(&sink) => link_chain(&pipeline, pad, &["h265parse"], H265_CAPS, sink.upcast_ref()),
+            other => {
+                if other.starts_with("video/") && !sink_linked(&sink) {
+                    tracing::error!(pipeline = %pipeline.name(), "file video is `{other}`: only H.264 and H.265 can be recorded without re-encoding");
+                }
+                link_fakesink(&pipeline, pad)
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(pipeline = %pipeline.name(), "cannot link file stream: {e}");
+        }
+    });
+    Ok(())
+}
+
+fn sink_linked(sink: &gst_app::AppSink) -> bool {
+    sink.static_pad("sink").is_some_and(|p| p.is_linked())
+}
+
+/// pad ! e1 ! e2 ... ! capsfilter(caps) ! sink, added to a running pipeline.
+fn link_chain(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    factories: &[&str],
+    caps: &str,
+    sink: &gst::Element,
+) -> Result<(), String> {
+    let mut elements = factories.iter().map(|f| make(f)).collect::<Result<Vec<_>, _>>()?;
+    let filter = make("capsfilter")?;
+    filter.set_property("caps", caps.parse::<gst::Caps>().map_err(|e| e.to_string())?);
+    elements.push(filter);
+    pipeline.add_many(&elements).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&elements).map_err(|e| e.to_string())?;
+    elements
+        .last()
+        .expect("capsfilter")
+        .link(sink)
+        .map_err(|e| e.to_string())?;
+    for e in &elements {
+        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
+    let first_sink = elements[0].static_pad("sink").ok_or("element without sink pad")?;
+    pad.link(&first_sink).map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
+/// Streams we do not record (audio, a second video) still need a sink.
+fn link_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+    let sink = make("fakesink")?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    pipeline.add(&sink).map_err(|e| e.to_string())?;
+    sink.sync_state_with_parent().map_err(|e| e.to_string())?;
+    let sink_pad = sink.static_pad("sink").ok_or("fakesink without pad")?;
+    pad.link(&sink_pad).map_err(|e| format!("{e:?}"))?;
+    Ok(())
+}
+
+/// Converts one appsink sample; `cache` avoids re-reading identical caps for every frame.
+pub fn sample_to_au(
+    sample: &gst::Sample,
+    cache: &mut Option<(gst::Caps, Arc<CodecConfig>)>,
+) -> Option<RawAu> {
+    let buffer = sample.buffer()?;
+    let caps = sample.caps()?;
+    let config = match cache {
+        Some((c, cfg)) if c.as_ref() == caps => cfg.clone(),
+        _ => {
+            let cfg = Arc::new(codec_config(caps)?);
+            *cache = Some((caps.to_owned(), cfg.clone()));
+            cfg
+        }
+    };
+    let segment = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>());
+    let running = |t: Option<gst::ClockTime>| -> Option<u64> {
+        let t = t?;
+        match segment {
+            Some(seg) => seg.to_running_time(t).map(|r| r.nseconds()),
+            None => Some(t.nseconds()),
+        }
+    };
+    let map = buffer.map_readable().ok()?;
+    Some(RawAu {
+        data: map.as_slice().to_vec(),
+        pts_ns: running(buffer.pts()),
+        dts_ns: running(buffer.dts()),
+        duration_ns: buffer.duration().map(|d| d.nseconds()),
+        is_key: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        config,
+        after_gap: false,
+    })
+}
+
+/// Codec, size and decoder configuration record from parser caps.
+fn codec_config(caps: &gst::CapsRef) -> Option<CodecConfig> {
+    let s = caps.structure(0)?;
+    let codec = match s.name().as_str() {
+        "video/x-h264" => Codec::H264,
+        "video/x-h265" => Codec::H265,
+        _ => return None,
+    };
+    let record = s.get::<gst::Buffer>("codec_data").ok()?;
+    let record = record.map_readable().ok()?.as_slice().to_vec();
+    Some(CodecConfig {
+        codec,
+        width: s.get::<i32>("width").ok()? as u32,
+        height: s.get::<i32>("height").ok()? as u32,
+        record,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_descriptions_parse() {
+        gst::init().unwrap();
+        let cfg: crate::config::Config = crate::config::Config::parse(
+            "[agent]\ndata_dir = \"/tmp/x\"\n[[camera]]\nname = \"t\"\n[camera.source]\nkind = \"test\"\n[[camera]]\nname = \"w\"\n[camera.source]\nkind = \"v4l2\"\ndevice = \"/dev/video-none\"\nwidth = 640\nheight = 480\n",
+        )
+        .unwrap();
+        for cam in &cfg.cameras {
+            let built = build(cam).unwrap_or_else(|e| panic!("{e}"));
+            assert!(built.pipeline.by_name("sink").is_some());
+        }
+    }
+}

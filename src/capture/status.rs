@@ -1,0 +1,91 @@
+//! Per-camera state and counters, shared between capture threads and (later) the HTTP API.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    Starting,
+    Streaming,
+    Backoff,
+    Failed,
+    Stopped,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Counters {
+    pub sessions: AtomicU64,
+    pub access_units: AtomicU64,
+    /// Dropped because the recorder fell behind (queue full): never silent, always logged.
+    pub dropped_queue_full: AtomicU64,
+    /// P-frames before the first key frame of a session (joining mid-GOP).
+    pub dropped_before_key: AtomicU64,
+    /// Access units without PTS merged into the previous one (split key frames).
+    pub merged_no_pts: AtomicU64,
+    pub fragments_stored: AtomicU64,
+    pub fragments_refused: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+pub struct CameraStatus {
+    pub name: String,
+    state: Mutex<(CameraState, Instant, String)>,
+    pub counters: Counters,
+    /// Set by the recorder when storing failed; the supervisor then restarts the session.
+    write_failed: AtomicBool,
+}
+
+impl CameraStatus {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            state: Mutex::new((CameraState::Starting, Instant::now(), String::new())),
+            counters: Counters::default(),
+            write_failed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn state(&self) -> (CameraState, String) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.0, s.2.clone())
+    }
+
+    /// Changes state, logging transitions (not repeats).
+    pub fn set(&self, state: CameraState, detail: impl Into<String>) {
+        let detail = detail.into();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0 != state || s.2 != detail {
+            match state {
+                CameraState::Failed => {
+                    tracing::error!(camera = %self.name, state = ?state, "{detail}")
+                }
+                CameraState::Backoff => {
+                    tracing::warn!(camera = %self.name, state = ?state, "{detail}")
+                }
+                _ => tracing::info!(camera = %self.name, state = ?state, "{detail}"),
+            }
+            *s = (state, Instant::now(), detail);
+        }
+    }
+
+    pub fn flag_write_failure(&self) {
+        self.write_failed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn take_write_failure(&self) -> bool {
+        self.write_failed.swap(false, Ordering::SeqCst)
+    }
+}

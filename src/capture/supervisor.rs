@@ -1,0 +1,253 @@
+//! One supervisor thread per camera: runs the pipeline, watches its bus, detects stalls, and
+//! reconnects with backoff. It never touches other cameras.
+
+use super::pipeline::{self, sample_to_au};
+use super::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, Recorder, Shutdown};
+use crate::clock::SharedClock;
+use crate::config::{CameraConfig, SourceKind};
+use crate::store::StreamWriter;
+use crossbeam_channel::{Sender, TrySendError};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Access units buffered between the pipeline and the recorder (about 10 s at 30 fps).
+const QUEUE_CAPACITY: usize = 300;
+/// A session that delivered media for this long resets the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+pub struct CameraHandle {
+    pub status: Arc<CameraStatus>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CameraHandle {
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn spawn_camera(
+    cam: CameraConfig,
+    writer: StreamWriter,
+    clock: SharedClock,
+    shutdown: Shutdown,
+) -> CameraHandle {
+    let status = Arc::new(CameraStatus::new(&cam.name));
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+    let recorder = Recorder::new(writer, status.clone(), clock, cam.fragment_duration.0);
+    let rec = std::thread::Builder::new()
+        .name(format!("rec-{}", cam.name))
+        .spawn(move || recorder.run(rx))
+        .expect("spawn recorder thread");
+    let st = status.clone();
+    let sup = std::thread::Builder::new()
+        .name(format!("cam-{}", cam.name))
+        .spawn(move || supervise(cam, st, tx, shutdown))
+        .expect("spawn supervisor thread");
+    CameraHandle {
+        status,
+        threads: vec![sup, rec],
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Finished,
+    Retry(String),
+}
+
+fn supervise(cam: CameraConfig, status: Arc<CameraStatus>, tx: Sender<CaptureEvent>, shutdown: Shutdown) {
+    let mut backoff = Backoff::default();
+    let mut session = 0u64;
+    loop {
+        if shutdown.is_triggered() {
+            break;
+        }
+        session += 1;
+        Counters::inc(&status.counters.sessions);
+        status.set(CameraState::Starting, "connecting");
+        let started = Instant::now();
+        let _ = tx.send(CaptureEvent::SessionStart { session });
+        let (end, streamed) = run_session(&cam, &status, &tx, &shutdown, session);
+        let _ = tx.send(CaptureEvent::SessionEnd { session });
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Finished => {
+                status.set(CameraState::Stopped, "source finished (end of file)");
+                break;
+            }
+            SessionEnd::Retry(reason) => {
+                if streamed && started.elapsed() >= HEALTHY_SESSION {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                let (state, _) = status.state();
+                let next = if state == CameraState::Failed { CameraState::Failed } else { CameraState::Backoff };
+                status.set(next, format!("{reason}; retrying in {:.1} s", delay.as_secs_f64()));
+                if shutdown.wait(delay) {
+                    break;
+                }
+            }
+        }
+    }
+    status.set(CameraState::Stopped, "stopped");
+}
+
+/// Runs one pipeline until it fails, stalls, finishes or shutdown. Returns whether media flowed.
+fn run_session(
+    cam: &CameraConfig,
+    status: &Arc<CameraStatus>,
+    tx: &Sender<CaptureEvent>,
+    shutdown: &Shutdown,
+    session: u64,
+) -> (SessionEnd, bool) {
+    let built = match pipeline::build(cam) {
+        Ok(b) => b,
+        Err(e) => return (SessionEnd::Retry(e.to_string()), false),
+    };
+    let last_media = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    install_sink(&built.appsink, tx.clone(), status.clone(), session, last_media.clone(), started);
+
+    let pipeline = built.pipeline;
+    let end = watch(cam, status, tx, shutdown, session, &pipeline, &last_media, started);
+    let _ = pipeline.set_state(gst::State::Null);
+    (end, last_media.load(Ordering::Relaxed) > 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn watch(
+    cam: &CameraConfig,
+    status: &CameraStatus,
+    tx: &Sender<CaptureEvent>,
+    shutdown: &Shutdown,
+    session: u64,
+    pipeline: &gst::Pipeline,
+    last_media: &AtomicU64,
+    started: Instant,
+) -> SessionEnd {
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        return SessionEnd::Retry(format!("pipeline refused to start: {e}"));
+    }
+    let bus = pipeline.bus().expect("pipeline has a bus");
+    let stall = cam.stall_timeout.0;
+    // Connecting may legitimately take longer than a stall (RTSP handshake, DNS).
+    let first_media_deadline = stall + cam.source.connect_timeout();
+    let mut streaming = false;
+    loop {
+        if shutdown.is_triggered() {
+            return SessionEnd::Shutdown;
+        }
+        if status.take_write_failure() {
+            return SessionEnd::Retry("storage write failed".into());
+        }
+        let last = last_media.load(Ordering::Relaxed);
+        let now_ms = started.elapsed().as_millis() as u64;
+        if last == 0 {
+            if started.elapsed() > first_media_deadline {
+                return SessionEnd::Retry(format!(
+                    "no video within {:.0} s of connecting",
+                    first_media_deadline.as_secs_f64()
+                ));
+            }
+        } else {
+            if !streaming {
+                streaming = true;
+                status.set(CameraState::Streaming, "recording");
+            }
+            if now_ms.saturating_sub(last) > stall.as_millis() as u64 {
+                return SessionEnd::Retry(format!("stalled: no video for {}", humantime::format_duration(stall)));
+            }
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
+            continue;
+        };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Error(e) => {
+                let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                return SessionEnd::Retry(format!("{from}: {}", redact(&e.error().to_string())));
+            }
+            MessageView::Warning(w) => {
+                tracing::warn!(camera = %cam.name, "GStreamer warning: {}", redact(&w.error().to_string()));
+            }
+            MessageView::Eos(_) => {
+                if cam.source.kind == SourceKind::File && cam.source.loop_playback() {
+                    let _ = tx.send(CaptureEvent::LoopRestart { session });
+                    if let Err(e) = pipeline.seek_simple(
+                        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                        gst::ClockTime::ZERO,
+                    ) {
+                        return SessionEnd::Retry(format!("cannot loop the file: {e}"));
+                    }
+                } else if cam.source.kind == SourceKind::File {
+                    return SessionEnd::Finished;
+                } else {
+                    return SessionEnd::Retry("camera ended the stream".into());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// GStreamer error texts can carry the RTSP URL; strip userinfo from anything URL-like.
+fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(|w| if w.contains("://") { crate::probe::redact_url(w) } else { w.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Pushes every sample to the recorder without blocking the streaming thread: when the queue is
+/// full, the access unit is dropped, counted and logged, and the recorder resyncs at a key frame.
+fn install_sink(
+    appsink: &gst_app::AppSink,
+    tx: Sender<CaptureEvent>,
+    status: Arc<CameraStatus>,
+    session: u64,
+    last_media: Arc<AtomicU64>,
+    started: Instant,
+) {
+    let mut cache = None;
+    let gap = AtomicBool::new(false);
+    let mut last_drop_log: Option<Instant> = None;
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(mut au) = sample_to_au(&sample, &mut cache) else {
+                    Counters::inc(&status.counters.dropped_before_key);
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                last_media.store(started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+                Counters::inc(&status.counters.access_units);
+                au.after_gap = gap.load(Ordering::Relaxed);
+                match tx.try_send(CaptureEvent::Au { session, au }) {
+                    Ok(()) => gap.store(false, Ordering::Relaxed),
+                    Err(TrySendError::Full(_)) => {
+                        gap.store(true, Ordering::Relaxed);
+                        Counters::inc(&status.counters.dropped_queue_full);
+                        if last_drop_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            last_drop_log = Some(Instant::now());
+                            tracing::error!(
+                                camera = %status.name,
+                                dropped = Counters::get(&status.counters.dropped_queue_full),
+                                "storage is falling behind: dropping video until the next key frame"
+                            );
+                        }
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Err(gst::FlowError::Flushing),
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}

@@ -1,0 +1,78 @@
+//! `vidgest check`: the config file, then the environment it needs. Exit 0 only when both pass.
+
+use std::path::Path;
+use std::process::ExitCode;
+use vidgest::capture::{check_elements, required_elements};
+use vidgest::config::{Config, ConfigError, SourceKind};
+
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid { problems, .. }) => {
+            eprintln!("{}: {} problem(s)", path.display(), problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = gstreamer::init() {
+        problems.push(format!("GStreamer cannot start: {e}; run scripts/bootstrap"));
+    } else {
+        for (i, cam) in config.cameras.iter().enumerate() {
+            let missing = check_elements(&required_elements(&cam.source));
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "camera[{i}].source: GStreamer elements missing: {} (install the GStreamer plugin packages; scripts/bootstrap does)",
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
+    for (i, cam) in config.cameras.iter().enumerate() {
+        match cam.source.kind {
+            SourceKind::File => {
+                if let Some(p) = &cam.source.path {
+                    if !p.is_file() {
+                        problems.push(format!("camera[{i}].source.path: {} does not exist", p.display()));
+                    }
+                }
+            }
+            SourceKind::V4l2 => {
+                if let Some(d) = &cam.source.device {
+                    if !d.exists() {
+                        problems.push(format!("camera[{i}].source.device: {} does not exist", d.display()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = check_writable(&config.agent.data_dir) {
+        problems.push(format!("agent.data_dir: {} is not writable: {e}", config.agent.data_dir.display()));
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} camera(s), data in {})",
+            path.display(),
+            config.cameras.len(),
+            config.agent.data_dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}: {} problem(s)", path.display(), problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn check_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".vidgest-write-test");
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(&probe)
+}

@@ -1,0 +1,76 @@
+//! Command implementations (anyhow lives here and in main only).
+
+pub mod check;
+pub mod clip;
+pub mod fragments;
+
+use anyhow::Context;
+use std::path::Path;
+use std::process::ExitCode;
+use vidgest::config::{format_bytes, Config};
+use vidgest::store::{self, StoreReader};
+
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VIDGEST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // journald adds its own timestamps; plain lines without colour when not on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}
+
+/// Loads the config, printing every problem with its TOML path.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(anyhow::Error::from)
+}
+
+pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    vidgest::daemon::run(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn open_reader(config: &Config) -> anyhow::Result<StoreReader> {
+    let root = store::video_root(&config.agent.data_dir);
+    StoreReader::open(&root).with_context(|| format!("cannot open the video store in {}", root.display()))
+}
+
+pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    let stored = open_reader(&config)
+        .and_then(|r| Ok(r.streams()?))
+        .unwrap_or_default();
+    for cam in &config.cameras {
+        let s = stored.iter().find(|s| s.name == cam.name);
+        let (fragments, bytes) = s.map_or((0, 0), |s| (s.fragments, s.bytes));
+        let first = s.and_then(|s| s.first_producer_ns).map(vidgest::clock::format_rfc3339);
+        let last = s.and_then(|s| s.last_producer_end_ns).map(vidgest::clock::format_rfc3339);
+        let kind = format!("{:?}", cam.source.kind).to_lowercase();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": cam.name, "enabled": cam.enabled, "kind": kind,
+                    "fragments": fragments, "size_bytes": bytes,
+                    "first": first, "last": last,
+                })
+            );
+        } else {
+            println!(
+                "{:<16} {:<5} {:<8} {:>8} fragments {:>10}  {} .. {}",
+                cam.name,
+                kind,
+                if cam.enabled { "enabled" } else { "disabled" },
+                fragments,
+                format_bytes(bytes),
+                first.as_deref().unwrap_or("-"),
+                last.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

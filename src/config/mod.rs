@@ -1,0 +1,369 @@
+//! The TOML configuration: schema (serde, unknown keys rejected), defaults, and validation that
+//! names the TOML path of every problem (`camera[1].source.url: missing scheme`).
+
+mod units;
+mod validate;
+
+pub use units::{format_bytes, ByteSize, HumanDuration};
+pub use validate::{ConfigProblem, ConfigError};
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/vidgest/vidgest.toml";
+pub const DEFAULT_FRAGMENT_DURATION: Duration = Duration::from_secs(2);
+pub const MAX_FRAGMENT_DURATION: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    /// Identifies this device in records and object keys; defaults to the host name.
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Delete the oldest segments (of any camera) to make room.
+    DeleteOldest,
+    /// Keep what is stored and refuse new fragments (counted and logged).
+    DenyNew,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// fdatasync after every fragment, before its index row commits (default).
+    Fragment,
+    /// Leave flushing to the OS: faster, a power loss may lose the last seconds.
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Global byte budget for all cameras' video.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// Free space to keep on the data dir's file system.
+    #[serde(default = "default_min_free")]
+    pub min_free: ByteSize,
+    #[serde(default = "default_on_full")]
+    pub on_full: OnFull,
+    #[serde(default = "default_fsync")]
+    pub fsync: FsyncPolicy,
+    /// A segment file is closed when it reaches this size ...
+    #[serde(default = "default_segment_size")]
+    pub segment_size: ByteSize,
+    /// ... or this age; retention deletes whole segments.
+    #[serde(default = "default_segment_duration")]
+    pub segment_duration: HumanDuration,
+    /// How often age retention runs (byte budgets are enforced on every write).
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval: HumanDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: None,
+            min_free: default_min_free(),
+            on_full: default_on_full(),
+            fsync: default_fsync(),
+            segment_size: default_segment_size(),
+            segment_duration: default_segment_duration(),
+            retention_interval: default_retention_interval(),
+        }
+    }
+}
+
+fn default_min_free() -> ByteSize {
+    ByteSize(512 << 20)
+}
+fn default_on_full() -> OnFull {
+    OnFull::DeleteOldest
+}
+fn default_fsync() -> FsyncPolicy {
+    FsyncPolicy::Fragment
+}
+fn default_segment_size() -> ByteSize {
+    ByteSize(32 << 20)
+}
+fn default_segment_duration() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+fn default_retention_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_fragment_duration")]
+    pub fragment_duration: HumanDuration,
+    #[serde(default = "default_retention")]
+    pub retention: HumanDuration,
+    /// Per-camera byte budget (on top of the global one).
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// No media for this long means the camera is stalled and gets reconnected.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: HumanDuration,
+    pub source: SourceConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_fragment_duration() -> HumanDuration {
+    HumanDuration(DEFAULT_FRAGMENT_DURATION)
+}
+fn default_retention() -> HumanDuration {
+    HumanDuration(Duration::from_secs(72 * 3600))
+}
+fn default_stall_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Rtsp,
+    V4l2,
+    File,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    Tcp,
+    Udp,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    H264,
+    H265,
+}
+
+/// One table for every source kind (so unknown keys are reported with their path); which keys
+/// apply to which kind is checked in `validate`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    // rtsp
+    pub url: Option<String>,
+    pub transport: Option<RtspTransport>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub latency: Option<HumanDuration>,
+    // v4l2
+    pub device: Option<PathBuf>,
+    // file
+    pub path: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    pub loop_playback: Option<bool>,
+    pub realtime: Option<bool>,
+    // test
+    pub pattern: Option<String>,
+    pub codec: Option<VideoCodec>,
+    // v4l2 + test
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// Key-frame interval in frames when vidgest encodes (test, raw v4l2).
+    pub gop: Option<u32>,
+}
+
+// Hand-written so credentials never reach logs through `{:?}`.
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SourceConfig");
+        d.field("kind", &self.kind);
+        if let Some(url) = &self.url {
+            d.field("url", &crate::probe::redact_url(url));
+        }
+        if self.username.is_some() {
+            d.field("username", &"***");
+        }
+        if self.password.is_some() {
+            d.field("password", &"***");
+        }
+        d.field("path", &self.path)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceConfig {
+    pub fn transport(&self) -> RtspTransport {
+        self.transport.unwrap_or(RtspTransport::Tcp)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(10))
+    }
+    pub fn latency(&self) -> Duration {
+        self.latency.map(|d| d.0).unwrap_or(Duration::from_millis(200))
+    }
+    pub fn codec(&self) -> VideoCodec {
+        self.codec.unwrap_or(VideoCodec::H264)
+    }
+    pub fn width(&self) -> u32 {
+        self.width.unwrap_or(640)
+    }
+    pub fn height(&self) -> u32 {
+        self.height.unwrap_or(480)
+    }
+    pub fn fps(&self) -> u32 {
+        self.fps.unwrap_or(15)
+    }
+    pub fn gop(&self) -> u32 {
+        self.gop.unwrap_or_else(|| self.fps())
+    }
+    pub fn loop_playback(&self) -> bool {
+        self.loop_playback.unwrap_or(true)
+    }
+    pub fn realtime(&self) -> bool {
+        self.realtime.unwrap_or(true)
+    }
+    /// Credentials from the separate fields, else from the URL's userinfo.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        if let Some(user) = &self.username {
+            return Some((user.clone(), self.password.clone().unwrap_or_default()));
+        }
+        let url = self.url.as_deref()?;
+        let rest = url.split_once("://")?.1;
+        let authority = rest.split('/').next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        Some((percent_decode(u), percent_decode(p)))
+    }
+    /// The URL without userinfo (what GStreamer gets as `location`).
+    pub fn url_without_credentials(&self) -> Option<String> {
+        let url = self.url.as_deref()?;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Some(url.to_string());
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        Some(format!("{scheme}://{host}{path}"))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl CameraConfig {
+    /// Effective segment roll size: a quarter of the tightest budget, so retention always has
+    /// closed segments to delete before a budget is exceeded.
+    pub fn segment_size(&self, storage: &StorageConfig) -> u64 {
+        let mut size = storage.segment_size.0;
+        for budget in [self.max_bytes, storage.max_bytes].into_iter().flatten() {
+            size = size.min(budget.0 / 4);
+        }
+        size.max(64 << 10)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every problem carries its TOML path.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|e| e.with_file(path))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = validate::deserialize(text)?;
+        let problems = validate::validate(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: None,
+                problems,
+            })
+        }
+    }
+
+    pub fn device_id(&self) -> String {
+        self.agent.device_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "vidgest".into())
+        })
+    }
+
+    pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
+        self.cameras.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+data_dir = "/tmp/vidgest"
+[api]
+listen = "127.0.0.1:8080"
+[storage]
+max_bytes = "10GiB"
+on_full = "deny_new"
+[[camera]]
+name = "front"
+fragment_duration = "2s"
+retention = "72h"
+[camera.source]
+kind = "rtsp"
+url = "rtsp://admin:s3cret@127.0.0.1:8554/cam"
+[[camera]]
+name = "lab"
+[camera.source]
+kind = "test"
+codec = "h265"
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    Config::parse(text)
+        .expect_err("config should be rejected")
+        .problems()
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn parses_the_contract_with_defaults() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.cameras.len(), 2);
+    assert_eq!(c.storage.on_full, OnFull::DenyNew);
+    assert_eq!(c.storage.max_bytes, Some(ByteSize(10 << 30)));
+    let lab = c.camera("lab").unwrap();
+    assert_eq!(lab.fragment_duration.0, Duration::from_secs(2));
+    assert_eq!(lab.retention.0, Duration::from_secs(72 * 3600));
+    assert_eq!(lab.source.codec(), VideoCodec::H265);
+    let front = c.camera("front").unwrap();
+    assert_eq!(
+        front.source.credentials(),
+        Some(("admin".into(), "s3cret".into()))
+    );
+    assert_eq!(
+        front.source.url_without_credentials().unwrap(),
+        "rtsp://127.0.0.1:8554/cam"
+    );
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let text = GOOD.replace("url = ", "urll = \"x\"\nurl = ");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("camera[0].source"), "{p:?}");
+    assert!(p[0].contains("urll"), "{p:?}");
+}
+
+#[test]
+fn bad_value_names_its_path() {
+    let text = GOOD.replace("retention = \"72h\"", "retention = \"soon\"");
+    let p = problems(&text);
+    assert!(p[0].starts_with("camera[0].retention: invalid duration `soon`"), "{p:?}");
+    let text = GOOD.replace("kind = \"test\"", "kind = \"webcam\"");
+    let p = problems(&text);
+    assert!(p[0].starts_with("camera[1].source.kind"), "{p:?}");
+}
+
+#[test]
+fn semantic_problems_are_all_reported_with_paths() {
+    let text = r#"
+[agent]
+data_dir = "/d"
+[[camera]]
+name = "a"
+fragment_duration = "11s"
+retention = "30m"
+[camera.source]
+kind = "test"
+[[camera]]
+name = "a"
+[camera.source]
+kind = "rtsp"
+url = "user:pw@127.0.0.1/cam"
+path = "/x.mp4"
+"#;
+    let p = problems(text);
+    assert!(p.contains(&"camera[0].fragment_duration: 11s is out of range: 500ms ..= 10s".to_string()), "{p:?}");
+    assert!(p.iter().any(|x| x.starts_with("camera[0].retention:")), "{p:?}");
+    assert!(p.contains(&"camera[1].name: duplicate camera name `a`".to_string()), "{p:?}");
+    assert!(p.iter().any(|x| x.starts_with("camera[1].source.url: missing scheme")), "{p:?}");
+    assert!(p.contains(&"camera[1].source.path: not used by kind = \"rtsp\"".to_string()), "{p:?}");
+    // The password in the bad URL is never echoed.
+    assert!(!p.iter().any(|x| x.contains("pw@")), "{p:?}");
+}
+
+#[test]
+fn credentials_never_show_in_debug_output() {
+    let c = Config::parse(GOOD).unwrap();
+    let dbg = format!("{:?}", c);
+    assert!(!dbg.contains("s3cret"), "{dbg}");
+    assert!(!dbg.contains("admin"), "{dbg}");
+}
+
+#[test]
+fn missing_required_sections() {
+    let p = problems("[[camera]]\nname = \"x\"\n");
+    assert!(p[0].contains("agent"), "{p:?}");
+    let p = problems("[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"rtsp\"\n");
+    assert_eq!(p, vec!["camera[0].source.url: required for kind = \"rtsp\"".to_string()]);
+}
+
+#[test]
+fn segment_size_follows_tight_budgets() {
+    let c = Config::parse(GOOD).unwrap();
+    let mut cam = c.cameras[0].clone();
+    assert_eq!(cam.segment_size(&c.storage), 32 << 20);
+    cam.max_bytes = Some(ByteSize(40 << 20));
+    assert_eq!(cam.segment_size(&c.storage), 10 << 20);
+}

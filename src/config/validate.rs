@@ -1,0 +1,258 @@
+//! Parsing with TOML paths in errors, and the semantic checks serde cannot express.
+
+use super::{Config, SourceKind, MAX_FRAGMENT_DURATION};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in a config file, at a TOML path like `camera[1].source.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}", file_prefix(file), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        file: Option<PathBuf>,
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+fn file_prefix(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(f) => format!("invalid config {}:\n", f.display()),
+        None => String::new(),
+    }
+}
+
+impl ConfigError {
+    pub fn with_file(self, path: &Path) -> Self {
+        match self {
+            ConfigError::Invalid { problems, .. } => ConfigError::Invalid {
+                file: Some(path.to_path_buf()),
+                problems,
+            },
+            other => other,
+        }
+    }
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// serde + toml with the path of the failing key (serde_path_to_error), plus the line number.
+pub(super) fn deserialize(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let mut message = inner.message().trim().to_string();
+        if let Some(line) = line {
+            message.push_str(&format!(" (line {line})"));
+        }
+        let path = if path == "." || path.is_empty() {
+            "(top level)".into()
+        } else {
+            path
+        };
+        ConfigError::Invalid {
+            file: None,
+            problems: vec![ConfigProblem { path, message }],
+        }
+    })
+}
+
+pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let mut add = |path: String, message: String| problems.push(ConfigProblem { path, message });
+
+    if config.agent.data_dir.as_os_str().is_empty() {
+        add("agent.data_dir".into(), "must not be empty".into());
+    }
+    if let Some(id) = &config.agent.device_id {
+        if !is_name(id) {
+            add(
+                "agent.device_id".into(),
+                format!("`{id}` may only contain letters, digits, `-`, `_` and `.` (1..64)"),
+            );
+        }
+    }
+    if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
+        add(
+            "api.listen".into(),
+            format!("`{}` is not an address like 127.0.0.1:8080", config.api.listen),
+        );
+    }
+    let st = &config.storage;
+    if st.segment_size.0 < (1 << 20) {
+        add("storage.segment_size".into(), "must be at least 1MiB".into());
+    }
+    if st.segment_duration.0 < Duration::from_secs(10) {
+        add("storage.segment_duration".into(), "must be at least 10s".into());
+    }
+    if st.retention_interval.0 < Duration::from_millis(100) {
+        add("storage.retention_interval".into(), "must be at least 100ms".into());
+    }
+
+    let mut names = HashSet::new();
+    for (i, cam) in config.cameras.iter().enumerate() {
+        let at = |field: &str| format!("camera[{i}].{field}");
+        if !is_name(&cam.name) {
+            add(
+                at("name"),
+                format!(
+                    "`{}` may only contain letters, digits, `-`, `_` and `.` (1..64 characters)",
+                    cam.name
+                ),
+            );
+        } else if !names.insert(cam.name.clone()) {
+            add(at("name"), format!("duplicate camera name `{}`", cam.name));
+        }
+        let fd = cam.fragment_duration.0;
+        if fd < Duration::from_millis(500) || fd > MAX_FRAGMENT_DURATION {
+            add(
+                at("fragment_duration"),
+                format!("{} is out of range: 500ms ..= 10s", cam.fragment_duration),
+            );
+        }
+        let r = cam.retention.0;
+        if r < Duration::from_secs(3600) || r > Duration::from_secs(10 * 366 * 86400) {
+            add(
+                at("retention"),
+                format!("{} is out of range: 1h ..= 10 years", cam.retention),
+            );
+        }
+        if let Some(b) = cam.max_bytes {
+            if b.0 < (4 << 20) {
+                add(at("max_bytes"), "must be at least 4MiB".into());
+            }
+        }
+        if cam.stall_timeout.0 < Duration::from_secs(1) {
+            add(at("stall_timeout"), "must be at least 1s".into());
+        }
+        validate_source(&cam.source, &|f| at(&format!("source.{f}")), &mut add);
+    }
+    problems
+}
+
+fn validate_source(
+    s: &super::SourceConfig,
+    at: &dyn Fn(&str) -> String,
+    add: &mut impl FnMut(String, String),
+) {
+    let kind = format!("{:?}", s.kind).to_lowercase();
+    let mut not_for = |field: &str, present: bool| {
+        if present {
+            add(at(field), format!("not used by kind = \"{kind}\""));
+        }
+    };
+    let rtsp = s.kind == SourceKind::Rtsp;
+    let file = s.kind == SourceKind::File;
+    let v4l2 = s.kind == SourceKind::V4l2;
+    let test = s.kind == SourceKind::Test;
+    not_for("url", !rtsp && s.url.is_some());
+    not_for("transport", !rtsp && s.transport.is_some());
+    not_for("username", !rtsp && s.username.is_some());
+    not_for("password", !rtsp && s.password.is_some());
+    not_for("connect_timeout", !rtsp && s.connect_timeout.is_some());
+    not_for("latency", !rtsp && s.latency.is_some());
+    not_for("device", !v4l2 && s.device.is_some());
+    not_for("path", !file && s.path.is_some());
+    not_for("loop", !file && s.loop_playback.is_some());
+    not_for("realtime", !file && s.realtime.is_some());
+    not_for("pattern", !test && s.pattern.is_some());
+    not_for("codec", !test && s.codec.is_some());
+    not_for("width", !(test || v4l2) && s.width.is_some());
+    not_for("height", !(test || v4l2) && s.height.is_some());
+    not_for("fps", !(test || v4l2) && s.fps.is_some());
+    not_for("gop", !(test || v4l2) && s.gop.is_some());
+
+    match s.kind {
+        SourceKind::Rtsp => match s.url.as_deref() {
+            None => add(at("url"), "required for kind = \"rtsp\"".into()),
+            Some(url) => {
+                if let Err(msg) = check_rtsp_url(url) {
+                    add(at("url"), msg);
+                }
+            }
+        },
+        SourceKind::File => {
+            if s.path.is_none() {
+                add(at("path"), "required for kind = \"file\"".into());
+            }
+        }
+        SourceKind::V4l2 => {
+            if s.device.is_none() {
+                add(at("device"), "required for kind = \"v4l2\" (e.g. \"/dev/video0\")".into());
+            }
+        }
+        SourceKind::Test => {}
+    }
+    if s.password.is_some() && s.username.is_none() {
+        add(at("password"), "given without username".into());
+    }
+    for (field, value, lo, hi) in [
+        ("width", s.width, 16, 7680),
+        ("height", s.height, 16, 4320),
+        ("fps", s.fps, 1, 120),
+        ("gop", s.gop, 1, 1200),
+    ] {
+        if let Some(v) = value {
+            if v < lo || v > hi {
+                add(at(field), format!("{v} is out of range: {lo} ..= {hi}"));
+            }
+        }
+    }
+}
+
+/// Checks shape only; never echoes credentials back.
+fn check_rtsp_url(url: &str) -> Result<(), String> {
+    let shown = crate::probe::redact_url(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("missing scheme in `{shown}`: write rtsp://host[:port]/path"));
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "rtsp" | "rtsps" | "rtspt") {
+        return Err(format!("unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"));
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err(format!("missing host in `{shown}`"));
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':') {
+        if !host_port.ends_with(']') && port.parse::<u16>().is_err() {
+            return Err(format!("invalid port `{port}` in `{shown}`"));
+        }
+    }
+    Ok(())
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !s.starts_with('.')
+}

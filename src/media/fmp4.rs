@@ -1,0 +1,635 @@
+//! Fragmented MP4 (CMAF-style): one init segment (ftyp+moov) per codec configuration, then
+//! self-contained moof+mdat fragments, each starting with a key frame.
+
+use super::{Codec, CodecConfig, MediaError};
+use mp4_atom::{
+    Atom, Avc1, DecodeAtom, DecodeMaybe, Dinf, Dref, Encode, FourCC, Ftyp, Header, Hdlr, Hvc1, Mdat, Mdhd,
+    Mfhd, Moof, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun, TrunEntry, Url,
+    Visual, Vmhd,
+};
+
+pub const TIMESCALE: u32 = 90_000;
+const TRACK_ID: u32 = 1;
+
+/// sample_depends_on = 2: the sample does not depend on others (I picture).
+const FLAGS_KEY: u32 = 0x0200_0000;
+/// sample_depends_on = 1 plus sample_is_non_sync_sample.
+const FLAGS_NON_KEY: u32 = 0x0100_0000;
+const SAMPLE_IS_NON_SYNC: u32 = 0x0001_0000;
+
+/// ftyp (major "iso6"/cmfc-ish brands, compatible iso6, cmfc, mp41, avc1/hvc1 as apt) + moov with
+/// one video track (track id 1, timescale TIMESCALE, avc1+avcC or hvc1+hvcC sample entry,
+/// width/height, empty stts/stsc/stsz/stco, mvex/trex).
+pub fn init_segment(cfg: &CodecConfig) -> Result<Vec<u8>, MediaError> {
+    let bad_size = || MediaError::InvalidDimensions {
+        width: cfg.width,
+        height: cfg.height,
+    };
+    let width = u16::try_from(cfg.width).map_err(|_| bad_size())?;
+    let height = u16::try_from(cfg.height).map_err(|_| bad_size())?;
+
+    let visual = Visual {
+        data_reference_index: 1,
+        width,
+        height,
+        ..Default::default()
+    };
+    let entry: mp4_atom::Codec = match cfg.codec {
+        Codec::H264 => Avc1 {
+            visual,
+            avcc: cfg.avcc()?,
+            ..Default::default()
+        }
+        .into(),
+        Codec::H265 => Hvc1 {
+            visual,
+            hvcc: cfg.hvcc()?,
+            ..Default::default()
+        }
+        .into(),
+    };
+
+    let codec_brand = match cfg.codec {
+        Codec::H264 => b"avc1",
+        Codec::H265 => b"hvc1",
+    };
+    let ftyp = Ftyp {
+        major_brand: b"iso6".into(),
+        minor_version: 0,
+        compatible_brands: [b"iso6", b"cmfc", b"mp41", codec_brand]
+            .into_iter()
+            .map(FourCC::from)
+            .collect(),
+    };
+    let mvhd = Mvhd {
+        timescale: TIMESCALE,
+        rate: 1.into(),
+        volume: 1.into(),
+        next_track_id: TRACK_ID + 1,
+        ..Default::default()
+    };
+    let tkhd = Tkhd {
+        track_id: TRACK_ID,
+        enabled: true,
+        width: width.into(),
+        height: height.into(),
+        ..Default::default()
+    };
+    let mdhd = Mdhd {
+        timescale: TIMESCALE,
+        language: "und".into(),
+        ..Default::default()
+    };
+    let hdlr = Hdlr {
+        handler: b"vide".into(),
+        name: "VideoHandler".into(),
+    };
+    let dinf = Dinf {
+        dref: Dref {
+            urls: vec![Url::default()], // empty location = media in this file
+        },
+    };
+    let stbl = Stbl {
+        stsd: Stsd {
+            codecs: vec![entry],
+        },
+        stco: Some(Stco::default()),
+        ..Default::default()
+    };
+    let mvex = Mvex {
+        mehd: None,
+        trex: vec![Trex {
+            track_id: TRACK_ID,
+            default_sample_description_index: 1,
+            ..Default::default()
+        }],
+    };
+
+    // The containers (moov/trak/mdia/minf) are assembled here rather than from mp4-atom's Moov
+    // struct because mp4-atom writes children in a fixed order that is unconventional: vmhd after
+    // stbl (ISO 14496-12 §6.3.4 wants media headers first) and mvex before trak. Every leaf box
+    // is still encoded by mp4-atom. mp4-atom also cannot set tkhd's track_in_movie flag or
+    // vmhd's mandatory flags=1, so those two are patched after encoding.
+    let minf = container(
+        b"minf",
+        &[with_flags(encode(&Vmhd::default())?, 1), encode(&dinf)?, encode(&stbl)?],
+    );
+    let mdia = container(b"mdia", &[encode(&mdhd)?, encode(&hdlr)?, minf]);
+    // track_enabled | track_in_movie
+    let trak = container(b"trak", &[with_flags(encode(&tkhd)?, 0x3), mdia]);
+    let moov = container(b"moov", &[encode(&mvhd)?, trak, encode(&mvex)?]);
+
+    let mut out = encode(&ftyp)?;
+    out.extend_from_slice(&moov);
+    Ok(out)
+}
+
+pub struct Sample<'a> {
+    /// Length-prefixed NAL units (AVCC/HVCC format), as GStreamer gives them.
+    pub data: &'a [u8],
+    /// In TIMESCALE ticks.
+    pub duration: u32,
+    pub is_key: bool,
+    /// pts - dts in ticks, usually 0.
+    pub composition_offset: i32,
+}
+
+/// One moof + mdat. sequence_number goes in mfhd; base_decode_time in tfdt (version 1, 64-bit).
+/// trun carries per-sample size/duration/flags (and composition offsets when any is non-zero,
+/// trun version 1), data_offset pointing into the mdat.
+pub fn fragment(
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Result<Vec<u8>, MediaError> {
+    if samples.is_empty() {
+        return Err(MediaError::EmptyFragment);
+    }
+    let any_cts = samples.iter().any(|s| s.composition_offset != 0);
+    let entries = samples
+        .iter()
+        .enumerate()
+        .map(|(index, s)| {
+            let size = u32::try_from(s.data.len()).map_err(|_| MediaError::SampleTooLarge {
+                index,
+                len: s.data.len(),
+            })?;
+            Ok(TrunEntry {
+                duration: Some(s.duration),
+                size: Some(size),
+                flags: Some(if s.is_key { FLAGS_KEY } else { FLAGS_NON_KEY }),
+                cts: any_cts.then_some(s.composition_offset),
+            })
+        })
+        .collect::<Result<Vec<_>, MediaError>>()?;
+
+    let mut moof = Moof {
+        mfhd: Mfhd { sequence_number },
+        traf: vec![Traf {
+            tfhd: Tfhd {
+                track_id: TRACK_ID,
+                default_base_is_moof: true,
+                ..Default::default()
+            },
+            tfdt: Some(Tfdt {
+                base_media_decode_time: base_decode_time,
+            }),
+            trun: vec![Trun {
+                data_offset: Some(0),
+                entries,
+            }],
+            ..Default::default()
+        }],
+    };
+    // With default-base-is-moof the offset counts from the moof's first byte; the samples start
+    // right after the moof and the 8-byte mdat header. The offset field has a fixed size, so
+    // measuring with a placeholder is exact.
+    let moof_len = encode(&moof)?.len();
+    moof.traf[0].trun[0].data_offset = Some(to_i32(moof_len as i64 + 8)?);
+
+    let payload: Vec<u8> = samples.iter().flat_map(|s| s.data).copied().collect();
+    let mut out = Vec::with_capacity(moof_len + 16 + payload.len());
+    moof.encode(&mut out)?;
+    Mdat { data: payload }.encode(&mut out)?;
+    Ok(out)
+}
+
+/// Parsed facts about one stored fragment (moof+mdat bytes as written by [`fragment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentInfo {
+    pub sequence_number: u32,
+    pub base_decode_time: u64,
+    pub sample_count: u32,
+    /// Sum of the sample durations, in TIMESCALE ticks.
+    pub duration: u64,
+    pub first_is_key: bool,
+}
+
+/// Reads and checks a fragment: one moof with one traf, followed by an mdat holding all samples.
+pub fn inspect_fragment(bytes: &[u8]) -> Result<FragmentInfo, MediaError> {
+    let (moof, _) = read_moof(bytes)?;
+    let traf = single_traf(&moof)?;
+    let tfdt = traf.tfdt.as_ref().ok_or_else(|| invalid("traf has no tfdt"))?;
+    let tfhd = &traf.tfhd;
+    let entries = || traf.trun.iter().flat_map(|t| &t.entries);
+
+    let mut duration = 0u64;
+    let mut data_len = 0u64;
+    for e in entries() {
+        let d = e.duration.or(tfhd.default_sample_duration);
+        duration += u64::from(d.ok_or_else(|| invalid("sample without duration"))?);
+        let s = e.size.or(tfhd.default_sample_size);
+        data_len += u64::from(s.ok_or_else(|| invalid("sample without size"))?);
+    }
+    let first = entries().next().ok_or_else(|| invalid("no samples"))?;
+    let first_flags = first.flags.or(tfhd.default_sample_flags);
+    let sample_count = entries().count();
+
+    // The sample data must lie inside the mdat that follows the moof.
+    let data_start = traf.trun[0]
+        .data_offset
+        .ok_or_else(|| invalid("trun without data offset"))?;
+    let data_start = u64::try_from(data_start).unwrap_or(0);
+    let data_end = data_start + data_len;
+    let mdat = mdat_body_range(bytes)?;
+    if data_start < mdat.start as u64 || data_end > mdat.end as u64 {
+        return Err(invalid(format!(
+            "sample data {data_start}..{data_end} is outside the mdat body {mdat:?}"
+        )));
+    }
+
+    Ok(FragmentInfo {
+        sequence_number: moof.mfhd.sequence_number,
+        base_decode_time: tfdt.base_media_decode_time,
+        sample_count: sample_count as u32,
+        duration,
+        first_is_key: first_flags.is_some_and(|f| f & SAMPLE_IS_NON_SYNC == 0),
+    })
+}
+
+/// Copy of the fragment with tfdt replaced by `base_decode_time` and mfhd sequence by
+/// `sequence_number` (used when exporting clips: timestamps are rebased to start at 0).
+/// The mdat is copied verbatim; trun data offsets are shifted if the moof changes size.
+pub fn rewrite_fragment(
+    bytes: &[u8],
+    sequence_number: u32,
+    base_decode_time: u64,
+) -> Result<Vec<u8>, MediaError> {
+    let (mut moof, old_len) = read_moof(bytes)?;
+    single_traf(&moof)?;
+    moof.mfhd.sequence_number = sequence_number;
+    let traf = &mut moof.traf[0];
+    traf.tfdt = Some(Tfdt {
+        base_media_decode_time: base_decode_time,
+    });
+
+    // Our own fragments re-encode to the same size; a foreign one (tfdt v0, other trun layout)
+    // may not, and its moof-relative data offsets must follow the mdat.
+    let new_len = encode(&moof)?.len();
+    if new_len != old_len {
+        let traf = &mut moof.traf[0];
+        if traf.tfhd.base_data_offset.is_some() {
+            return Err(invalid("cannot relocate a fragment with an absolute base data offset"));
+        }
+        let delta = new_len as i64 - old_len as i64;
+        for trun in &mut traf.trun {
+            let off = trun
+                .data_offset
+                .ok_or_else(|| invalid("cannot relocate a trun without data offset"))?;
+            trun.data_offset = Some(to_i32(i64::from(off) + delta)?);
+        }
+    }
+
+    let mut out = Vec::with_capacity(bytes.len() + new_len - old_len.min(new_len));
+    moof.encode(&mut out)?;
+    out.extend_from_slice(&bytes[old_len..]);
+    Ok(out)
+}
+
+/// Decodes the leading moof; returns it with its encoded length.
+fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
+    let mut buf = bytes;
+    let header = Header::decode_maybe(&mut buf)?.ok_or_else(|| invalid("truncated box header"))?;
+    // decode_atom checks the box kind (plain `Moof::decode` would not).
+    if header.kind != Moof::KIND {
+        return Err(invalid(format!("starts with '{}', not 'moof'", header.kind)));
+    }
+    let moof = Moof::decode_atom(&header, &mut buf).map_err(|e| match e {
+        mp4_atom::Error::OutOfBounds => invalid("truncated moof"),
+        e => e.into(),
+    })?;
+    Ok((moof, bytes.len() - buf.len()))
+}
+
+/// Byte range of the mdat payload that directly follows the moof.
+fn mdat_body_range(bytes: &[u8]) -> Result<std::ops::Range<usize>, MediaError> {
+    let (_, moof_len) = read_moof(bytes)?;
+    let mut buf = &bytes[moof_len..];
+    let header = Header::decode_maybe(&mut buf)?.ok_or_else(|| invalid("no mdat after moof"))?;
+    if header.kind != Mdat::KIND {
+        return Err(invalid(format!("'{}' after moof, not 'mdat'", header.kind)));
+    }
+    let start = bytes.len() - buf.len();
+    let end = header.size.map_or(bytes.len(), |size| start + size);
+    if end > bytes.len() {
+        return Err(invalid(format!(
+            "mdat ends at byte {end} but the fragment has {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(start..end)
+}
+
+fn single_traf(moof: &Moof) -> Result<&Traf, MediaError> {
+    match moof.traf.as_slice() {
+        [traf] if !traf.trun.is_empty() => Ok(traf),
+        [_] => Err(invalid("traf has no trun")),
+        trafs => Err(invalid(format!("{} trafs, expected 1", trafs.len()))),
+    }
+}
+
+fn encode(atom: &impl Encode) -> Result<Vec<u8>, MediaError> {
+    let mut out = Vec::new();
+    atom.encode(&mut out)?;
+    Ok(out)
+}
+
+/// A plain container box around already-encoded children.
+fn container(kind: &[u8; 4], children: &[Vec<u8>]) -> Vec<u8> {
+    let size = 8 + children.iter().map(Vec::len).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(size as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    for child in children {
+        out.extend_from_slice(child);
+    }
+    out
+}
+
+/// Sets the 24-bit flags of an encoded full box (bytes 9..12: after size, type and version).
+fn with_flags(mut full_box: Vec<u8>, flags: u32) -> Vec<u8> {
+    full_box[9..12].copy_from_slice(&flags.to_be_bytes()[1..]);
+    full_box
+}
+
+fn to_i32(n: i64) -> Result<i32, MediaError> {
+    i32::try_from(n).map_err(|_| invalid(format!("data offset {n} out of range")))
+}
+
+fn invalid(msg: impl Into<String>) -> MediaError {
+    MediaError::InvalidFragment(msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::test_support::{
+        ffmpeg_decodes, ffprobe, is_key, stream, Stream, FRAMES, FRAME_TICKS, GOP, HEIGHT, WIDTH,
+    };
+    use mp4_atom::Decode;
+    use std::path::Path;
+
+    /// Children of a box body as (type, body) pairs.
+    fn boxes(mut body: &[u8]) -> Vec<(String, &[u8])> {
+        let mut out = Vec::new();
+        while !body.is_empty() {
+            let size = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+            let kind = String::from_utf8_lossy(&body[4..8]).into_owned();
+            out.push((kind, &body[8..size]));
+            body = &body[size..];
+        }
+        out
+    }
+
+    fn kinds(body: &[u8]) -> Vec<String> {
+        boxes(body).into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn child<'a>(body: &'a [u8], kind: &str) -> &'a [u8] {
+        let found = boxes(body).into_iter().find(|(k, _)| k == kind);
+        found.unwrap_or_else(|| panic!("no {kind} box")).1
+    }
+
+    /// One fragment per GOP, numbered from 1, decode times continuing from 0.
+    fn gop_fragments(s: &Stream, composition_offset: i32) -> Vec<Vec<u8>> {
+        let keys: Vec<usize> = (0..s.aus.len())
+            .filter(|&i| is_key(&s.config, &s.aus[i]))
+            .collect();
+        let expected: Vec<usize> = (0..FRAMES).step_by(GOP).collect();
+        assert_eq!(keys, expected, "encoder key frames");
+        s.aus
+            .chunks(GOP)
+            .enumerate()
+            .map(|(n, gop)| {
+                let samples: Vec<Sample> = gop
+                    .iter()
+                    .enumerate()
+                    .map(|(i, au)| Sample {
+                        data: au,
+                        duration: FRAME_TICKS,
+                        is_key: i == 0,
+                        composition_offset,
+                    })
+                    .collect();
+                let base = (n * GOP) as u64 * u64::from(FRAME_TICKS);
+                fragment(n as u32 + 1, base, &samples).unwrap()
+            })
+            .collect()
+    }
+
+    fn write_file(dir: &Path, name: &str, init: &[u8], fragments: &[Vec<u8>]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, [init.to_vec(), fragments.concat()].concat()).unwrap();
+        path
+    }
+
+    /// Checks ffprobe's view: codec, size, and one packet per frame at the expected times, key
+    /// flags exactly on the first packet of each fragment; then a full ffmpeg decode.
+    fn assert_plays(path: &Path, codec: Codec, frames: usize, first_dts: i64, cts: i64) {
+        let probe = ffprobe(path);
+        let st = &probe["streams"][0];
+        let name = match codec {
+            Codec::H264 => "h264",
+            Codec::H265 => "hevc",
+        };
+        assert_eq!(st["codec_name"], name, "{st}");
+        assert_eq!((st["width"].as_u64(), st["height"].as_u64()), (Some(WIDTH.into()), Some(HEIGHT.into())));
+        let packets = probe["packets"].as_array().unwrap();
+        assert_eq!(packets.len(), frames);
+        for (i, p) in packets.iter().enumerate() {
+            let dts = first_dts + i as i64 * i64::from(FRAME_TICKS);
+            assert_eq!(p["dts"].as_i64(), Some(dts), "packet {i}: {p}");
+            assert_eq!(p["pts"].as_i64(), Some(dts + cts), "packet {i}: {p}");
+            assert_eq!(p["duration"].as_i64(), Some(FRAME_TICKS.into()), "packet {i}");
+            let key = p["flags"].as_str().unwrap().starts_with('K');
+            assert_eq!(key, i % GOP == 0, "key flag of packet {i}: {p}");
+        }
+        ffmpeg_decodes(path);
+    }
+
+    fn fragments_play(codec: Codec) {
+        let s = stream(codec);
+        let dir = tempfile::tempdir().unwrap();
+        let init = init_segment(&s.config).unwrap();
+        let frags = gop_fragments(s, 0);
+        assert_eq!(frags.len(), 3);
+        for (n, f) in frags.iter().enumerate() {
+            let info = inspect_fragment(f).unwrap();
+            let expected = FragmentInfo {
+                sequence_number: n as u32 + 1,
+                base_decode_time: (n * GOP) as u64 * 3000,
+                sample_count: GOP as u32,
+                duration: GOP as u64 * 3000,
+                first_is_key: true,
+            };
+            assert_eq!(info, expected);
+        }
+        assert_plays(&write_file(dir.path(), "all.mp4", &init, &frags), codec, FRAMES, 0, 0);
+
+        // Export the last two fragments as a clip starting at 0.
+        let clip: Vec<Vec<u8>> = frags[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let base = inspect_fragment(f).unwrap().base_decode_time - (GOP as u64 * 3000);
+                rewrite_fragment(f, i as u32 + 1, base).unwrap()
+            })
+            .collect();
+        for (i, (new, old)) in clip.iter().zip(&frags[1..]).enumerate() {
+            let info = inspect_fragment(new).unwrap();
+            assert_eq!(info.sequence_number, i as u32 + 1);
+            assert_eq!(info.base_decode_time, (i * GOP) as u64 * 3000);
+            // Same layout: only the two numbers changed, the mdat is untouched.
+            assert_eq!(new.len(), old.len());
+            let moof_len = read_moof(old).unwrap().1;
+            assert_eq!(new[moof_len..], old[moof_len..]);
+        }
+        let path = write_file(dir.path(), "clip.mp4", &init, &clip);
+        assert_plays(&path, codec, 2 * GOP, 0, 0);
+    }
+
+    #[test]
+    fn h264_fragments_play_and_rebase() {
+        fragments_play(Codec::H264);
+    }
+
+    #[test]
+    fn h265_fragments_play_and_rebase() {
+        fragments_play(Codec::H265);
+    }
+
+    #[test]
+    fn composition_offsets_shift_pts() {
+        let s = stream(Codec::H264);
+        let dir = tempfile::tempdir().unwrap();
+        let frags = gop_fragments(s, 6000);
+        let (moof, _) = read_moof(&frags[0]).unwrap();
+        let entries = &moof.traf[0].trun[0].entries;
+        assert!(entries.iter().all(|e| e.cts == Some(6000)));
+        let path = write_file(dir.path(), "cts.mp4", &init_segment(&s.config).unwrap(), &frags);
+        assert_plays(&path, Codec::H264, FRAMES, 0, 6000);
+    }
+
+    #[test]
+    fn rewrite_relocates_samples_when_the_moof_grows() {
+        let s = stream(Codec::H265);
+        let dir = tempfile::tempdir().unwrap();
+        let frag = &gop_fragments(s, 0)[0];
+        // A foreign-style fragment without tfdt: rewriting adds one, growing the moof.
+        let (mut moof, moof_len) = read_moof(frag).unwrap();
+        moof.traf[0].tfdt = None;
+        let shrunk_len = encode(&moof).unwrap().len();
+        moof.traf[0].trun[0].data_offset = Some(shrunk_len as i32 + 8);
+        let foreign = [encode(&moof).unwrap(), frag[moof_len..].to_vec()].concat();
+        assert!(inspect_fragment(&foreign).unwrap_err().to_string().contains("no tfdt"));
+
+        let fixed = rewrite_fragment(&foreign, 1, 0).unwrap();
+        assert_eq!(fixed, *frag, "rewriting restores the original layout");
+        let path = write_file(dir.path(), "fixed.mp4", &init_segment(&s.config).unwrap(), &[fixed]);
+        assert_plays(&path, Codec::H265, GOP, 0, 0);
+    }
+
+    #[test]
+    fn init_segment_layout() {
+        for codec in [Codec::H264, Codec::H265] {
+            let cfg = &stream(codec).config;
+            let init = init_segment(cfg).unwrap();
+            assert_eq!(kinds(&init), ["ftyp", "moov"]);
+            let ftyp = Ftyp::decode(&mut init.as_slice()).unwrap();
+            let brands: Vec<String> = ftyp.compatible_brands.iter().map(|b| b.to_string()).collect();
+            assert_eq!(ftyp.major_brand, b"iso6".into());
+            assert_eq!(brands, ["iso6", "cmfc", "mp41", codec.sample_entry()]);
+
+            let moov = child(&init, "moov");
+            assert_eq!(kinds(moov), ["mvhd", "trak", "mvex"]);
+            let trak = child(moov, "trak");
+            assert_eq!(kinds(trak), ["tkhd", "mdia"]);
+            assert_eq!(child(trak, "tkhd")[..4], [1, 0, 0, 3], "tkhd v1, enabled+in movie");
+            let mdia = child(trak, "mdia");
+            assert_eq!(kinds(mdia), ["mdhd", "hdlr", "minf"]);
+            let minf = child(mdia, "minf");
+            assert_eq!(kinds(minf), ["vmhd", "dinf", "stbl"]);
+            assert_eq!(child(minf, "vmhd")[..4], [0, 0, 0, 1], "vmhd flags = 1");
+            let stbl = child(minf, "stbl");
+            assert_eq!(kinds(stbl), ["stsd", "stts", "stsc", "stsz", "stco"]);
+            // stsd: version/flags + entry count, then the sample entry (78-byte visual header).
+            let (entry, body) = boxes(&child(stbl, "stsd")[8..]).remove(0);
+            assert_eq!(entry, codec.sample_entry());
+            let record_box = if codec == Codec::H264 { "avcC" } else { "hvcC" };
+            assert_eq!(child(&body[78..], record_box), cfg.record, "record copied verbatim");
+
+            // mp4-atom reads the whole thing back.
+            let m = mp4_atom::Moov::decode(&mut &init[init.len() - moov.len() - 8..]).unwrap();
+            assert_eq!(m.mvhd.timescale, TIMESCALE);
+            assert_eq!(m.trak[0].mdia.mdhd.timescale, TIMESCALE);
+            assert_eq!(m.trak[0].tkhd.width, (WIDTH as u16).into());
+            assert_eq!(m.mvex.unwrap().trex[0].track_id, 1);
+        }
+    }
+
+    #[test]
+    fn init_segment_rejects_bad_configs() {
+        let mut cfg = stream(Codec::H264).config.clone();
+        cfg.width = 70_000;
+        let err = init_segment(&cfg).unwrap_err();
+        assert!(matches!(err, MediaError::InvalidDimensions { .. }), "{err}");
+        let mut cfg = stream(Codec::H264).config.clone();
+        cfg.record.truncate(3);
+        let err = init_segment(&cfg).unwrap_err();
+        assert!(matches!(err, MediaError::InvalidRecord { .. }), "{err}");
+    }
+
+    #[test]
+    fn trun_layout() {
+        let data = [[0u8, 0, 0, 2, 0x65, 1], [0, 0, 0, 2, 0x41, 2], [0, 0, 0, 2, 0x41, 3]];
+        let samples: Vec<Sample> = data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Sample {
+                data: d,
+                duration: 3000 + i as u32,
+                is_key: i == 0,
+                composition_offset: 0,
+            })
+            .collect();
+        let bytes = fragment(7, 1 << 40, &samples).unwrap();
+        assert_eq!(kinds(&bytes), ["moof", "mdat"]);
+        let (moof, moof_len) = read_moof(&bytes).unwrap();
+        assert_eq!(kinds(child(&bytes, "moof")), ["mfhd", "traf"]);
+        assert_eq!(kinds(child(child(&bytes, "moof"), "traf")), ["tfhd", "tfdt", "trun"]);
+        let traf = &moof.traf[0];
+        assert!(traf.tfhd.default_base_is_moof);
+        assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, 1 << 40);
+        let trun = &traf.trun[0];
+        assert_eq!(trun.data_offset, Some(moof_len as i32 + 8));
+        let flags: Vec<_> = trun.entries.iter().map(|e| e.flags.unwrap()).collect();
+        assert_eq!(flags, [0x0200_0000, 0x0101_0000, 0x0101_0000]);
+        assert!(trun.entries.iter().all(|e| e.cts.is_none()), "no cts when all are 0");
+        assert_eq!(trun.entries[2].duration, Some(3002));
+        assert_eq!(child(&bytes, "mdat"), data.concat());
+        let info = inspect_fragment(&bytes).unwrap();
+        assert_eq!((info.sequence_number, info.sample_count, info.duration), (7, 3, 9003));
+
+        let err = fragment(1, 0, &[]).unwrap_err();
+        assert!(matches!(err, MediaError::EmptyFragment), "{err}");
+    }
+
+    #[test]
+    fn inspect_rejects_damaged_fragments() {
+        let s = stream(Codec::H264);
+        let frag = &gop_fragments(s, 0)[0];
+        let err = |bytes: &[u8]| inspect_fragment(bytes).unwrap_err().to_string();
+        assert!(err(&frag[..frag.len() - 1]).contains("mdat ends at byte"));
+        assert!(err(&frag[..100]).contains("truncated moof"));
+        assert!(err(&[]).contains("truncated box header"));
+        assert!(err(&init_segment(&s.config).unwrap()).contains("not 'moof'"));
+        let (moof, moof_len) = read_moof(frag).unwrap();
+        assert!(err(&frag[..moof_len]).contains("no mdat after moof"));
+        // A trun pointing past the mdat.
+        let mut bad = moof.clone();
+        bad.traf[0].trun[0].data_offset = Some(moof_len as i32 + 9);
+        let bad = [encode(&bad).unwrap(), frag[moof_len..].to_vec()].concat();
+        assert!(err(&bad).contains("outside the mdat body"));
+        assert!(rewrite_fragment(&frag[..100], 1, 0).is_err());
+    }
+}

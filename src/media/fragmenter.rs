@@ -1,0 +1,188 @@
+//! Groups access units into key-frame-aligned fragments of a target duration.
+//!
+//! A fragment is cut only in front of a key frame, once the pending run is at least the target
+//! long, or when the codec configuration changes. GOPs longer than the 10 s hard maximum cannot
+//! be cut without breaking decodability, so they are logged instead.
+
+use super::CodecConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One encoded picture on the media clock (nanoseconds, monotonic within a session).
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    /// Length-prefixed NAL units (AVCC / HVCC layout).
+    pub data: Vec<u8>,
+    pub pts_ns: u64,
+    pub dts_ns: u64,
+    pub is_key: bool,
+    pub config: Arc<CodecConfig>,
+}
+
+/// A completed run of access units; `durations_ns[i]` belongs to `samples[i]`.
+#[derive(Debug)]
+pub struct ReadyFragment {
+    pub samples: Vec<AccessUnit>,
+    /// DTS of the access unit after the last sample (exact end), or an estimate at session end.
+    pub end_dts_ns: u64,
+    pub config: Arc<CodecConfig>,
+}
+
+impl ReadyFragment {
+    pub fn start_dts_ns(&self) -> u64 {
+        self.samples[0].dts_ns
+    }
+    pub fn start_pts_ns(&self) -> u64 {
+        self.samples[0].pts_ns
+    }
+    pub fn duration_ns(&self) -> u64 {
+        self.end_dts_ns - self.start_dts_ns()
+    }
+}
+
+pub const MAX_FRAGMENT: Duration = Duration::from_secs(10);
+/// Frame duration assumed when a session ends after a single frame.
+const FALLBACK_FRAME_NS: u64 = 33_333_333;
+
+#[derive(Debug)]
+pub struct Fragmenter {
+    target_ns: u64,
+    pending: Vec<AccessUnit>,
+    warned_long_gop: bool,
+}
+
+impl Fragmenter {
+    pub fn new(target: Duration) -> Self {
+        Self {
+            target_ns: target.as_nanos() as u64,
+            pending: Vec::new(),
+            warned_long_gop: false,
+        }
+    }
+
+    /// Adds an access unit (the first of a session must be a key frame); returns the fragment
+    /// it completes, if any.
+    pub fn push(&mut self, au: AccessUnit) -> Option<ReadyFragment> {
+        let Some(first) = self.pending.first() else {
+            if au.is_key {
+                self.pending.push(au);
+            }
+            return None;
+        };
+        let elapsed = au.dts_ns.saturating_sub(first.dts_ns);
+        let config_changed = *au.config != *first.config;
+        if au.is_key && (elapsed >= self.target_ns || config_changed) {
+            let ready = self.take(au.dts_ns);
+            self.pending.push(au);
+            return ready;
+        }
+        if config_changed {
+            // New parameters without a key frame cannot be decoded with the old init: wait.
+            return None;
+        }
+        if elapsed > MAX_FRAGMENT.as_nanos() as u64 && !self.warned_long_gop {
+            self.warned_long_gop = true;
+            tracing::warn!(
+                elapsed_ms = elapsed / 1_000_000,
+                "no key frame for more than 10 s: fragments will exceed the 10 s maximum; lower the camera's GOP / I-frame interval"
+            );
+        }
+        self.pending.push(au);
+        None
+    }
+
+    /// Flushes the pending run at the end of a session.
+    pub fn finish(&mut self) -> Option<ReadyFragment> {
+        let n = self.pending.len();
+        let last = self.pending.last()?;
+        let frame = if n >= 2 {
+            (last.dts_ns - self.pending[0].dts_ns) / (n as u64 - 1)
+        } else {
+            FALLBACK_FRAME_NS
+        };
+        let end = last.dts_ns + frame.max(1);
+        self.take(end)
+    }
+
+    fn take(&mut self, end_dts_ns: u64) -> Option<ReadyFragment> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let samples = std::mem::take(&mut self.pending);
+        Some(ReadyFragment {
+            config: samples[0].config.clone(),
+            samples,
+            end_dts_ns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Codec;
+
+    fn cfg(tag: u8) -> Arc<CodecConfig> {
+        Arc::new(CodecConfig {
+            codec: Codec::H264,
+            width: 64,
+            height: 64,
+            record: vec![1, 0x42, 0, 0x1e, 0xff, 0xe0, 0, tag],
+        })
+    }
+
+    fn au(ms: u64, key: bool, c: &Arc<CodecConfig>) -> AccessUnit {
+        AccessUnit {
+            data: vec![0, 0, 0, 1, 0x65],
+            pts_ns: ms * 1_000_000,
+            dts_ns: ms * 1_000_000,
+            is_key: key,
+            config: c.clone(),
+        }
+    }
+
+    #[test]
+    fn cuts_at_first_key_frame_after_target() {
+        let c = cfg(0);
+        let mut f = Fragmenter::new(Duration::from_secs(2));
+        let mut out = Vec::new();
+        // 10 fps, key frame every 1.5 s, for 7 s.
+        for i in 0..70u64 {
+            if let Some(r) = f.push(au(i * 100, i % 15 == 0, &c)) {
+                out.push(r);
+            }
+        }
+        out.extend(f.finish());
+        let durs: Vec<u64> = out.iter().map(|r| r.duration_ns() / 1_000_000).collect();
+        // keys at 0, 1.5, 3.0, 4.5, 6.0 s: cuts at 3.0 and 6.0.
+        assert_eq!(durs, vec![3000, 3000, 1000]);
+        assert!(out.iter().all(|r| r.samples[0].is_key));
+        assert_eq!(out.iter().map(|r| r.samples.len()).sum::<usize>(), 70);
+    }
+
+    #[test]
+    fn drops_leading_non_key_frames() {
+        let c = cfg(0);
+        let mut f = Fragmenter::new(Duration::from_secs(1));
+        assert!(f.push(au(0, false, &c)).is_none());
+        assert!(f.push(au(100, true, &c)).is_none());
+        let r = f.finish().unwrap();
+        assert_eq!(r.samples.len(), 1);
+        assert_eq!(r.start_dts_ns(), 100_000_000);
+    }
+
+    #[test]
+    fn codec_change_cuts_early_at_the_next_key_frame() {
+        let (a, b) = (cfg(0), cfg(1));
+        let mut f = Fragmenter::new(Duration::from_secs(2));
+        assert!(f.push(au(0, true, &a)).is_none());
+        assert!(f.push(au(100, false, &a)).is_none());
+        // Non-key frame with new parameters is held back (not decodable with the old init).
+        assert!(f.push(au(200, false, &b)).is_none());
+        let r = f.push(au(300, true, &b)).expect("config change cuts");
+        assert_eq!(r.samples.len(), 2);
+        assert_eq!(r.end_dts_ns, 300_000_000);
+        assert_eq!(*r.config, *a);
+        assert_eq!(*f.finish().unwrap().config, *b);
+    }
+}

@@ -1,0 +1,6 @@
+//! Playback of stored video: clip export now; HLS and the KVS-compatible media APIs build on the
+//! same pieces later.
+
+mod clip;
+
+pub use clip::{plan_clip, write_clip_part, ClipError, ClipPart};

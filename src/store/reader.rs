@@ -1,0 +1,246 @@
+//! Read access to the store, usable from other processes (the CLI) while the daemon writes.
+
+use super::{segment_path, Result, StoreError, INDEX_FILE};
+use crate::clock::UnixNanos;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FragmentMeta {
+    pub stream: String,
+    pub fragment_number: u64,
+    pub producer_ns: UnixNanos,
+    pub server_ns: UnixNanos,
+    pub duration_ns: i64,
+    pub size: u64,
+    pub init_id: i64,
+    pub discontinuity: bool,
+    pub sample_count: u32,
+    #[serde(skip)]
+    pub(crate) segment_id: i64,
+    #[serde(skip)]
+    pub(crate) offset: u64,
+}
+
+impl FragmentMeta {
+    pub fn producer_end_ns(&self) -> UnixNanos {
+        self.producer_ns + self.duration_ns
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InitMeta {
+    pub id: i64,
+    pub codec: String,
+    pub codec_string: String,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamSummary {
+    pub name: String,
+    pub fragments: u64,
+    pub bytes: u64,
+    pub first_producer_ns: Option<UnixNanos>,
+    pub last_producer_end_ns: Option<UnixNanos>,
+}
+
+pub struct StoreReader {
+    root: PathBuf,
+    conn: Connection,
+}
+
+const FRAGMENT_COLS: &str = "fragment_number, producer_ns, server_ns, duration_ns, size, init_id,
+    discontinuity, sample_count, segment_id, offset";
+
+fn fragment_row(stream: &str, r: &Row) -> rusqlite::Result<FragmentMeta> {
+    Ok(FragmentMeta {
+        stream: stream.to_string(),
+        fragment_number: r.get::<_, i64>(0)? as u64,
+        producer_ns: r.get(1)?,
+        server_ns: r.get(2)?,
+        duration_ns: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        init_id: r.get(5)?,
+        discontinuity: r.get(6)?,
+        sample_count: r.get(7)?,
+        segment_id: r.get(8)?,
+        offset: r.get::<_, i64>(9)? as u64,
+    })
+}
+
+impl StoreReader {
+    /// Opens the store under `root` (`<data_dir>/video`) for reading.
+    pub fn open(root: &Path) -> Result<StoreReader> {
+        let db = root.join(INDEX_FILE);
+        if !db.exists() {
+            return Err(StoreError::NoStore(root.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| c.busy_timeout(Duration::from_secs(10)).map(|_| c))
+        .map_err(|e| StoreError::Index { path: db, source: e })?;
+        Ok(StoreReader {
+            root: root.to_path_buf(),
+            conn,
+        })
+    }
+
+    fn idx(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Index {
+            path: self.root.join(INDEX_FILE),
+            source: e,
+        }
+    }
+
+    fn stream_id(&self, stream: &str) -> Result<i64> {
+        self.conn
+            .query_row("SELECT id FROM streams WHERE name = ?1", [stream], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.idx(e))?
+            .ok_or_else(|| StoreError::UnknownStream(stream.to_string()))
+    }
+
+    pub fn streams(&self) -> Result<Vec<StreamSummary>> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT s.name, COALESCE(SUM(g.fragment_count), 0), COALESCE(SUM(g.bytes), 0),
+                        MIN(g.first_producer_ns), MAX(g.last_producer_end_ns)
+                 FROM streams s LEFT JOIN segments g ON g.stream_id = s.id
+                 GROUP BY s.id ORDER BY s.name",
+            )
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(StreamSummary {
+                    name: r.get(0)?,
+                    fragments: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                    first_producer_ns: r.get(3)?,
+                    last_producer_end_ns: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.idx(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+    }
+
+    /// Fragments whose producer start time is in `[start, end]`, oldest first (at most `limit`).
+    pub fn fragments(
+        &self,
+        stream: &str,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        limit: usize,
+    ) -> Result<Vec<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
+                   AND producer_ns >= ?2 AND producer_ns <= ?3
+                 ORDER BY fragment_number LIMIT ?4"
+            ))
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map(
+                params![
+                    id,
+                    start.unwrap_or(i64::MIN),
+                    end.unwrap_or(i64::MAX),
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| fragment_row(stream, r),
+            )
+            .map_err(|e| self.idx(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+    }
+
+    /// Fragments overlapping `[start, end]` (including one that began before `start`), for clips.
+    pub fn fragments_overlapping(
+        &self,
+        stream: &str,
+        start: UnixNanos,
+        end: UnixNanos,
+    ) -> Result<Vec<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
+                   AND producer_ns <= ?3 AND producer_ns + duration_ns > ?2
+                 ORDER BY fragment_number"
+            ))
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map(params![id, start, end], |r| fragment_row(stream, r))
+            .map_err(|e| self.idx(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+    }
+
+    pub fn fragment(&self, stream: &str, number: u64) -> Result<Option<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        self.conn
+            .query_row(
+                &format!("SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1 AND fragment_number = ?2"),
+                params![id, number as i64],
+                |r| fragment_row(stream, r),
+            )
+            .optional()
+            .map_err(|e| self.idx(e))
+    }
+
+    pub fn init(&self, init_id: i64) -> Result<InitMeta> {
+        self.conn
+            .query_row(
+                "SELECT id, codec, codec_string, width, height, data FROM inits WHERE id = ?1",
+                [init_id],
+                |r| {
+                    Ok(InitMeta {
+                        id: r.get(0)?,
+                        codec: r.get(1)?,
+                        codec_string: r.get(2)?,
+                        width: r.get(3)?,
+                        height: r.get(4)?,
+                        data: r.get(5)?,
+                    })
+                },
+            )
+            .map_err(|e| self.idx(e))
+    }
+
+    /// The moof + mdat bytes of a fragment.
+    pub fn read_fragment(&self, f: &FragmentMeta) -> Result<Vec<u8>> {
+        let path = segment_path(&self.root, &f.stream, f.segment_id);
+        let gone = || StoreError::FragmentGone {
+            stream: f.stream.clone(),
+            number: f.fragment_number,
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    what: "cannot open segment",
+                    path,
+                    source: e,
+                })
+            }
+        };
+        let mut buf = vec![0; f.size as usize];
+        file.seek(SeekFrom::Start(f.offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| StoreError::Io {
+                what: "cannot read fragment from segment",
+                path,
+                source: e,
+            })?;
+        Ok(buf)
+    }
+}
