@@ -127,11 +127,11 @@ fn make_auth(kind: AuthKind, user: &str, password: &str) -> rtsp_server::RTSPAut
     match kind {
         AuthKind::Basic => {
             auth.add_basic(&rtsp_server::RTSPAuth::make_basic(user, password), &token);
-            auth.set_supported_methods(gst_rtsp::RTSPAuthMethod::BASIC);
+            auth.set_supported_methods(gst_rtsp::RTSPAuthMethod::Basic);
         }
         AuthKind::Digest => {
             auth.add_digest(user, password, &token);
-            auth.set_supported_methods(gst_rtsp::RTSPAuthMethod::DIGEST);
+            auth.set_supported_methods(gst_rtsp::RTSPAuthMethod::Digest);
         }
     }
     auth

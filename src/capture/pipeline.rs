@@ -17,6 +17,11 @@ pub struct BuiltPipeline {
 const H264_CAPS: &str = "video/x-h264,stream-format=avc,alignment=au";
 const H265_CAPS: &str = "video/x-h265,stream-format=hvc1,alignment=au";
 
+/// A capsfilter in a launch description (bare caps cannot end a bin description).
+fn caps_element(caps: &str) -> String {
+    format!("capsfilter caps=\"{caps}\"")
+}
+
 /// GStreamer elements a source kind needs (for `vidgest check`).
 pub fn required_elements(source: &SourceConfig) -> Vec<&'static str> {
     let mut v = vec!["appsink", "capsfilter", "h264parse", "h265parse"];
@@ -78,10 +83,12 @@ pub fn build(cam: &CameraConfig) -> Result<BuiltPipeline, CaptureError> {
 fn encoder_description(codec: VideoCodec, gop: u32) -> String {
     match codec {
         VideoCodec::H264 => format!(
-            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0 ! h264parse ! {H264_CAPS}"
+            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0 ! h264parse ! {}",
+            caps_element(H264_CAPS)
         ),
         VideoCodec::H265 => format!(
-            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} option-string=scenecut=0:bframes=0 ! h265parse ! {H265_CAPS}"
+            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} option-string=scenecut=0:bframes=0 ! h265parse ! {}",
+            caps_element(H265_CAPS)
         ),
     }
 }
@@ -110,7 +117,7 @@ fn v4l2_description(s: &SourceConfig) -> String {
     let offers = v4l2_formats(&device);
     let v4l2 = format!("v4l2src device=\"{device}\"");
     if offers.iter().any(|f| f == "video/x-h264") {
-        format!("{v4l2} ! video/x-h264{dims} ! h264parse ! {H264_CAPS}")
+        format!("{v4l2} ! video/x-h264{dims} ! h264parse ! {}", caps_element(H264_CAPS))
     } else if offers.iter().any(|f| f == "image/jpeg") {
         format!(
             "{v4l2} ! image/jpeg{dims} ! jpegdec ! videoconvert ! video/x-raw,format=I420 ! {}",

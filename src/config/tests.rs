@@ -109,7 +109,7 @@ fn credentials_never_show_in_debug_output() {
 
 #[test]
 fn missing_required_sections() {
-    let p = problems("[[camera]]\nname = \"x\"\n");
+    let p = problems("[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"test\"\n");
     assert!(p[0].contains("agent"), "{p:?}");
     let p = problems("[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"rtsp\"\n");
     assert_eq!(p, vec!["camera[0].source.url: required for kind = \"rtsp\"".to_string()]);

@@ -230,7 +230,8 @@ fn validate_source(
 fn check_rtsp_url(url: &str) -> Result<(), String> {
     let shown = crate::probe::redact_url(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("missing scheme in `{shown}`: write rtsp://host[:port]/path"));
+        // Without a scheme the userinfo cannot be told apart reliably: echo nothing.
+        return Err("missing scheme: write rtsp://host[:port]/path".into());
     };
     if !matches!(scheme.to_ascii_lowercase().as_str(), "rtsp" | "rtsps" | "rtspt") {
         return Err(format!("unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"));

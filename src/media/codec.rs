@@ -76,7 +76,10 @@ impl CodecConfig {
         h.update(self.width.to_be_bytes());
         h.update(self.height.to_be_bytes());
         h.update(&self.record);
-        h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// NAL length size in bytes from the record (usually 4).
@@ -226,7 +229,8 @@ mod tests {
             c.general_constraint_indicator_flags = [0, 0, 0, 0, 0, 0];
         });
         assert_eq!(high.rfc6381(), "hvc1.A2.4.H150");
-        let mid_zero = hevc_record(|c| c.general_constraint_indicator_flags = [0x90, 0, 1, 0, 0, 0]);
+        let mid_zero =
+            hevc_record(|c| c.general_constraint_indicator_flags = [0x90, 0, 1, 0, 0, 0]);
         assert_eq!(mid_zero.rfc6381(), "hvc1.2.4.L123.90.0.1");
     }
 
@@ -241,7 +245,9 @@ mod tests {
         let err = h264(vec![1, 0x64, 0, 0x1f]).nal_length_size().unwrap_err();
         assert!(matches!(err, MediaError::InvalidRecord { .. }), "{err}");
         // Header only, no parameter sets.
-        let err = h264(vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]).avcc().unwrap_err();
+        let err = h264(vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0])
+            .avcc()
+            .unwrap_err();
         assert!(err.to_string().contains("no SPS or no PPS"), "{err}");
         assert_eq!(h264(vec![]).rfc6381(), "avc1");
         // An H.264 record labelled H.265.

@@ -3,9 +3,9 @@
 
 use super::{Codec, CodecConfig, MediaError};
 use mp4_atom::{
-    Atom, Avc1, DecodeAtom, DecodeMaybe, Dinf, Dref, Encode, FourCC, Ftyp, Header, Hdlr, Hvc1, Mdat, Mdhd,
-    Mfhd, Moof, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun, TrunEntry, Url,
-    Visual, Vmhd,
+    Atom, Avc1, DecodeAtom, DecodeMaybe, Dinf, Dref, Encode, FourCC, Ftyp, Hdlr, Header, Hvc1,
+    Mdat, Mdhd, Mfhd, Moof, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun,
+    TrunEntry, Url, Visual, Vmhd,
 };
 
 pub const TIMESCALE: u32 = 90_000;
@@ -14,12 +14,12 @@ const TRACK_ID: u32 = 1;
 /// sample_depends_on = 2: the sample does not depend on others (I picture).
 const FLAGS_KEY: u32 = 0x0200_0000;
 /// sample_depends_on = 1 plus sample_is_non_sync_sample.
-const FLAGS_NON_KEY: u32 = 0x0100_0000;
+const FLAGS_NON_KEY: u32 = 0x0100_0000 | SAMPLE_IS_NON_SYNC;
 const SAMPLE_IS_NON_SYNC: u32 = 0x0001_0000;
 
-/// ftyp (major "iso6"/cmfc-ish brands, compatible iso6, cmfc, mp41, avc1/hvc1 as apt) + moov with
-/// one video track (track id 1, timescale TIMESCALE, avc1+avcC or hvc1+hvcC sample entry,
-/// width/height, empty stts/stsc/stsz/stco, mvex/trex).
+/// ftyp (major "iso6"; compatible iso6, cmfc, mp41 and avc1/hvc1) + moov with one video track
+/// (track id 1, timescale TIMESCALE, avc1+avcC or hvc1+hvcC sample entry carrying the record
+/// unchanged, width/height, empty stts/stsc/stsz/stco, mvex/trex).
 pub fn init_segment(cfg: &CodecConfig) -> Result<Vec<u8>, MediaError> {
     let bad_size = || MediaError::InvalidDimensions {
         width: cfg.width,
@@ -112,7 +112,11 @@ pub fn init_segment(cfg: &CodecConfig) -> Result<Vec<u8>, MediaError> {
     // vmhd's mandatory flags=1, so those two are patched after encoding.
     let minf = container(
         b"minf",
-        &[with_flags(encode(&Vmhd::default())?, 1), encode(&dinf)?, encode(&stbl)?],
+        &[
+            with_flags(encode(&Vmhd::default())?, 1),
+            encode(&dinf)?,
+            encode(&stbl)?,
+        ],
     );
     let mdia = container(b"mdia", &[encode(&mdhd)?, encode(&hdlr)?, minf]);
     // track_enabled | track_in_movie
@@ -209,7 +213,10 @@ pub struct FragmentInfo {
 pub fn inspect_fragment(bytes: &[u8]) -> Result<FragmentInfo, MediaError> {
     let (moof, _) = read_moof(bytes)?;
     let traf = single_traf(&moof)?;
-    let tfdt = traf.tfdt.as_ref().ok_or_else(|| invalid("traf has no tfdt"))?;
+    let tfdt = traf
+        .tfdt
+        .as_ref()
+        .ok_or_else(|| invalid("traf has no tfdt"))?;
     let tfhd = &traf.tfhd;
     let entries = || traf.trun.iter().flat_map(|t| &t.entries);
 
@@ -269,7 +276,9 @@ pub fn rewrite_fragment(
     if new_len != old_len {
         let traf = &mut moof.traf[0];
         if traf.tfhd.base_data_offset.is_some() {
-            return Err(invalid("cannot relocate a fragment with an absolute base data offset"));
+            return Err(invalid(
+                "cannot relocate a fragment with an absolute base data offset",
+            ));
         }
         let delta = new_len as i64 - old_len as i64;
         for trun in &mut traf.trun {
@@ -280,7 +289,7 @@ pub fn rewrite_fragment(
         }
     }
 
-    let mut out = Vec::with_capacity(bytes.len() + new_len - old_len.min(new_len));
+    let mut out = Vec::with_capacity(new_len + bytes.len() - old_len);
     moof.encode(&mut out)?;
     out.extend_from_slice(&bytes[old_len..]);
     Ok(out)
@@ -292,7 +301,10 @@ fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
     let header = Header::decode_maybe(&mut buf)?.ok_or_else(|| invalid("truncated box header"))?;
     // decode_atom checks the box kind (plain `Moof::decode` would not).
     if header.kind != Moof::KIND {
-        return Err(invalid(format!("starts with '{}', not 'moof'", header.kind)));
+        return Err(invalid(format!(
+            "starts with '{}', not 'moof'",
+            header.kind
+        )));
     }
     let moof = Moof::decode_atom(&header, &mut buf).map_err(|e| match e {
         mp4_atom::Error::OutOfBounds => invalid("truncated moof"),
@@ -417,7 +429,12 @@ mod tests {
             .collect()
     }
 
-    fn write_file(dir: &Path, name: &str, init: &[u8], fragments: &[Vec<u8>]) -> std::path::PathBuf {
+    fn write_file(
+        dir: &Path,
+        name: &str,
+        init: &[u8],
+        fragments: &[Vec<u8>],
+    ) -> std::path::PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, [init.to_vec(), fragments.concat()].concat()).unwrap();
         path
@@ -433,14 +450,21 @@ mod tests {
             Codec::H265 => "hevc",
         };
         assert_eq!(st["codec_name"], name, "{st}");
-        assert_eq!((st["width"].as_u64(), st["height"].as_u64()), (Some(WIDTH.into()), Some(HEIGHT.into())));
+        assert_eq!(
+            (st["width"].as_u64(), st["height"].as_u64()),
+            (Some(WIDTH.into()), Some(HEIGHT.into()))
+        );
         let packets = probe["packets"].as_array().unwrap();
         assert_eq!(packets.len(), frames);
         for (i, p) in packets.iter().enumerate() {
             let dts = first_dts + i as i64 * i64::from(FRAME_TICKS);
             assert_eq!(p["dts"].as_i64(), Some(dts), "packet {i}: {p}");
             assert_eq!(p["pts"].as_i64(), Some(dts + cts), "packet {i}: {p}");
-            assert_eq!(p["duration"].as_i64(), Some(FRAME_TICKS.into()), "packet {i}");
+            assert_eq!(
+                p["duration"].as_i64(),
+                Some(FRAME_TICKS.into()),
+                "packet {i}"
+            );
             let key = p["flags"].as_str().unwrap().starts_with('K');
             assert_eq!(key, i % GOP == 0, "key flag of packet {i}: {p}");
         }
@@ -464,7 +488,13 @@ mod tests {
             };
             assert_eq!(info, expected);
         }
-        assert_plays(&write_file(dir.path(), "all.mp4", &init, &frags), codec, FRAMES, 0, 0);
+        assert_plays(
+            &write_file(dir.path(), "all.mp4", &init, &frags),
+            codec,
+            FRAMES,
+            0,
+            0,
+        );
 
         // Export the last two fragments as a clip starting at 0.
         let clip: Vec<Vec<u8>> = frags[1..]
@@ -506,7 +536,12 @@ mod tests {
         let (moof, _) = read_moof(&frags[0]).unwrap();
         let entries = &moof.traf[0].trun[0].entries;
         assert!(entries.iter().all(|e| e.cts == Some(6000)));
-        let path = write_file(dir.path(), "cts.mp4", &init_segment(&s.config).unwrap(), &frags);
+        let path = write_file(
+            dir.path(),
+            "cts.mp4",
+            &init_segment(&s.config).unwrap(),
+            &frags,
+        );
         assert_plays(&path, Codec::H264, FRAMES, 0, 6000);
     }
 
@@ -521,11 +556,19 @@ mod tests {
         let shrunk_len = encode(&moof).unwrap().len();
         moof.traf[0].trun[0].data_offset = Some(shrunk_len as i32 + 8);
         let foreign = [encode(&moof).unwrap(), frag[moof_len..].to_vec()].concat();
-        assert!(inspect_fragment(&foreign).unwrap_err().to_string().contains("no tfdt"));
+        assert!(inspect_fragment(&foreign)
+            .unwrap_err()
+            .to_string()
+            .contains("no tfdt"));
 
         let fixed = rewrite_fragment(&foreign, 1, 0).unwrap();
         assert_eq!(fixed, *frag, "rewriting restores the original layout");
-        let path = write_file(dir.path(), "fixed.mp4", &init_segment(&s.config).unwrap(), &[fixed]);
+        let path = write_file(
+            dir.path(),
+            "fixed.mp4",
+            &init_segment(&s.config).unwrap(),
+            &[fixed],
+        );
         assert_plays(&path, Codec::H265, GOP, 0, 0);
     }
 
@@ -536,7 +579,11 @@ mod tests {
             let init = init_segment(cfg).unwrap();
             assert_eq!(kinds(&init), ["ftyp", "moov"]);
             let ftyp = Ftyp::decode(&mut init.as_slice()).unwrap();
-            let brands: Vec<String> = ftyp.compatible_brands.iter().map(|b| b.to_string()).collect();
+            let brands: Vec<String> = ftyp
+                .compatible_brands
+                .iter()
+                .map(|b| b.to_string())
+                .collect();
             assert_eq!(ftyp.major_brand, b"iso6".into());
             assert_eq!(brands, ["iso6", "cmfc", "mp41", codec.sample_entry()]);
 
@@ -544,7 +591,11 @@ mod tests {
             assert_eq!(kinds(moov), ["mvhd", "trak", "mvex"]);
             let trak = child(moov, "trak");
             assert_eq!(kinds(trak), ["tkhd", "mdia"]);
-            assert_eq!(child(trak, "tkhd")[..4], [1, 0, 0, 3], "tkhd v1, enabled+in movie");
+            assert_eq!(
+                child(trak, "tkhd")[..4],
+                [1, 0, 0, 3],
+                "tkhd v1, enabled+in movie"
+            );
             let mdia = child(trak, "mdia");
             assert_eq!(kinds(mdia), ["mdhd", "hdlr", "minf"]);
             let minf = child(mdia, "minf");
@@ -556,7 +607,11 @@ mod tests {
             let (entry, body) = boxes(&child(stbl, "stsd")[8..]).remove(0);
             assert_eq!(entry, codec.sample_entry());
             let record_box = if codec == Codec::H264 { "avcC" } else { "hvcC" };
-            assert_eq!(child(&body[78..], record_box), cfg.record, "record copied verbatim");
+            assert_eq!(
+                child(&body[78..], record_box),
+                cfg.record,
+                "record copied verbatim"
+            );
 
             // mp4-atom reads the whole thing back.
             let m = mp4_atom::Moov::decode(&mut &init[init.len() - moov.len() - 8..]).unwrap();
@@ -581,7 +636,11 @@ mod tests {
 
     #[test]
     fn trun_layout() {
-        let data = [[0u8, 0, 0, 2, 0x65, 1], [0, 0, 0, 2, 0x41, 2], [0, 0, 0, 2, 0x41, 3]];
+        let data = [
+            [0u8, 0, 0, 2, 0x65, 1],
+            [0, 0, 0, 2, 0x41, 2],
+            [0, 0, 0, 2, 0x41, 3],
+        ];
         let samples: Vec<Sample> = data
             .iter()
             .enumerate()
@@ -596,7 +655,10 @@ mod tests {
         assert_eq!(kinds(&bytes), ["moof", "mdat"]);
         let (moof, moof_len) = read_moof(&bytes).unwrap();
         assert_eq!(kinds(child(&bytes, "moof")), ["mfhd", "traf"]);
-        assert_eq!(kinds(child(child(&bytes, "moof"), "traf")), ["tfhd", "tfdt", "trun"]);
+        assert_eq!(
+            kinds(child(child(&bytes, "moof"), "traf")),
+            ["tfhd", "tfdt", "trun"]
+        );
         let traf = &moof.traf[0];
         assert!(traf.tfhd.default_base_is_moof);
         assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, 1 << 40);
@@ -604,11 +666,17 @@ mod tests {
         assert_eq!(trun.data_offset, Some(moof_len as i32 + 8));
         let flags: Vec<_> = trun.entries.iter().map(|e| e.flags.unwrap()).collect();
         assert_eq!(flags, [0x0200_0000, 0x0101_0000, 0x0101_0000]);
-        assert!(trun.entries.iter().all(|e| e.cts.is_none()), "no cts when all are 0");
+        assert!(
+            trun.entries.iter().all(|e| e.cts.is_none()),
+            "no cts when all are 0"
+        );
         assert_eq!(trun.entries[2].duration, Some(3002));
         assert_eq!(child(&bytes, "mdat"), data.concat());
         let info = inspect_fragment(&bytes).unwrap();
-        assert_eq!((info.sequence_number, info.sample_count, info.duration), (7, 3, 9003));
+        assert_eq!(
+            (info.sequence_number, info.sample_count, info.duration),
+            (7, 3, 9003)
+        );
 
         let err = fragment(1, 0, &[]).unwrap_err();
         assert!(matches!(err, MediaError::EmptyFragment), "{err}");

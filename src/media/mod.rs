@@ -59,12 +59,16 @@ pub(crate) mod test_support {
 
     fn encode(codec: Codec) -> Stream {
         let dir = tempfile::tempdir().unwrap();
+        // open-gop=0: x265 key frames are IDR, so every fragment decodes on its own.
         let encoder = match codec {
-            Codec::H264 => "x264enc bframes=0 key-int-max=30 option-string=scenecut=0 ! h264parse \
-                            ! video/x-h264,stream-format=avc,alignment=au",
-            // open-gop=0: key frames are IDR, so every fragment decodes on its own.
-            Codec::H265 => "x265enc key-int-max=30 option-string=bframes=0:scenecut=0:open-gop=0 \
-                            ! h265parse ! video/x-h265,stream-format=hvc1,alignment=au",
+            Codec::H264 => {
+                "x264enc bframes=0 key-int-max=30 option-string=scenecut=0 \
+                ! h264parse ! video/x-h264,stream-format=avc,alignment=au"
+            }
+            Codec::H265 => {
+                "x265enc key-int-max=30 option-string=bframes=0:scenecut=0:open-gop=0 \
+                ! h265parse ! video/x-h265,stream-format=hvc1,alignment=au"
+            }
         };
         let pipeline = format!(
             "videotestsrc num-buffers={FRAMES} pattern=ball \
@@ -132,7 +136,7 @@ pub(crate) mod test_support {
     /// `ffprobe -show_streams -show_packets` as JSON; panics on any ffprobe complaint.
     pub fn ffprobe(path: &Path) -> serde_json::Value {
         let out = Command::new("ffprobe")
-            .args(["-v", "error", "-show_streams", "-show_packets", "-of", "json"])
+            .args("-v error -show_streams -show_packets -of json".split(' '))
             .arg(path)
             .output()
             .expect("cannot run ffprobe (installed by scripts/bootstrap)");

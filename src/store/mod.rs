@@ -181,7 +181,7 @@ impl Store {
     /// Applies age retention and all byte budgets now.
     pub fn enforce_retention(&self) -> Result<RetentionReport> {
         let mut st = self.lock();
-        retention::enforce(self, &mut st, 0).map_err(|e| e.at(&self.root.join(INDEX_FILE)))
+        retention::enforce(self, &mut st).map_err(|e| e.at(&self.root.join(INDEX_FILE)))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

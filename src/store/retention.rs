@@ -46,22 +46,17 @@ fn segment_row(r: &Row) -> rusqlite::Result<SegmentRow> {
 
 const SEGMENT_COLS: &str = "id, stream_id, bytes, fragment_count";
 
-/// Applies age retention and, with `delete_oldest`, every byte budget, leaving room for
-/// `incoming` more bytes on stream `for_stream`.
-pub(super) fn enforce(store: &Store, st: &mut State, incoming: u64) -> Result<RetentionReport, Inner> {
-    enforce_for(store, st, None, incoming)
+/// Age retention plus, with `delete_oldest`, every byte budget (the periodic pass).
+pub(super) fn enforce(store: &Store, st: &mut State) -> Result<RetentionReport, Inner> {
+    let mut report = expire_by_age(store, st)?;
+    report.deleted.extend(enforce_for(store, st, None, 0)?.deleted);
+    Ok(report)
 }
 
-pub(super) fn enforce_for(
-    store: &Store,
-    st: &mut State,
-    for_stream: Option<&str>,
-    incoming: u64,
-) -> Result<RetentionReport, Inner> {
+/// Deletes, per stream, closed segments whose newest fragment is older than its retention.
+fn expire_by_age(store: &Store, st: &mut State) -> Result<RetentionReport, Inner> {
     let mut report = RetentionReport::default();
     let now = store.clock.now_ns();
-
-    // Age, per stream.
     let aged: Vec<(i64, i64)> = st
         .streams
         .values()
@@ -81,7 +76,18 @@ pub(super) fn enforce_for(
             report.deleted.push(delete_segment(store, st, row, "older than retention")?);
         }
     }
+    Ok(report)
+}
 
+/// With `delete_oldest`: deletes oldest closed segments until every byte budget and the free
+/// disk reserve leave room for `incoming` more bytes on `for_stream`.
+pub(super) fn enforce_for(
+    store: &Store,
+    st: &mut State,
+    for_stream: Option<&str>,
+    incoming: u64,
+) -> Result<RetentionReport, Inner> {
+    let mut report = RetentionReport::default();
     if store.opts.on_full != OnFull::DeleteOldest {
         return Ok(report);
     }
