@@ -131,7 +131,7 @@ fn records_rtsp_h265() {
 fn camera_reconnects_after_server_restart_without_disturbing_others() {
     let port = support::free_port();
     let port_s = port.to_string();
-    let flaky = TestCamera::start(&["--port", &port_s, "--gop", "15", "--fps", "15"]);
+    let mut flaky = TestCamera::start(&["--port", &port_s, "--gop", "15", "--fps", "15"]);
     let steady = TestCamera::start(&["--gop", "15", "--fps", "15"]);
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(

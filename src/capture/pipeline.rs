@@ -80,14 +80,14 @@ pub fn build(cam: &CameraConfig) -> Result<BuiltPipeline, CaptureError> {
     Ok(BuiltPipeline { pipeline, appsink })
 }
 
-fn encoder_description(codec: VideoCodec, gop: u32) -> String {
+fn encoder_description(codec: VideoCodec, gop: u32, kbps: u32) -> String {
     match codec {
         VideoCodec::H264 => format!(
-            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0 ! h264parse ! {}",
+            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 bitrate={kbps} key-int-max={gop} option-string=scenecut=0 ! h264parse ! {}",
             caps_element(H264_CAPS)
         ),
         VideoCodec::H265 => format!(
-            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} option-string=scenecut=0:bframes=0 ! h265parse ! {}",
+            "x265enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={gop} option-string=scenecut=0:bframes=0:open-gop=0 ! h265parse ! {}",
             caps_element(H265_CAPS)
         ),
     }
@@ -100,7 +100,7 @@ fn test_description(s: &SourceConfig) -> String {
         s.width(),
         s.height(),
         s.fps(),
-        encoder_description(s.codec(), s.gop())
+        encoder_description(s.codec(), s.gop(), s.bitrate())
     )
 }
 
@@ -121,12 +121,12 @@ fn v4l2_description(s: &SourceConfig) -> String {
     } else if offers.iter().any(|f| f == "image/jpeg") {
         format!(
             "{v4l2} ! image/jpeg{dims} ! jpegdec ! videoconvert ! video/x-raw,format=I420 ! {}",
-            encoder_description(VideoCodec::H264, s.gop())
+            encoder_description(VideoCodec::H264, s.gop(), s.bitrate())
         )
     } else {
         format!(
             "{v4l2} ! video/x-raw{dims} ! videoconvert ! video/x-raw,format=I420 ! {}",
-            encoder_description(VideoCodec::H264, s.gop())
+            encoder_description(VideoCodec::H264, s.gop(), s.bitrate())
         )
     }
 }

@@ -215,6 +215,8 @@ pub struct SourceConfig {
     pub fps: Option<u32>,
     /// Key-frame interval in frames when vidgest encodes (test, raw v4l2).
     pub gop: Option<u32>,
+    /// Encoder bit rate in kbit/s when vidgest encodes (test, raw v4l2).
+    pub bitrate: Option<u32>,
 }
 
 // Hand-written so credentials never reach logs through `{:?}`.
@@ -263,6 +265,9 @@ impl SourceConfig {
     }
     pub fn gop(&self) -> u32 {
         self.gop.unwrap_or_else(|| self.fps())
+    }
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate.unwrap_or(2048)
     }
     pub fn loop_playback(&self) -> bool {
         self.loop_playback.unwrap_or(true)

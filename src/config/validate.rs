@@ -187,6 +187,7 @@ fn validate_source(
     not_for("height", !(test || v4l2) && s.height.is_some());
     not_for("fps", !(test || v4l2) && s.fps.is_some());
     not_for("gop", !(test || v4l2) && s.gop.is_some());
+    not_for("bitrate", !(test || v4l2) && s.bitrate.is_some());
 
     match s.kind {
         SourceKind::Rtsp => match s.url.as_deref() {
@@ -217,6 +218,7 @@ fn validate_source(
         ("height", s.height, 16, 4320),
         ("fps", s.fps, 1, 120),
         ("gop", s.gop, 1, 1200),
+        ("bitrate", s.bitrate, 64, 100_000),
     ] {
         if let Some(v) = value {
             if v < lo || v > hi {

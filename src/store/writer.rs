@@ -7,7 +7,7 @@ use crate::media::{fmp4, CodecConfig};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -145,7 +145,8 @@ impl StreamWriter {
         };
 
         let seg = self.segment.as_mut().expect("segment opened above");
-        let written = seg.file.write_all(f.data).and_then(|_| match store.opts.fsync {
+        // Positional write: a failed partial write leaves no cursor drift for the next append.
+        let written = seg.file.write_all_at(f.data, seg.len).and_then(|_| match store.opts.fsync {
             FsyncPolicy::Fragment => seg.file.sync_data(),
             FsyncPolicy::Never => Ok(()),
         });

@@ -1,0 +1,282 @@
+//! `vidgest probe` against real peers: gst-rtsp-server cameras (examples/test_camera) with and
+//! without auth, and raw TCP listeners that refuse, babble, or stay silent.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{free_port, TestCamera};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use vidgest::probe::{probe, ProbeError, ProbeOptions, ProbeReport};
+
+/// Generous: DESCRIBE makes the camera start its encoder, on a busy 2-core machine.
+const CAMERA_TIMEOUT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "Pa55:w@rd/x";
+/// PASSWORD percent-encoded for URL userinfo.
+const PASSWORD_IN_URL: &str = "Pa55%3Aw%40rd%2Fx";
+
+fn opts() -> ProbeOptions {
+    ProbeOptions {
+        timeout: CAMERA_TIMEOUT,
+        ..ProbeOptions::default()
+    }
+}
+
+fn with_credentials(user: &str, password: &str) -> ProbeOptions {
+    ProbeOptions {
+        username: Some(user.into()),
+        password: Some(password.into()),
+        ..opts()
+    }
+}
+
+/// `rtsp://USER:PASS@127.0.0.1:port/cam` from `rtsp://127.0.0.1:port`.
+fn url_with_userinfo(cam: &TestCamera, userinfo: &str) -> String {
+    format!("rtsp://{userinfo}@127.0.0.1:{}/cam", cam.port)
+}
+
+fn video(report: &ProbeReport) -> &vidgest::probe::Track {
+    report
+        .tracks
+        .iter()
+        .find(|t| t.media == "video")
+        .expect("a video track")
+}
+
+/// The snippet must parse as TOML and point at the camera without credentials.
+fn assert_snippet(report: &ProbeReport, url: &str) -> toml::Value {
+    let snippet = report.config_snippet();
+    assert!(report.render().contains(&snippet));
+    let v: toml::Value =
+        toml::from_str(&snippet).unwrap_or_else(|e| panic!("snippet is not TOML: {e}\n{snippet}"));
+    let cam = &v["camera"][0];
+    let name = cam["name"].as_str().unwrap();
+    assert!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'),
+        "{name}"
+    );
+    assert_eq!(cam["fragment_duration"].as_str(), Some("2s"));
+    assert_eq!(cam["retention"].as_str(), Some("72h"));
+    assert_eq!(cam["source"]["kind"].as_str(), Some("rtsp"));
+    assert_eq!(cam["source"]["url"].as_str(), Some(url));
+    assert_eq!(cam["source"]["transport"].as_str(), Some("tcp"));
+    v
+}
+
+fn assert_no_password(texts: &[String]) {
+    for t in texts {
+        assert!(!t.contains(PASSWORD), "password leaked: {t}");
+        assert!(!t.contains(PASSWORD_IN_URL), "password leaked: {t}");
+    }
+}
+
+#[tokio::test]
+async fn h264_camera() {
+    let cam = TestCamera::start(&["--codec", "h264"]);
+    let url = format!("{}/cam", cam.url);
+    let report = probe(&url, &opts()).await.expect("probe");
+
+    let v = video(&report);
+    assert_eq!(v.codec, "H264");
+    assert_eq!((v.width, v.height), (Some(640), Some(480)));
+    assert_eq!(v.payload_type, 96);
+    assert_eq!(v.clock_rate, Some(90000));
+    let control = v.control.as_deref().expect("control URL");
+    assert!(control.starts_with(&url), "{control}");
+    assert!(report.server.as_deref().unwrap_or("").contains("GStreamer"));
+    assert!(report.methods.iter().any(|m| m == "DESCRIBE"), "{:?}", report.methods);
+    assert_eq!(report.auth_used, None);
+    assert_eq!(report.url_redacted, url);
+
+    let text = report.render();
+    assert!(text.contains("H264 640x480"), "{text}");
+    let toml = assert_snippet(&report, &url);
+    assert!(toml["camera"][0]["source"].get("username").is_none());
+}
+
+#[tokio::test]
+async fn h265_camera() {
+    let cam = TestCamera::start(&["--codec", "h265"]);
+    let url = format!("{}/cam0", cam.url);
+    let report = probe(&url, &opts()).await.expect("probe");
+    let v = video(&report);
+    assert_eq!(v.codec, "H265");
+    assert_eq!((v.width, v.height), (Some(640), Some(480)));
+    assert_snippet(&report, &url);
+}
+
+#[tokio::test]
+async fn sizes_that_need_cropping() {
+    // Neither size is a multiple of the coding block: the SPS carries a crop/conformance window.
+    for codec in ["h264", "h265"] {
+        let cam = TestCamera::start(&["--codec", codec, "--width", "322", "--height", "242"]);
+        let report = probe(&format!("{}/cam", cam.url), &opts())
+            .await
+            .expect("probe");
+        let v = video(&report);
+        assert_eq!((v.width, v.height), (Some(322), Some(242)), "{codec}");
+    }
+}
+
+#[tokio::test]
+async fn basic_auth() {
+    let cam = TestCamera::start(&["--auth", "basic", "--user", "admin", "--password", PASSWORD]);
+    check_auth(&cam, "basic").await;
+}
+
+#[tokio::test]
+async fn digest_auth() {
+    let cam = TestCamera::start(&["--auth", "digest", "--user", "admin", "--password", PASSWORD]);
+    check_auth(&cam, "digest").await;
+}
+
+async fn check_auth(cam: &TestCamera, scheme: &str) {
+    let plain = format!("{}/cam", cam.url);
+    let mut shown = Vec::new();
+
+    // Credentials in the URL (percent-encoded) ...
+    let url = url_with_userinfo(cam, &format!("admin:{PASSWORD_IN_URL}"));
+    let report = probe(&url, &opts()).await.expect("probe with URL credentials");
+    assert_eq!(report.auth_used.as_deref(), Some(scheme));
+    assert_eq!(video(&report).codec, "H264");
+    assert_eq!(report.url_redacted, url_with_userinfo(cam, "***:***"));
+    let toml = assert_snippet(&report, &plain);
+    assert_eq!(toml["camera"][0]["source"]["username"].as_str(), Some("admin"));
+    assert_eq!(toml["camera"][0]["source"]["password"].as_str(), Some("<fill in>"));
+    shown.extend([report.render(), format!("{report:?}")]);
+
+    // ... or as options.
+    let report = probe(&plain, &with_credentials("admin", PASSWORD))
+        .await
+        .expect("probe with explicit credentials");
+    assert_eq!(report.auth_used.as_deref(), Some(scheme));
+    shown.extend([report.render(), format!("{report:?}")]);
+
+    // No credentials.
+    let err = probe(&plain, &opts()).await.unwrap_err();
+    assert!(
+        matches!(err, ProbeError::Unauthorized { credentials_given: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--username"), "{err}");
+
+    // Wrong password, in the URL and as an option.
+    for (url, o) in [
+        (url_with_userinfo(cam, "admin:wrong"), opts()),
+        (plain.clone(), with_credentials("admin", "wrong")),
+        (plain.clone(), with_credentials("nobody", PASSWORD)),
+    ] {
+        let err = probe(&url, &o).await.unwrap_err();
+        assert!(
+            matches!(err, ProbeError::Unauthorized { credentials_given: true, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("rejected"), "{err}");
+        assert!(!err.to_string().contains("wrong"), "{err}");
+        shown.extend([err.to_string(), format!("{err:?}")]);
+    }
+    assert_no_password(&shown);
+}
+
+#[tokio::test]
+async fn refused_connection_names_the_address() {
+    let port = free_port();
+    let err = probe(&format!("rtsp://127.0.0.1:{port}/cam"), &opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProbeError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[tokio::test]
+async fn garbage_answer_is_a_bad_response() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        sock.write_all(b"HTTP/1.1 400 Bad Request\r\n\x00\xff garbage")
+            .await
+            .unwrap();
+        // Stay connected until the client gives up: the probe must not wait for a timeout.
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let o = ProbeOptions {
+        timeout: Duration::from_secs(20),
+        ..ProbeOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let err = probe(&format!("rtsp://u:{PASSWORD_IN_URL}@127.0.0.1:{port}/cam"), &o)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, ProbeError::BadResponse { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("HTTP/1.1 400"), "{msg}");
+    assert!(msg.contains("\\x00\\xff"), "{msg}");
+    assert_no_password(&[msg]);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn silent_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let o = ProbeOptions {
+        timeout: Duration::from_millis(500),
+        ..ProbeOptions::default()
+    };
+    let err = probe(&format!("rtsp://127.0.0.1:{port}/cam"), &o)
+        .await
+        .unwrap_err();
+    match &err {
+        ProbeError::Timeout { step, after, .. } => {
+            assert_eq!(*step, "OPTIONS");
+            assert_eq!(*after, Duration::from_millis(500));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(err.to_string().contains("OPTIONS"), "{err}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_path_is_a_status_error() {
+    let cam = TestCamera::start(&[]);
+    let err = probe(&format!("{}/nope", cam.url), &opts())
+        .await
+        .unwrap_err();
+    match &err {
+        ProbeError::Status { code, step, .. } => {
+            assert_eq!(*code, 404);
+            assert_eq!(*step, "DESCRIBE");
+        }
+        other => panic!("expected Status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn mounts_and_restart_on_the_same_port() {
+    let port = free_port().to_string();
+    let mut cam = TestCamera::start(&["--port", &port, "--mounts", "2"]);
+    assert_eq!(cam.port.to_string(), port);
+    for url in [cam.mount_url(1), format!("{}/cam", cam.url)] {
+        let report = probe(&url, &opts()).await.expect("probe");
+        assert_eq!(video(&report).codec, "H264");
+    }
+    // A camera that comes back on the same port right after being killed.
+    cam.kill();
+    let cam = TestCamera::start(&["--port", &port]);
+    let report = probe(&cam.mount_url(0), &opts()).await.expect("probe after restart");
+    assert_eq!(video(&report).width, Some(640));
+}
