@@ -90,6 +90,9 @@ fn main() -> Result<()> {
         let factory = rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&launch);
         factory.set_shared(args.shared);
+        if args.shared {
+            factory.set_media_gtype(always_on::AlwaysOnMedia::static_type());
+        }
         if let Some(role) = role {
             let perms = gst::Structure::builder(role)
                 .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS.as_str(), true)
@@ -186,4 +189,41 @@ fn watch_stdin() {
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
         std::process::exit(0);
     });
+}
+
+/// A shared media that stays prepared once a client asked for it, like a real camera's encoder.
+///
+/// Why: gst-rtsp-server 1.22 unprepares a shared media when its last client leaves, and a
+/// DESCRIBE arriving during that (asynchronous) unprepare gets `503 Service Unavailable`, because
+/// the factory still hands out the unpreparing media. Quick reconnects (probe twice, capture
+/// restarts) hit that window reliably; a camera that never unprepares has no such window.
+mod always_on {
+    use gstreamer_rtsp_server::{glib, gst, subclass::prelude::*, RTSPMedia};
+
+    mod imp {
+        use super::*;
+
+        #[derive(Default)]
+        pub struct AlwaysOnMedia;
+
+        #[glib::object_subclass]
+        impl ObjectSubclass for AlwaysOnMedia {
+            const NAME: &'static str = "VidgestTestCameraAlwaysOnMedia";
+            type Type = super::AlwaysOnMedia;
+            type ParentType = RTSPMedia;
+        }
+
+        impl ObjectImpl for AlwaysOnMedia {}
+
+        impl RTSPMediaImpl for AlwaysOnMedia {
+            // Called once the last user released the media: keep the pipeline running instead.
+            fn unprepare(&self) -> Result<(), gst::LoggableError> {
+                Ok(())
+            }
+        }
+    }
+
+    glib::wrapper! {
+        pub struct AlwaysOnMedia(ObjectSubclass<imp::AlwaysOnMedia>) @extends RTSPMedia;
+    }
 }
