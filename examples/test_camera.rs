@@ -80,12 +80,17 @@ fn main() -> Result<()> {
     server.set_service(&args.port.to_string());
 
     let role = args.auth.map(|kind| {
-        let (user, password) = (args.user.as_deref().unwrap(), args.password.as_deref().unwrap());
+        let (user, password) = (
+            args.user.as_deref().unwrap(),
+            args.password.as_deref().unwrap(),
+        );
         server.set_auth(Some(&make_auth(kind, user, password)));
         "user"
     });
 
-    let mounts = server.mount_points().context("server has no mount points")?;
+    let mounts = server
+        .mount_points()
+        .context("server has no mount points")?;
     for i in 0..args.mounts {
         let factory = rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&launch);
@@ -96,7 +101,10 @@ fn main() -> Result<()> {
         if let Some(role) = role {
             let perms = gst::Structure::builder(role)
                 .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS.as_str(), true)
-                .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT.as_str(), true)
+                .field(
+                    rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT.as_str(),
+                    true,
+                )
                 .build();
             factory.add_role_from_structure(&perms);
         }

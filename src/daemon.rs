@@ -22,8 +22,13 @@ impl Daemon {
     pub fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Daemon> {
         gstreamer::init().context("cannot initialise GStreamer")?;
         let root = store::video_root(&config.agent.data_dir);
-        let store = Store::open(&root, StoreOptions::from_config(config), clock.clone(), Arc::new(Statvfs))
-            .context("cannot open the video store")?;
+        let store = Store::open(
+            &root,
+            StoreOptions::from_config(config),
+            clock.clone(),
+            Arc::new(Statvfs),
+        )
+        .context("cannot open the video store")?;
         let shutdown = Shutdown::new();
         let mut cameras = Vec::new();
         for cam in config.cameras.iter().filter(|c| c.enabled) {
@@ -38,12 +43,21 @@ impl Daemon {
                 )
                 .with_context(|| format!("camera {}: cannot open its stream", cam.name))?;
             tracing::info!(camera = %cam.name, source = ?cam.source, "starting camera");
-            cameras.push(capture::spawn_camera(cam.clone(), writer, clock.clone(), shutdown.clone()));
+            cameras.push(capture::spawn_camera(
+                cam.clone(),
+                writer,
+                clock.clone(),
+                shutdown.clone(),
+            ));
         }
         for cam in config.cameras.iter().filter(|c| !c.enabled) {
             tracing::info!(camera = %cam.name, "camera disabled in config");
         }
-        let retention = spawn_retention(store.clone(), config.storage.retention_interval.0, shutdown.clone());
+        let retention = spawn_retention(
+            store.clone(),
+            config.storage.retention_interval.0,
+            shutdown.clone(),
+        );
         Ok(Daemon {
             store,
             cameras,
@@ -87,7 +101,11 @@ impl Daemon {
     }
 }
 
-fn spawn_retention(store: Arc<Store>, every: Duration, shutdown: Shutdown) -> std::thread::JoinHandle<()> {
+fn spawn_retention(
+    store: Arc<Store>,
+    every: Duration,
+    shutdown: Shutdown,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("retention".into())
         .spawn(move || loop {

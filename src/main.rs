@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "vidgest", version, about = "Video-ingest agent: records cameras into fragmented streams with retention")]
+#[command(
+    name = "vidgest",
+    version,
+    about = "Video-ingest agent: records cameras into fragmented streams with retention"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -88,7 +92,14 @@ fn main() -> ExitCode {
             end,
             limit,
             json,
-        } => cli::fragments::list(&config, &camera, start.as_deref(), end.as_deref(), limit, json),
+        } => cli::fragments::list(
+            &config,
+            &camera,
+            start.as_deref(),
+            end.as_deref(),
+            limit,
+            json,
+        ),
         Command::Clip {
             camera,
             config,

@@ -53,10 +53,7 @@ mod tests {
         assert_eq!(parse_time("1764100800", NOW).unwrap(), NOW);
         assert_eq!(parse_time("1764100800.5", NOW).unwrap(), NOW + 500_000_000);
         assert_eq!(parse_time("2025-11-25T20:00:00Z", NOW).unwrap(), NOW);
-        assert_eq!(
-            parse_time("2025-11-25T21:00:00+01:00", NOW).unwrap(),
-            NOW
-        );
+        assert_eq!(parse_time("2025-11-25T21:00:00+01:00", NOW).unwrap(), NOW);
     }
 
     #[test]

@@ -51,9 +51,18 @@ kind = "file"
     let (ok, out, err) = cli(&["check", "--config", &cfg]);
     assert!(!ok);
     let all = format!("{out}{err}");
-    assert!(all.contains("camera[0].fragment_duration: 20s is out of range"), "{all}");
-    assert!(all.contains("camera[0].source.url: missing scheme"), "{all}");
-    assert!(all.contains("camera[1].source.path: required for kind = \"file\""), "{all}");
+    assert!(
+        all.contains("camera[0].fragment_duration: 20s is out of range"),
+        "{all}"
+    );
+    assert!(
+        all.contains("camera[0].source.url: missing scheme"),
+        "{all}"
+    );
+    assert!(
+        all.contains("camera[1].source.path: required for kind = \"file\""),
+        "{all}"
+    );
     assert!(!all.contains("hunter2"), "password leaked: {all}");
 }
 
@@ -64,7 +73,13 @@ fn check_accepts_the_demo_config_environment() {
         .args(["check", "--config", "configs/demo.toml"])
         .current_dir(root)
         .output()
-        .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
         .unwrap();
     assert!(ok, "{out}{err}");
     assert!(out.contains("ok (2 camera(s)"), "{out}");
@@ -73,11 +88,26 @@ fn check_accepts_the_demo_config_environment() {
 #[test]
 fn fragments_on_an_empty_data_dir_explains_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), &format!("[agent]\ndata_dir = \"{}\"\n", dir.path().join("nothing").display()));
+    let cfg = write(
+        dir.path(),
+        &format!(
+            "[agent]\ndata_dir = \"{}\"\n",
+            dir.path().join("nothing").display()
+        ),
+    );
     let (ok, _, err) = cli(&["fragments", "front", "--config", &cfg]);
     assert!(!ok);
     assert!(err.contains("no recordings under"), "{err}");
-    let (ok, _, err) = cli(&["clip", "front", "--config", &cfg, "--start", "yesterday", "-o", "/tmp/x.mp4"]);
+    let (ok, _, err) = cli(&[
+        "clip",
+        "front",
+        "--config",
+        &cfg,
+        "--start",
+        "yesterday",
+        "-o",
+        "/tmp/x.mp4",
+    ]);
     assert!(!ok);
     assert!(err.contains("invalid time `yesterday`"), "{err}");
 }

@@ -38,7 +38,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -79,9 +82,16 @@ fn minimum_free_disk_is_kept_by_deleting_oldest_segments() {
         first_and_last(&daemon.data_dir).filter(|(first, last)| *first > 1 && *last > first + 6)
     });
     assert!(daemon.is_running());
-    assert!(daemon.log_text().contains("minimum free disk"), "deletions name their reason");
+    assert!(
+        daemon.log_text().contains("minimum free disk"),
+        "deletions name their reason"
+    );
     // Headroom: the reserve may be dipped into by at most the segment being written.
-    assert!(fs.free() + (1 << 20) + (512 << 10) >= 6 << 20, "free {}", fs.free());
+    assert!(
+        fs.free() + (1 << 20) + (512 << 10) >= 6 << 20,
+        "free {}",
+        fs.free()
+    );
     let data_dir = daemon.data_dir.clone();
     assert!(daemon.terminate().success());
     let frags = read_fragments(&data_dir, "cam");
@@ -92,7 +102,9 @@ fn minimum_free_disk_is_kept_by_deleting_oldest_segments() {
 fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
     let fs = Tmpfs::mount("16m");
     let mut daemon = Daemon::start(&fs.path(), &config("0", "delete_oldest"));
-    eventually(Duration::from_secs(60), "a first fragment", || first_and_last(&daemon.data_dir));
+    eventually(Duration::from_secs(60), "a first fragment", || {
+        first_and_last(&daemon.data_dir)
+    });
     // Fill the disk behind the daemon's back; it has no closed segment to delete yet.
     let filler = fs.path().join("filler");
     let _ = Command::new("dd")
@@ -100,13 +112,20 @@ fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
         .arg(format!("of={}", filler.display()))
         .output();
     assert!(fs.free() < 64 << 10);
-    eventually(Duration::from_secs(30), "the camera to fail with a clear log line", || {
-        let log = daemon.log_text();
-        // ENOSPC surfaces from the segment write or from SQLite's commit, whichever hits first.
-        let full = log.contains("No space left") || log.contains("disk is full");
-        (log.contains("storing fragment failed") && full).then_some(())
-    });
-    assert!(daemon.is_running(), "a write error never takes the daemon down");
+    eventually(
+        Duration::from_secs(30),
+        "the camera to fail with a clear log line",
+        || {
+            let log = daemon.log_text();
+            // ENOSPC surfaces from the segment write or from SQLite's commit, whichever hits first.
+            let full = log.contains("No space left") || log.contains("disk is full");
+            (log.contains("storing fragment failed") && full).then_some(())
+        },
+    );
+    assert!(
+        daemon.is_running(),
+        "a write error never takes the daemon down"
+    );
     let (_, last_before) = first_and_last(&daemon.data_dir).unwrap();
     std::fs::remove_file(&filler).unwrap();
     let resumed = eventually(Duration::from_secs(60), "recording to resume", || {

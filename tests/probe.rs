@@ -88,11 +88,16 @@ async fn h264_camera() {
     let control = v.control.as_deref().expect("control URL");
     assert!(control.starts_with(&url), "{control}");
     assert!(report.server.as_deref().unwrap_or("").contains("GStreamer"));
-    assert!(report.methods.iter().any(|m| m == "DESCRIBE"), "{:?}", report.methods);
+    assert!(
+        report.methods.iter().any(|m| m == "DESCRIBE"),
+        "{:?}",
+        report.methods
+    );
     assert_eq!(report.auth_used, None);
     assert_eq!(report.url_redacted, url);
 
     let text = report.render();
+    eprintln!("{text}");
     assert!(text.contains("H264 640x480"), "{text}");
     let toml = assert_snippet(&report, &url);
     assert!(toml["camera"][0]["source"].get("username").is_none());
@@ -130,7 +135,14 @@ async fn basic_auth() {
 
 #[tokio::test]
 async fn digest_auth() {
-    let cam = TestCamera::start(&["--auth", "digest", "--user", "admin", "--password", PASSWORD]);
+    let cam = TestCamera::start(&[
+        "--auth",
+        "digest",
+        "--user",
+        "admin",
+        "--password",
+        PASSWORD,
+    ]);
     check_auth(&cam, "digest").await;
 }
 
@@ -140,13 +152,21 @@ async fn check_auth(cam: &TestCamera, scheme: &str) {
 
     // Credentials in the URL (percent-encoded) ...
     let url = url_with_userinfo(cam, &format!("admin:{PASSWORD_IN_URL}"));
-    let report = probe(&url, &opts()).await.expect("probe with URL credentials");
+    let report = probe(&url, &opts())
+        .await
+        .expect("probe with URL credentials");
     assert_eq!(report.auth_used.as_deref(), Some(scheme));
     assert_eq!(video(&report).codec, "H264");
     assert_eq!(report.url_redacted, url_with_userinfo(cam, "***:***"));
     let toml = assert_snippet(&report, &plain);
-    assert_eq!(toml["camera"][0]["source"]["username"].as_str(), Some("admin"));
-    assert_eq!(toml["camera"][0]["source"]["password"].as_str(), Some("<fill in>"));
+    assert_eq!(
+        toml["camera"][0]["source"]["username"].as_str(),
+        Some("admin")
+    );
+    assert_eq!(
+        toml["camera"][0]["source"]["password"].as_str(),
+        Some("<fill in>")
+    );
     shown.extend([report.render(), format!("{report:?}")]);
 
     // ... or as options.
@@ -159,9 +179,16 @@ async fn check_auth(cam: &TestCamera, scheme: &str) {
     // No credentials.
     let err = probe(&plain, &opts()).await.unwrap_err();
     assert!(
-        matches!(err, ProbeError::Unauthorized { credentials_given: false, .. }),
+        matches!(
+            err,
+            ProbeError::Unauthorized {
+                credentials_given: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
+    eprintln!("{err}");
     assert!(err.to_string().contains("--username"), "{err}");
 
     // Wrong password, in the URL and as an option.
@@ -172,9 +199,16 @@ async fn check_auth(cam: &TestCamera, scheme: &str) {
     ] {
         let err = probe(&url, &o).await.unwrap_err();
         assert!(
-            matches!(err, ProbeError::Unauthorized { credentials_given: true, .. }),
+            matches!(
+                err,
+                ProbeError::Unauthorized {
+                    credentials_given: true,
+                    ..
+                }
+            ),
             "{err:?}"
         );
+        eprintln!("{err}");
         assert!(err.to_string().contains("rejected"), "{err}");
         assert!(!err.to_string().contains("wrong"), "{err}");
         shown.extend([err.to_string(), format!("{err:?}")]);
@@ -188,8 +222,12 @@ async fn refused_connection_names_the_address() {
     let err = probe(&format!("rtsp://127.0.0.1:{port}/cam"), &opts())
         .await
         .unwrap_err();
+    eprintln!("{err}");
     assert!(matches!(err, ProbeError::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -211,12 +249,16 @@ async fn garbage_answer_is_a_bad_response() {
         ..ProbeOptions::default()
     };
     let started = std::time::Instant::now();
-    let err = probe(&format!("rtsp://u:{PASSWORD_IN_URL}@127.0.0.1:{port}/cam"), &o)
-        .await
-        .unwrap_err();
+    let err = probe(
+        &format!("rtsp://u:{PASSWORD_IN_URL}@127.0.0.1:{port}/cam"),
+        &o,
+    )
+    .await
+    .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(matches!(err, ProbeError::BadResponse { .. }), "{err:?}");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(msg.contains("HTTP/1.1 400"), "{msg}");
     assert!(msg.contains("\\x00\\xff"), "{msg}");
     assert_no_password(&[msg]);
@@ -246,6 +288,7 @@ async fn silent_server_times_out() {
         }
         other => panic!("expected Timeout, got {other:?}"),
     }
+    eprintln!("{err}");
     assert!(err.to_string().contains("OPTIONS"), "{err}");
     server.await.unwrap();
 }
@@ -256,6 +299,7 @@ async fn unknown_path_is_a_status_error() {
     let err = probe(&format!("{}/nope", cam.url), &opts())
         .await
         .unwrap_err();
+    eprintln!("{err}");
     match &err {
         ProbeError::Status { code, step, .. } => {
             assert_eq!(*code, 404);
@@ -277,6 +321,148 @@ async fn mounts_and_restart_on_the_same_port() {
     // A camera that comes back on the same port right after being killed.
     cam.kill();
     let cam = TestCamera::start(&["--port", &port]);
-    let report = probe(&cam.mount_url(0), &opts()).await.expect("probe after restart");
+    let report = probe(&cam.mount_url(0), &opts())
+        .await
+        .expect("probe after restart");
     assert_eq!(video(&report).width, Some(640));
+}
+
+/// Reads one request head (up to the blank line) from `sock`; `None` when the peer closed.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match sock.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `name="value"` or `name=value` from an Authorization header.
+fn auth_param(header: &str, name: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let part = part.trim().trim_start_matches("Digest ").trim();
+        let (k, v) = part.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+const SCRIPTED_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=framerate:25\r\n\
+a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z2QAKKzZQHgCJ+XAWoCAgKAAAAMAIAAAB5HjBjLA,aOvjyyLA\r\n\
+a=control:track1\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/16000/1\r\n\
+a=fmtp:97 streamtype=5;mode=AAC-hbr;config=1408\r\na=control:track2\r\n";
+
+const SCRIPTED_CHALLENGE: &str = "WWW-Authenticate: Basic realm=\"cam\"\r\n\
+WWW-Authenticate: Digest realm=\"cam\", qop=\"auth,auth-int\", nonce=\"abc123\", opaque=\"xyz\", algorithm=MD5\r\n\
+Connection: close\r\n";
+
+/// The scripted camera's reply to one request head, and whether it accepted a digest.
+/// It checks the response digest independently of the probe's code.
+fn scripted_reply(req: &str, port: u16) -> (String, bool) {
+    let header = |name: &str| {
+        req.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let mut request_line = req.lines().next().unwrap_or("").split(' ');
+    let (method, uri) = (
+        request_line.next().unwrap_or(""),
+        request_line.next().unwrap_or(""),
+    );
+    let cseq = header("CSeq").unwrap_or_default();
+    let head = |status: &str| format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n");
+    if method == "OPTIONS" {
+        let public = "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n";
+        return (format!("{}{public}\r\n", head("200 OK")), false);
+    }
+    let Some(auth) = header("Authorization").filter(|a| a.starts_with("Digest ")) else {
+        let challenge = head("401 Unauthorized") + SCRIPTED_CHALLENGE + "\r\n";
+        return (challenge, false);
+    };
+    let p = |n: &str| auth_param(&auth, n).unwrap_or_default();
+    let ha1 = md5_hex(&format!("admin:cam:{PASSWORD}"));
+    let ha2 = md5_hex(&format!("DESCRIBE:{uri}"));
+    let expected = md5_hex(&format!(
+        "{ha1}:abc123:{}:{}:auth:{ha2}",
+        p("nc"),
+        p("cnonce")
+    ));
+    let accepted = p("qop") == "auth"
+        && p("uri") == uri
+        && p("opaque") == "xyz"
+        && p("nc") == "00000001"
+        && p("response") == expected;
+    if !accepted {
+        return (head("401 Unauthorized") + "\r\n", false);
+    }
+    let reply = format!(
+        "{}Server: Scripted Cam/1.0\r\n\
+         Content-Base: rtsp://admin:{PASSWORD_IN_URL}@127.0.0.1:{port}/live/\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SCRIPTED_SDP}",
+        head("200 OK"),
+        SCRIPTED_SDP.len()
+    );
+    (reply, true)
+}
+
+/// A scripted camera for what gst-rtsp-server does not do: Digest with `qop=auth` and `opaque`
+/// offered next to Basic (two WWW-Authenticate headers), `Connection: close` after the challenge
+/// (the answer must come on a new connection), credentials echoed in Content-Base, and audio.
+#[tokio::test]
+async fn digest_qop_auth_against_scripted_camera() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            while let Some(req) = read_request(&mut sock).await {
+                let (reply, accepted) = scripted_reply(&req, port);
+                sock.write_all(reply.as_bytes()).await.unwrap();
+                if accepted {
+                    return true;
+                }
+                if reply.contains("Connection: close") {
+                    break;
+                }
+            }
+        }
+        false
+    });
+
+    let url = format!("rtsp://admin:{PASSWORD_IN_URL}@127.0.0.1:{port}/live");
+    let report = probe(&url, &opts()).await.expect("probe");
+    assert!(
+        server.await.unwrap(),
+        "the camera did not accept the digest"
+    );
+    assert_eq!(report.auth_used.as_deref(), Some("digest"));
+    assert_eq!(report.server.as_deref(), Some("Scripted Cam/1.0"));
+    assert_eq!(report.tracks.len(), 2);
+    let v = &report.tracks[0];
+    assert_eq!(
+        (v.codec.as_str(), v.width, v.height),
+        ("H264", Some(1920), Some(1080))
+    );
+    assert_eq!(v.framerate, Some(25.0));
+    let base = format!("rtsp://127.0.0.1:{port}/live/");
+    assert_eq!(v.control.as_deref(), Some(format!("{base}track1").as_str()));
+    let a = &report.tracks[1];
+    assert_eq!((a.media.as_str(), a.codec.as_str()), ("audio", "AAC"));
+    assert_eq!((a.payload_type, a.clock_rate), (97, Some(16000)));
+    assert_eq!(a.control.as_deref(), Some(format!("{base}track2").as_str()));
+    assert_snippet(&report, &format!("rtsp://127.0.0.1:{port}/live"));
+    assert_no_password(&[report.render(), format!("{report:?}")]);
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use support::TestCamera;
 
 fn rtsp_config(cameras: &[(&str, &str)]) -> String {
-    let mut s = String::from(
-        "[agent]\ndata_dir = \"{data_dir}\"\n[storage]\nmin_free = \"1MiB\"\n",
-    );
+    let mut s =
+        String::from("[agent]\ndata_dir = \"{data_dir}\"\n[storage]\nmin_free = \"1MiB\"\n");
     for (name, url) in cameras {
         s.push_str(&format!(
             "[[camera]]\nname = \"{name}\"\nfragment_duration = \"2s\"\nretention = \"1h\"\nstall_timeout = \"3s\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"{url}\"\nconnect_timeout = \"3s\"\n"
@@ -25,7 +24,7 @@ const NS: i64 = 1_000_000_000;
 fn records_rtsp_h264_into_key_frame_aligned_fragments() {
     let cam = TestCamera::start(&["--codec", "h264", "--fps", "30", "--gop", "30"]);
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &rtsp_config(&[("front", &cam.url)]));
+    let daemon = Daemon::start(dir.path(), &rtsp_config(&[("front", &cam.mount_url(0))]));
     // At least 10 s of video: six 2 s fragments.
     eventually(Duration::from_secs(60), "6 fragments", || {
         (daemon.fragments("front").len() >= 6).then_some(())
@@ -39,23 +38,43 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
     // Numbers strictly increase without holes; the last one was flushed at shutdown.
     for (i, f) in frags.iter().enumerate() {
         assert_eq!(f.fragment_number, i as u64 + 1);
-        assert!(!f.discontinuity, "fragment {} flagged discontinuous", f.fragment_number);
+        assert!(
+            !f.discontinuity,
+            "fragment {} flagged discontinuous",
+            f.fragment_number
+        );
     }
     // With a 1 s GOP, fragments are cut at exactly the 2 s target.
     for f in &frags[..frags.len() - 1] {
         let ms = f.duration_ns / 1_000_000;
-        assert!((1900..=2100).contains(&ms), "fragment {} lasts {ms} ms", f.fragment_number);
-        assert!(f.sample_count >= 55 && f.sample_count <= 65, "{} samples", f.sample_count);
+        assert!(
+            (1900..=2100).contains(&ms),
+            "fragment {} lasts {ms} ms",
+            f.fragment_number
+        );
+        assert!(
+            f.sample_count >= 55 && f.sample_count <= 65,
+            "{} samples",
+            f.sample_count
+        );
     }
     // Producer timestamps are contiguous; server timestamps follow them and increase.
     for w in frags.windows(2) {
         let gap = w[1].producer_ns - w[0].producer_end_ns();
-        assert!(gap.abs() < NS / 20, "gap {gap} ns between {} and {}", w[0].fragment_number, w[1].fragment_number);
+        assert!(
+            gap.abs() < NS / 20,
+            "gap {gap} ns between {} and {}",
+            w[0].fragment_number,
+            w[1].fragment_number
+        );
         assert!(w[1].server_ns > w[0].server_ns);
     }
     for f in &frags {
         let lag = f.server_ns - f.producer_end_ns();
-        assert!((-NS / 2..5 * NS).contains(&lag), "server timestamp {lag} ns after producer end");
+        assert!(
+            (-NS / 2..5 * NS).contains(&lag),
+            "server timestamp {lag} ns after producer end"
+        );
     }
     assert_key_frame_starts(&data_dir, &frags);
 
@@ -73,17 +92,32 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
     let mut index = 0usize;
     for f in &frags {
         let flags = packets[index]["flags"].as_str().unwrap();
-        assert!(flags.starts_with('K'), "first packet of fragment {} is not a key frame", f.fragment_number);
+        assert!(
+            flags.starts_with('K'),
+            "first packet of fragment {} is not a key frame",
+            f.fragment_number
+        );
         index += f.sample_count as usize;
     }
     assert_decodes(&file);
 
     // JSON listing contract.
-    let (ok, out, err) = cli(&["fragments", "front", "--config", config.to_str().unwrap(), "--json"]);
+    let (ok, out, err) = cli(&[
+        "fragments",
+        "front",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["fragment_number"], "1");
-    for key in ["producer_timestamp", "server_timestamp", "duration_ms", "size_bytes"] {
+    for key in [
+        "producer_timestamp",
+        "server_timestamp",
+        "duration_ms",
+        "size_bytes",
+    ] {
         assert!(first.get(key).is_some(), "missing {key}: {first}");
     }
     assert!(first["producer_timestamp"].as_str().unwrap().ends_with('Z'));
@@ -93,24 +127,44 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
     let end = frags[3].producer_ns as f64 / 1e9 + 0.5;
     let clip = dir.path().join("clip.mp4");
     let (ok, _, err) = cli(&[
-        "clip", "front", "--config", config.to_str().unwrap(),
-        "--start", &format!("{start:.3}"), "--end", &format!("{end:.3}"),
-        "-o", clip.to_str().unwrap(),
+        "clip",
+        "front",
+        "--config",
+        config.to_str().unwrap(),
+        "--start",
+        &format!("{start:.3}"),
+        "--end",
+        &format!("{end:.3}"),
+        "-o",
+        clip.to_str().unwrap(),
     ]);
     assert!(ok, "clip failed: {err}");
     let probe = ffprobe(&clip);
-    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
-    assert!((5.5..=6.5).contains(&duration), "clip lasts {duration} s (fragments 2..=4)");
-    let first_pts: f64 = probe["packets"][0]["pts_time"].as_str().unwrap().parse().unwrap();
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (5.5..=6.5).contains(&duration),
+        "clip lasts {duration} s (fragments 2..=4)"
+    );
+    let first_pts: f64 = probe["packets"][0]["pts_time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(first_pts.abs() < 0.001, "clip starts at {first_pts}");
     assert_decodes(&clip);
 }
 
 #[test]
 fn records_rtsp_h265() {
-    let cam = TestCamera::start(&["--codec", "h265", "--fps", "15", "--gop", "15", "--width", "320", "--height", "240"]);
+    let cam = TestCamera::start(&[
+        "--codec", "h265", "--fps", "15", "--gop", "15", "--width", "320", "--height", "240",
+    ]);
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &rtsp_config(&[("hevc", &cam.url)]));
+    let daemon = Daemon::start(dir.path(), &rtsp_config(&[("hevc", &cam.mount_url(0))]));
     eventually(Duration::from_secs(60), "3 fragments", || {
         (daemon.fragments("hevc").len() >= 3).then_some(())
     });
@@ -136,23 +190,35 @@ fn camera_reconnects_after_server_restart_without_disturbing_others() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         dir.path(),
-        &rtsp_config(&[("flaky", &flaky.url), ("steady", &steady.url)]),
+        &rtsp_config(&[
+            ("flaky", &flaky.mount_url(0)),
+            ("steady", &steady.mount_url(0)),
+        ]),
     );
     eventually(Duration::from_secs(60), "both cameras recording", || {
-        (daemon.fragments("flaky").len() >= 2 && daemon.fragments("steady").len() >= 2).then_some(())
+        (daemon.fragments("flaky").len() >= 2 && daemon.fragments("steady").len() >= 2)
+            .then_some(())
     });
     flaky.kill();
     let before = daemon.fragments("flaky").len();
     // Down long enough for the daemon to notice and back off.
-    eventually(Duration::from_secs(30), "the flaky camera to be noticed as down", || {
-        let log = daemon.log_text();
-        (log.contains("flaky") && log.contains("retrying in")).then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the flaky camera to be noticed as down",
+        || {
+            let log = daemon.log_text();
+            (log.contains("flaky") && log.contains("retrying in")).then_some(())
+        },
+    );
     let _flaky = TestCamera::start(&["--port", &port_s, "--gop", "15", "--fps", "15"]);
-    let resumed = eventually(Duration::from_secs(90), "recording to resume after the restart", || {
-        let frags = daemon.fragments("flaky");
-        frags.iter().skip(before).find(|f| f.discontinuity).cloned()
-    });
+    let resumed = eventually(
+        Duration::from_secs(90),
+        "recording to resume after the restart",
+        || {
+            let frags = daemon.fragments("flaky");
+            frags.iter().skip(before).find(|f| f.discontinuity).cloned()
+        },
+    );
     // Keep the steady camera running a little longer, then stop.
     let steady_count = daemon.fragments("steady").len();
     eventually(Duration::from_secs(30), "more steady fragments", || {
@@ -162,9 +228,18 @@ fn camera_reconnects_after_server_restart_without_disturbing_others() {
     assert!(daemon.terminate().success());
 
     let flaky_frags = read_fragments(&data_dir, "flaky");
-    let idx = flaky_frags.iter().position(|f| f.fragment_number == resumed.fragment_number).unwrap();
-    assert!(resumed.producer_ns > flaky_frags[idx - 1].producer_end_ns(), "time moves forward across the gap");
-    assert!(flaky_frags[..idx].iter().all(|f| !f.discontinuity), "no discontinuity before the outage");
+    let idx = flaky_frags
+        .iter()
+        .position(|f| f.fragment_number == resumed.fragment_number)
+        .unwrap();
+    assert!(
+        resumed.producer_ns > flaky_frags[idx - 1].producer_end_ns(),
+        "time moves forward across the gap"
+    );
+    assert!(
+        flaky_frags[..idx].iter().all(|f| !f.discontinuity),
+        "no discontinuity before the outage"
+    );
     for w in flaky_frags.windows(2) {
         assert!(w[1].fragment_number > w[0].fragment_number);
     }
@@ -184,14 +259,18 @@ fn unreachable_camera_backs_off_until_it_appears() {
     let url = format!("rtsp://127.0.0.1:{port}/cam");
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &rtsp_config(&[("late", &url)]));
-    eventually(Duration::from_secs(30), "a logged connection failure with backoff", || {
-        daemon.log_text().contains("retrying in").then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "a logged connection failure with backoff",
+        || daemon.log_text().contains("retrying in").then_some(()),
+    );
     assert!(daemon.fragments("late").is_empty());
     let _cam = TestCamera::start(&["--port", &port.to_string(), "--gop", "15", "--fps", "15"]);
-    eventually(Duration::from_secs(90), "recording once the camera is up", || {
-        (!daemon.fragments("late").is_empty()).then_some(())
-    });
+    eventually(
+        Duration::from_secs(90),
+        "recording once the camera is up",
+        || (!daemon.fragments("late").is_empty()).then_some(()),
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -199,7 +278,7 @@ fn unreachable_camera_backs_off_until_it_appears() {
 fn kill9_mid_recording_loses_at_most_the_fragment_in_progress() {
     let cam = TestCamera::start(&["--gop", "15", "--fps", "15"]);
     let dir = tempfile::tempdir().unwrap();
-    let config = rtsp_config(&[("front", &cam.url)]);
+    let config = rtsp_config(&[("front", &cam.mount_url(0))]);
     let daemon = Daemon::start(dir.path(), &config);
     eventually(Duration::from_secs(60), "3 fragments", || {
         (daemon.fragments("front").len() >= 3).then_some(())
@@ -209,9 +288,11 @@ fn kill9_mid_recording_loses_at_most_the_fragment_in_progress() {
     let before = read_fragments(&data_dir, "front");
 
     let daemon = Daemon::start_with(data_dir.clone(), config_path);
-    eventually(Duration::from_secs(60), "3 more fragments after restart", || {
-        (daemon.fragments("front").len() >= before.len() + 3).then_some(())
-    });
+    eventually(
+        Duration::from_secs(60),
+        "3 more fragments after restart",
+        || (daemon.fragments("front").len() >= before.len() + 3).then_some(()),
+    );
     assert!(daemon.terminate().success());
     let after = read_fragments(&data_dir, "front");
     // Everything listed before the kill is still there, unchanged.

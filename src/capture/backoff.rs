@@ -18,7 +18,11 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, attempt: 0 }
+        Self {
+            min,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next delay: min * 2^attempt, capped at max, then +-20 % jitter (still within bounds)

@@ -38,12 +38,21 @@ pub struct RawAu {
 #[derive(Debug)]
 pub enum CaptureEvent {
     /// A new pipeline session begins (first connect or reconnect).
-    SessionStart { session: u64 },
-    Au { session: u64, au: RawAu },
+    SessionStart {
+        session: u64,
+    },
+    Au {
+        session: u64,
+        au: RawAu,
+    },
     /// A looping file source restarted from its beginning: media time starts over.
-    LoopRestart { session: u64 },
+    LoopRestart {
+        session: u64,
+    },
     /// The session ended (error, stall, EOS, shutdown): flush what is pending.
-    SessionEnd { session: u64 },
+    SessionEnd {
+        session: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -70,7 +70,9 @@ impl Normalizer {
         }
         if self.rebase_next {
             self.rebase_next = false;
-            let continue_at = self.last_dts_ns.map_or(0, |d| d + self.last_step_ns.max(MIN_STEP_NS));
+            let continue_at = self
+                .last_dts_ns
+                .map_or(0, |d| d + self.last_step_ns.max(MIN_STEP_NS));
             self.offset_ns = continue_at.saturating_sub(au.dts_ns.unwrap_or(pts));
         }
         let pts = pts + self.offset_ns;
@@ -172,7 +174,11 @@ mod tests {
         let c = Counters::default();
         let mut n = Normalizer::new();
         let mut out = Vec::new();
-        for r in [raw(Some(0), true), raw(Some(100), false), raw(Some(200), false)] {
+        for r in [
+            raw(Some(0), true),
+            raw(Some(100), false),
+            raw(Some(200), false),
+        ] {
             out.extend(n.push(r, &c).units);
         }
         n.loop_restart();

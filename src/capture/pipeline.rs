@@ -67,15 +67,17 @@ pub fn build(cam: &CameraConfig) -> Result<BuiltPipeline, CaptureError> {
         .drop(false)
         .sync(cam.source.kind == SourceKind::File && cam.source.realtime())
         .build();
-    pipeline
-        .add(&appsink)
-        .map_err(|e| err(e.to_string()))?;
+    pipeline.add(&appsink).map_err(|e| err(e.to_string()))?;
     let src = &cam.source;
     match src.kind {
         SourceKind::Rtsp => build_rtsp(&pipeline, &appsink, src).map_err(err)?,
         SourceKind::File => build_file(&pipeline, &appsink, src).map_err(err)?,
-        SourceKind::Test => build_launch(&pipeline, &appsink, &test_description(src)).map_err(err)?,
-        SourceKind::V4l2 => build_launch(&pipeline, &appsink, &v4l2_description(src)).map_err(err)?,
+        SourceKind::Test => {
+            build_launch(&pipeline, &appsink, &test_description(src)).map_err(err)?
+        }
+        SourceKind::V4l2 => {
+            build_launch(&pipeline, &appsink, &v4l2_description(src)).map_err(err)?
+        }
     }
     Ok(BuiltPipeline { pipeline, appsink })
 }
@@ -106,7 +108,11 @@ fn test_description(s: &SourceConfig) -> String {
 
 /// Prefers the camera's own H.264; otherwise MJPEG or raw frames are encoded with x264enc.
 fn v4l2_description(s: &SourceConfig) -> String {
-    let device = s.device.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+    let device = s
+        .device
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let mut dims = String::new();
     if let (Some(w), Some(h)) = (s.width, s.height) {
         dims.push_str(&format!(",width={w},height={h}"));
@@ -117,7 +123,10 @@ fn v4l2_description(s: &SourceConfig) -> String {
     let offers = v4l2_formats(&device);
     let v4l2 = format!("v4l2src device=\"{device}\"");
     if offers.iter().any(|f| f == "video/x-h264") {
-        format!("{v4l2} ! video/x-h264{dims} ! h264parse ! {}", caps_element(H264_CAPS))
+        format!(
+            "{v4l2} ! video/x-h264{dims} ! h264parse ! {}",
+            caps_element(H264_CAPS)
+        )
     } else if offers.iter().any(|f| f == "image/jpeg") {
         format!(
             "{v4l2} ! image/jpeg{dims} ! jpegdec ! videoconvert ! video/x-raw,format=I420 ! {}",
@@ -152,14 +161,22 @@ fn v4l2_formats(device: &str) -> Vec<String> {
     names
 }
 
-fn build_launch(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, desc: &str) -> Result<(), String> {
+fn build_launch(
+    pipeline: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+    desc: &str,
+) -> Result<(), String> {
     let bin = gst::parse::bin_from_description(desc, true)
         .map_err(|e| format!("invalid pipeline `{desc}`: {e}"))?;
     pipeline.add(&bin).map_err(|e| e.to_string())?;
     bin.link(appsink).map_err(|e| e.to_string())
 }
 
-fn build_rtsp(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, s: &SourceConfig) -> Result<(), String> {
+fn build_rtsp(
+    pipeline: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+    s: &SourceConfig,
+) -> Result<(), String> {
     let location = s.url_without_credentials().unwrap_or_default();
     let src = make("rtspsrc")?;
     src.set_property("location", &location);
@@ -210,15 +227,25 @@ fn build_rtsp(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, s: &SourceCo
     Ok(())
 }
 
-fn build_file(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink, s: &SourceConfig) -> Result<(), String> {
-    let path = s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+fn build_file(
+    pipeline: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+    s: &SourceConfig,
+) -> Result<(), String> {
+    let path = s
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     if !std::path::Path::new(&path).is_file() {
         return Err(format!("file `{path}` does not exist"));
     }
     let src = make("filesrc")?;
     src.set_property("location", &path);
     let parse = make("parsebin")?;
-    pipeline.add_many([&src, &parse]).map_err(|e| e.to_string())?;
+    pipeline
+        .add_many([&src, &parse])
+        .map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
     let pipeline_weak = pipeline.downgrade();
     let sink_weak = appsink.downgrade();
@@ -257,9 +284,15 @@ fn link_chain(
     caps: &str,
     sink: &gst::Element,
 ) -> Result<(), String> {
-    let mut elements = factories.iter().map(|f| make(f)).collect::<Result<Vec<_>, _>>()?;
+    let mut elements = factories
+        .iter()
+        .map(|f| make(f))
+        .collect::<Result<Vec<_>, _>>()?;
     let filter = make("capsfilter")?;
-    filter.set_property("caps", caps.parse::<gst::Caps>().map_err(|e| e.to_string())?);
+    filter.set_property(
+        "caps",
+        caps.parse::<gst::Caps>().map_err(|e| e.to_string())?,
+    );
     elements.push(filter);
     pipeline.add_many(&elements).map_err(|e| e.to_string())?;
     gst::Element::link_many(&elements).map_err(|e| e.to_string())?;
@@ -271,7 +304,9 @@ fn link_chain(
     for e in &elements {
         e.sync_state_with_parent().map_err(|e| e.to_string())?;
     }
-    let first_sink = elements[0].static_pad("sink").ok_or("element without sink pad")?;
+    let first_sink = elements[0]
+        .static_pad("sink")
+        .ok_or("element without sink pad")?;
     pad.link(&first_sink).map_err(|e| format!("{e:?}"))?;
     Ok(())
 }

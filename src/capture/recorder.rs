@@ -79,7 +79,11 @@ impl Recorder {
                 });
             }
             CaptureEvent::Au { session, au } => {
-                let Some(s) = self.session.as_mut().filter(|s| s.id == session && !s.broken) else {
+                let Some(s) = self
+                    .session
+                    .as_mut()
+                    .filter(|s| s.id == session && !s.broken)
+                else {
                     return;
                 };
                 if s.media_base_ns.is_none() && au.is_key && au.pts_ns.is_some() {
@@ -95,7 +99,9 @@ impl Recorder {
                     }
                 }
                 for unit in n.units {
-                    let Some(s) = self.session.as_mut() else { return };
+                    let Some(s) = self.session.as_mut() else {
+                        return;
+                    };
                     let ready = s.fragmenter.push(unit);
                     self.store(ready);
                 }
@@ -114,7 +120,9 @@ impl Recorder {
     }
 
     fn end_session(&mut self) {
-        let Some(s) = self.session.as_mut() else { return };
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
         if let Some(last) = s.normalizer.finish() {
             let ready = s.fragmenter.push(last);
             self.store(ready);
@@ -126,7 +134,9 @@ impl Recorder {
 
     fn store(&mut self, ready: Option<ReadyFragment>) {
         let Some(ready) = ready else { return };
-        let Some(s) = self.session.as_mut() else { return };
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
         if s.broken {
             return;
         }
@@ -164,8 +174,8 @@ impl Recorder {
             .last_fragment_end()
             .is_some_and(|end| (producer_ns - end).abs() > DISCONTINUITY_NS);
         let has_previous = self.writer.last_fragment_end().is_some();
-        let discontinuity = has_previous
-            && (s.first_fragment || s.discontinuity_next || config_changed || gap);
+        let discontinuity =
+            has_previous && (s.first_fragment || s.discontinuity_next || config_changed || gap);
 
         let number = self.writer.next_fragment_number();
         let data = match fmp4::fragment(number as u32, base_decode_time, &samples) {
@@ -190,7 +200,8 @@ impl Recorder {
                 s.last_config_id = Some(config_id);
                 let c = &self.status.counters;
                 Counters::inc(&c.fragments_stored);
-                c.bytes_stored.fetch_add(data.len() as u64, Ordering::Relaxed);
+                c.bytes_stored
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Ok(AppendOutcome::Refused { reason }) => {
                 Counters::inc(&self.status.counters.fragments_refused);

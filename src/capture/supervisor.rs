@@ -63,7 +63,12 @@ enum SessionEnd {
     Retry(String),
 }
 
-fn supervise(cam: CameraConfig, status: Arc<CameraStatus>, tx: Sender<CaptureEvent>, shutdown: Shutdown) {
+fn supervise(
+    cam: CameraConfig,
+    status: Arc<CameraStatus>,
+    tx: Sender<CaptureEvent>,
+    shutdown: Shutdown,
+) {
     let mut backoff = Backoff::default();
     let mut session = 0u64;
     loop {
@@ -89,8 +94,15 @@ fn supervise(cam: CameraConfig, status: Arc<CameraStatus>, tx: Sender<CaptureEve
                 }
                 let delay = backoff.next_delay();
                 let (state, _) = status.state();
-                let next = if state == CameraState::Failed { CameraState::Failed } else { CameraState::Backoff };
-                status.set(next, format!("{reason}; retrying in {:.1} s", delay.as_secs_f64()));
+                let next = if state == CameraState::Failed {
+                    CameraState::Failed
+                } else {
+                    CameraState::Backoff
+                };
+                status.set(
+                    next,
+                    format!("{reason}; retrying in {:.1} s", delay.as_secs_f64()),
+                );
                 if shutdown.wait(delay) {
                     break;
                 }
@@ -114,10 +126,26 @@ fn run_session(
     };
     let last_media = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    install_sink(&built.appsink, tx.clone(), status.clone(), session, last_media.clone(), started);
+    install_sink(
+        &built.appsink,
+        tx.clone(),
+        status.clone(),
+        session,
+        last_media.clone(),
+        started,
+    );
 
     let pipeline = built.pipeline;
-    let end = watch(cam, status, tx, shutdown, session, &pipeline, &last_media, started);
+    let end = watch(
+        cam,
+        status,
+        tx,
+        shutdown,
+        session,
+        &pipeline,
+        &last_media,
+        started,
+    );
     let _ = pipeline.set_state(gst::State::Null);
     (end, last_media.load(Ordering::Relaxed) > 0)
 }
@@ -163,7 +191,10 @@ fn watch(
                 status.set(CameraState::Streaming, "recording");
             }
             if now_ms.saturating_sub(last) > stall.as_millis() as u64 {
-                return SessionEnd::Retry(format!("stalled: no video for {}", humantime::format_duration(stall)));
+                return SessionEnd::Retry(format!(
+                    "stalled: no video for {}",
+                    humantime::format_duration(stall)
+                ));
             }
         }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
@@ -201,7 +232,13 @@ fn watch(
 /// GStreamer error texts can carry the RTSP URL; strip userinfo from anything URL-like.
 fn redact(text: &str) -> String {
     text.split(' ')
-        .map(|w| if w.contains("://") { crate::probe::redact_url(w) } else { w.to_string() })
+        .map(|w| {
+            if w.contains("://") {
+                crate::probe::redact_url(w)
+            } else {
+                w.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -227,7 +264,10 @@ fn install_sink(
                     Counters::inc(&status.counters.dropped_before_key);
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                last_media.store(started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+                last_media.store(
+                    started.elapsed().as_millis().max(1) as u64,
+                    Ordering::Relaxed,
+                );
                 Counters::inc(&status.counters.access_units);
                 au.after_gap = gap.load(Ordering::Relaxed);
                 match tx.try_send(CaptureEvent::Au { session, au }) {

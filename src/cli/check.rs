@@ -19,7 +19,9 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let mut problems = Vec::new();
     if let Err(e) = gstreamer::init() {
-        problems.push(format!("GStreamer cannot start: {e}; run scripts/bootstrap"));
+        problems.push(format!(
+            "GStreamer cannot start: {e}; run scripts/bootstrap"
+        ));
     } else {
         for (i, cam) in config.cameras.iter().enumerate() {
             let missing = check_elements(&required_elements(&cam.source));
@@ -36,14 +38,20 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             SourceKind::File => {
                 if let Some(p) = &cam.source.path {
                     if !p.is_file() {
-                        problems.push(format!("camera[{i}].source.path: {} does not exist", p.display()));
+                        problems.push(format!(
+                            "camera[{i}].source.path: {} does not exist",
+                            p.display()
+                        ));
                     }
                 }
             }
             SourceKind::V4l2 => {
                 if let Some(d) = &cam.source.device {
                     if !d.exists() {
-                        problems.push(format!("camera[{i}].source.device: {} does not exist", d.display()));
+                        problems.push(format!(
+                            "camera[{i}].source.device: {} does not exist",
+                            d.display()
+                        ));
                     }
                 }
             }
@@ -51,7 +59,10 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     if let Err(e) = check_writable(&config.agent.data_dir) {
-        problems.push(format!("agent.data_dir: {} is not writable: {e}", config.agent.data_dir.display()));
+        problems.push(format!(
+            "agent.data_dir: {} is not writable: {e}",
+            config.agent.data_dir.display()
+        ));
     }
     if problems.is_empty() {
         println!(

@@ -9,7 +9,13 @@ use vidgest::clock::{format_rfc3339, Clock, SystemClock};
 use vidgest::playback::{plan_clip, write_clip_part};
 use vidgest::timespec::parse_time;
 
-pub fn export(config: &Path, camera: &str, start: &str, end: &str, output: &Path) -> anyhow::Result<ExitCode> {
+pub fn export(
+    config: &Path,
+    camera: &str,
+    start: &str,
+    end: &str,
+    output: &Path,
+) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     let now = SystemClock.now_ns();
     let (start, end) = (parse_time(start, now)?, parse_time(end, now)?);
@@ -58,7 +64,10 @@ fn part_path(output: &Path, index: usize) -> PathBuf {
     if index == 0 {
         return output.to_path_buf();
     }
-    let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("clip");
+    let stem = output
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("clip");
     let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("mp4");
     output.with_file_name(format!("{stem}-{}.{ext}", index + 1))
 }

@@ -22,8 +22,8 @@ pub fn list(
     let fragments = reader.fragments(camera, start, end, limit)?;
     if !json {
         println!(
-            "{:>10}  {:<24}  {:<24}  {:>8}  {:>9}  {}",
-            "fragment", "producer_timestamp", "server_timestamp", "ms", "bytes", "flags"
+            "{:>10}  {:<24}  {:<24}  {:>8}  {:>9}  flags",
+            "fragment", "producer_timestamp", "server_timestamp", "ms", "bytes"
         );
     }
     for f in &fragments {

@@ -36,7 +36,8 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
 
 pub fn open_reader(config: &Config) -> anyhow::Result<StoreReader> {
     let root = store::video_root(&config.agent.data_dir);
-    StoreReader::open(&root).with_context(|| format!("cannot open the video store in {}", root.display()))
+    StoreReader::open(&root)
+        .with_context(|| format!("cannot open the video store in {}", root.display()))
 }
 
 pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -47,8 +48,12 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     for cam in &config.cameras {
         let s = stored.iter().find(|s| s.name == cam.name);
         let (fragments, bytes) = s.map_or((0, 0), |s| (s.fragments, s.bytes));
-        let first = s.and_then(|s| s.first_producer_ns).map(vidgest::clock::format_rfc3339);
-        let last = s.and_then(|s| s.last_producer_end_ns).map(vidgest::clock::format_rfc3339);
+        let first = s
+            .and_then(|s| s.first_producer_ns)
+            .map(vidgest::clock::format_rfc3339);
+        let last = s
+            .and_then(|s| s.last_producer_end_ns)
+            .map(vidgest::clock::format_rfc3339);
         let kind = format!("{:?}", cam.source.kind).to_lowercase();
         if json {
             println!(

@@ -5,7 +5,7 @@ mod units;
 mod validate;
 
 pub use units::{format_bytes, ByteSize, HumanDuration};
-pub use validate::{ConfigProblem, ConfigError};
+pub use validate::{ConfigError, ConfigProblem};
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -249,7 +249,9 @@ impl SourceConfig {
             .unwrap_or(Duration::from_secs(10))
     }
     pub fn latency(&self) -> Duration {
-        self.latency.map(|d| d.0).unwrap_or(Duration::from_millis(200))
+        self.latency
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_millis(200))
     }
     pub fn codec(&self) -> VideoCodec {
         self.codec.unwrap_or(VideoCodec::H264)

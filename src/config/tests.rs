@@ -65,7 +65,10 @@ fn unknown_key_names_its_path() {
 fn bad_value_names_its_path() {
     let text = GOOD.replace("retention = \"72h\"", "retention = \"soon\"");
     let p = problems(&text);
-    assert!(p[0].starts_with("camera[0].retention: invalid duration `soon`"), "{p:?}");
+    assert!(
+        p[0].starts_with("camera[0].retention: invalid duration `soon`"),
+        "{p:?}"
+    );
     let text = GOOD.replace("kind = \"test\"", "kind = \"webcam\"");
     let p = problems(&text);
     assert!(p[0].starts_with("camera[1].source.kind"), "{p:?}");
@@ -90,11 +93,27 @@ url = "user:pw@127.0.0.1/cam"
 path = "/x.mp4"
 "#;
     let p = problems(text);
-    assert!(p.contains(&"camera[0].fragment_duration: 11s is out of range: 500ms ..= 10s".to_string()), "{p:?}");
-    assert!(p.iter().any(|x| x.starts_with("camera[0].retention:")), "{p:?}");
-    assert!(p.contains(&"camera[1].name: duplicate camera name `a`".to_string()), "{p:?}");
-    assert!(p.iter().any(|x| x.starts_with("camera[1].source.url: missing scheme")), "{p:?}");
-    assert!(p.contains(&"camera[1].source.path: not used by kind = \"rtsp\"".to_string()), "{p:?}");
+    assert!(
+        p.contains(&"camera[0].fragment_duration: 11s is out of range: 500ms ..= 10s".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| x.starts_with("camera[0].retention:")),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"camera[1].name: duplicate camera name `a`".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("camera[1].source.url: missing scheme")),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"camera[1].source.path: not used by kind = \"rtsp\"".to_string()),
+        "{p:?}"
+    );
     // The password in the bad URL is never echoed.
     assert!(!p.iter().any(|x| x.contains("pw@")), "{p:?}");
 }
@@ -111,8 +130,13 @@ fn credentials_never_show_in_debug_output() {
 fn missing_required_sections() {
     let p = problems("[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"test\"\n");
     assert!(p[0].contains("agent"), "{p:?}");
-    let p = problems("[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"rtsp\"\n");
-    assert_eq!(p, vec!["camera[0].source.url: required for kind = \"rtsp\"".to_string()]);
+    let p = problems(
+        "[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"x\"\n[camera.source]\nkind = \"rtsp\"\n",
+    );
+    assert_eq!(
+        p,
+        vec!["camera[0].source.url: required for kind = \"rtsp\"".to_string()]
+    );
 }
 
 #[test]

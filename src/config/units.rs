@@ -39,9 +39,9 @@ impl ByteSize {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size `{s}`: write e.g. \"20GiB\", \"500MB\" or a number of bytes"))?;
+        let value: f64 = num.parse().map_err(|_| {
+            format!("invalid size `{s}`: write e.g. \"20GiB\", \"500MB\" or a number of bytes")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,
@@ -54,8 +54,8 @@ impl ByteSize {
             "tib" => 1 << 40,
             other => {
                 return Err(format!(
-                    "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
-                ))
+                "invalid size unit `{other}` in `{s}`: use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+            ))
             }
         };
         Ok(ByteSize((value * mult as f64).round() as u64))

@@ -101,18 +101,30 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
     if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
         add(
             "api.listen".into(),
-            format!("`{}` is not an address like 127.0.0.1:8080", config.api.listen),
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080",
+                config.api.listen
+            ),
         );
     }
     let st = &config.storage;
     if st.segment_size.0 < (1 << 20) {
-        add("storage.segment_size".into(), "must be at least 1MiB".into());
+        add(
+            "storage.segment_size".into(),
+            "must be at least 1MiB".into(),
+        );
     }
     if st.segment_duration.0 < Duration::from_secs(10) {
-        add("storage.segment_duration".into(), "must be at least 10s".into());
+        add(
+            "storage.segment_duration".into(),
+            "must be at least 10s".into(),
+        );
     }
     if st.retention_interval.0 < Duration::from_millis(100) {
-        add("storage.retention_interval".into(), "must be at least 100ms".into());
+        add(
+            "storage.retention_interval".into(),
+            "must be at least 100ms".into(),
+        );
     }
 
     let mut names = HashSet::new();
@@ -205,7 +217,10 @@ fn validate_source(
         }
         SourceKind::V4l2 => {
             if s.device.is_none() {
-                add(at("device"), "required for kind = \"v4l2\" (e.g. \"/dev/video0\")".into());
+                add(
+                    at("device"),
+                    "required for kind = \"v4l2\" (e.g. \"/dev/video0\")".into(),
+                );
             }
         }
         SourceKind::Test => {}
@@ -235,8 +250,13 @@ fn check_rtsp_url(url: &str) -> Result<(), String> {
         // Without a scheme the userinfo cannot be told apart reliably: echo nothing.
         return Err("missing scheme: write rtsp://host[:port]/path".into());
     };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "rtsp" | "rtsps" | "rtspt") {
-        return Err(format!("unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"));
+    if !matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "rtsp" | "rtsps" | "rtspt"
+    ) {
+        return Err(format!(
+            "unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"
+        ));
     }
     let authority = rest.split('/').next().unwrap_or("");
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -254,8 +274,7 @@ fn check_rtsp_url(url: &str) -> Result<(), String> {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && !s.starts_with('.')
 }

@@ -117,7 +117,11 @@ pub(crate) enum Qop {
 impl Authenticator {
     /// Picks Digest when offered (it does not send the password), else Basic.
     /// On failure returns why no offered scheme is usable.
-    pub fn choose(challenges: &[Challenge], username: &str, password: &str) -> Result<Self, String> {
+    pub fn choose(
+        challenges: &[Challenge],
+        username: &str,
+        password: &str,
+    ) -> Result<Self, String> {
         let digest = challenges.iter().find(|c| {
             c.scheme == "digest"
                 && c.param("nonce").is_some()
@@ -152,8 +156,8 @@ impl Authenticator {
             });
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{username}:{password}"));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
             return Ok(Authenticator::Basic {
                 header: format!("Basic {token}"),
             });
@@ -304,9 +308,15 @@ mod tests {
             *cnonce = "0a4f113b".into();
         }
         let h = a.authorization("GET", "/dir/index.html");
-        assert!(h.contains(r#"response="6629fae49393a05397450978507c4ef1""#), "{h}");
+        assert!(
+            h.contains(r#"response="6629fae49393a05397450978507c4ef1""#),
+            "{h}"
+        );
         assert!(h.contains("qop=auth, nc=00000001"), "{h}");
-        assert!(h.contains(r#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#), "{h}");
+        assert!(
+            h.contains(r#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#),
+            "{h}"
+        );
         assert!(!h.contains("Circle Of Life"));
         // The nonce count goes up per request on the same nonce.
         assert!(a.authorization("GET", "/x").contains("nc=00000002"));

@@ -34,9 +34,7 @@ pub enum ProbeError {
         detail: String,
     },
 
-    #[error(
-        "{addr} did not answer {step} with RTSP (is this an RTSP port?); received {received}"
-    )]
+    #[error("{addr} did not answer {step} with RTSP (is this an RTSP port?); received {received}")]
     BadResponse {
         step: &'static str,
         addr: String,
@@ -87,7 +85,9 @@ fn status_hint(code: u16) -> &'static str {
     match code {
         404 => " (wrong path? check the camera's documentation for its RTSP stream path)",
         403 => " (the user lacks permission for this stream)",
-        454 | 455 | 459 => " (the camera refused the request; try rebooting it or another stream path)",
+        454 | 455 | 459 => {
+            " (the camera refused the request; try rebooting it or another stream path)"
+        }
         503 => " (the camera is busy or has too many clients; try again later)",
         _ => "",
     }

@@ -223,7 +223,11 @@ fn camera_name(url: &str) -> String {
     let clean = |s: &str| {
         let mut out = String::new();
         for c in s.chars().map(|c| c.to_ascii_lowercase()) {
-            let c = if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' };
+            let c = if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            };
             if !(c == '-' && out.ends_with('-')) {
                 out.push(c);
             }
@@ -273,7 +277,10 @@ m=audio 0 RTP/AVP 8\r\na=control:trackID=3\r\n";
         assert_eq!(t[0].codec, "H264");
         assert_eq!((t[0].width, t[0].height), (Some(1920), Some(1080)));
         assert_eq!(t[0].clock_rate, Some(90000));
-        assert_eq!(t[0].control.as_deref(), Some("rtsp://10.0.0.9/cam/stream=0"));
+        assert_eq!(
+            t[0].control.as_deref(),
+            Some("rtsp://10.0.0.9/cam/stream=0")
+        );
         assert_eq!(t[1].codec, "H265");
         assert_eq!((t[1].width, t[1].height), (Some(322), Some(242)));
         assert_eq!(t[1].framerate, Some(15.0));
@@ -281,7 +288,10 @@ m=audio 0 RTP/AVP 8\r\na=control:trackID=3\r\n";
         assert_eq!(t[2].media, "audio");
         assert_eq!(t[2].codec, "PCMA");
         assert_eq!(t[2].clock_rate, Some(8000));
-        assert_eq!(t[2].control.as_deref(), Some("rtsp://10.0.0.9/cam/trackID=3"));
+        assert_eq!(
+            t[2].control.as_deref(),
+            Some("rtsp://10.0.0.9/cam/trackID=3")
+        );
     }
 
     #[test]

@@ -60,24 +60,9 @@ pub(crate) struct Connection<'a> {
 
 impl<'a> Connection<'a> {
     pub async fn connect(target: &'a Target, timeout: Duration) -> Result<Self, ProbeError> {
-        let addr = target.addr();
-        let connecting = TcpStream::connect((target.host.as_str(), target.port));
-        let stream = match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => {
-                return Err(ProbeError::Timeout {
-                    step: "connect",
-                    addr,
-                    after: timeout,
-                })
-            }
-            Ok(Err(source)) => return Err(ProbeError::Connect { addr, source }),
-            Ok(Ok(s)) => s,
-        };
-        // Ignoring the result: Nagle only delays our small requests a little.
-        let _ = stream.set_nodelay(true);
         Ok(Connection {
             target,
-            stream,
+            stream: open(target, timeout).await?,
             buf: Vec::new(),
             cseq: 0,
             timeout,
@@ -99,10 +84,19 @@ impl<'a> Connection<'a> {
             let status = resp.status();
             if status == StatusCode::Unauthorized {
                 if answered_challenge {
-                    return Err(self.unauthorized(true, self.auth_scheme().unwrap_or("")));
+                    let scheme = self.auth_scheme().unwrap_or("");
+                    return Err(self.unauthorized(true, format!("{scheme} authentication")));
                 }
                 self.answer_challenge(&resp)?;
                 answered_challenge = true;
+                // Some cameras close after a 401 and expect the answer on a new connection.
+                let closes = resp
+                    .header(&headers::CONNECTION)
+                    .is_some_and(|v| v.as_str().trim().eq_ignore_ascii_case("close"));
+                if closes {
+                    self.stream = open(self.target, self.timeout).await?;
+                    self.buf.clear();
+                }
                 continue;
             }
             let code = u16::from(status);
@@ -153,24 +147,28 @@ impl<'a> Connection<'a> {
             .unwrap_or_default();
         let Some(username) = self.target.username.as_deref() else {
             let offered: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
-            return Err(self.unauthorized(false, &offered.join("/")));
+            let detail = if offered.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "the camera asks for {} authentication",
+                    offered.join(" or ")
+                )
+            };
+            return Err(self.unauthorized(false, detail));
         };
         let password = self.target.password.as_deref().unwrap_or("");
         let auth = Authenticator::choose(&challenges, username, password)
-            .map_err(|detail| self.unauthorized(true, &detail))?;
+            .map_err(|detail| self.unauthorized(true, detail))?;
         self.auth = Some(auth);
         Ok(())
     }
 
-    fn unauthorized(&self, credentials_given: bool, detail: &str) -> ProbeError {
+    fn unauthorized(&self, credentials_given: bool, detail: String) -> ProbeError {
         ProbeError::Unauthorized {
             url: self.target.redacted.clone(),
             credentials_given,
-            detail: match detail {
-                "" => String::new(),
-                d if d.contains(' ') => d.to_owned(),
-                scheme => format!("{scheme} authentication"),
-            },
+            detail,
         }
     }
 
@@ -180,10 +178,12 @@ impl<'a> Connection<'a> {
         self.cseq += 1;
         let uri = self.target.plain.as_str();
         let mut builder = Request::builder(step.method(), Version::V1_0)
-            .request_uri(rtsp_types::Url::parse(uri).map_err(|e| ProbeError::InvalidUrl {
-                url: self.target.redacted.clone(),
-                reason: e.to_string(),
-            })?)
+            .request_uri(
+                rtsp_types::Url::parse(uri).map_err(|e| ProbeError::InvalidUrl {
+                    url: self.target.redacted.clone(),
+                    reason: e.to_string(),
+                })?,
+            )
             .header(headers::CSEQ, self.cseq.to_string())
             .header(headers::USER_AGENT, USER_AGENT);
         if let Step::Describe = step {
@@ -212,6 +212,13 @@ impl<'a> Connection<'a> {
         deadline: Instant,
     ) -> Result<Response<Vec<u8>>, ProbeError> {
         loop {
+            // Stray line breaks between messages are harmless (some servers send them).
+            let blank = self
+                .buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            self.buf.drain(..blank);
             if !self.buf.is_empty() {
                 if !looks_like_rtsp(&self.buf) {
                     return Err(self.bad_response(step));
@@ -262,6 +269,25 @@ impl<'a> Connection<'a> {
             source,
         }
     }
+}
+
+async fn open(target: &Target, timeout: Duration) -> Result<TcpStream, ProbeError> {
+    let addr = target.addr();
+    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let stream = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => {
+            return Err(ProbeError::Timeout {
+                step: "connect",
+                addr,
+                after: timeout,
+            })
+        }
+        Ok(Err(source)) => return Err(ProbeError::Connect { addr, source }),
+        Ok(Ok(s)) => s,
+    };
+    // Ignoring the result: without TCP_NODELAY our small requests are only delayed a little.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// A response starts with `RTSP/`; `$` starts interleaved RTP. Anything else is not RTSP, and

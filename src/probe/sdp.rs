@@ -56,7 +56,11 @@ impl Media {
 /// Parses a DESCRIBE body. `content_type` is the response's header, if any.
 pub(crate) fn parse(body: &[u8], content_type: Option<&str>) -> Result<Sdp, ProbeError> {
     if let Some(ct) = content_type {
-        if !ct.trim().to_ascii_lowercase().starts_with("application/sdp") {
+        if !ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+        {
             return Err(ProbeError::Sdp(format!(
                 "the camera answered DESCRIBE with Content-Type `{ct}`, not application/sdp"
             )));
@@ -134,11 +138,17 @@ fn apply_media_attribute(m: &mut Media, name: &str, arg: &str) {
     match name.to_ascii_lowercase().as_str() {
         "rtpmap" => {
             // `<pt> <encoding>/<clock>[/<channels>]`
-            let Some((pt, enc)) = arg.split_once(' ') else { return };
-            let Ok(payload_type) = pt.trim().parse() else { return };
+            let Some((pt, enc)) = arg.split_once(' ') else {
+                return;
+            };
+            let Ok(payload_type) = pt.trim().parse() else {
+                return;
+            };
             let mut parts = enc.trim().split('/');
             let encoding = parts.next().unwrap_or("").to_owned();
-            let Some(Ok(clock_rate)) = parts.next().map(|c| c.trim().parse()) else { return };
+            let Some(Ok(clock_rate)) = parts.next().map(|c| c.trim().parse()) else {
+                return;
+            };
             let channels = parts.next().and_then(|c| c.trim().parse().ok());
             m.rtpmaps.push(RtpMap {
                 payload_type,
@@ -148,7 +158,9 @@ fn apply_media_attribute(m: &mut Media, name: &str, arg: &str) {
             });
         }
         "fmtp" => {
-            let Some((pt, params)) = arg.split_once([' ', '\t']) else { return };
+            let Some((pt, params)) = arg.split_once([' ', '\t']) else {
+                return;
+            };
             let Ok(pt) = pt.parse() else { return };
             let params = params
                 .split(';')
@@ -161,7 +173,10 @@ fn apply_media_attribute(m: &mut Media, name: &str, arg: &str) {
         "framerate" => m.framerate = arg.parse().ok().filter(|f: &f64| *f > 0.0),
         "framesize" => {
             // `<pt> W-H`
-            let size = arg.split_whitespace().nth(1).and_then(|s| s.split_once('-'));
+            let size = arg
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.split_once('-'));
             if let Some((w, h)) = size {
                 m.framesize = w.parse().ok().zip(h.parse().ok());
             }
@@ -246,7 +261,9 @@ a=control:trackID=2\r\n";
     fn rejects_non_sdp() {
         let err = parse(b"<html>nope</html>", None).unwrap_err().to_string();
         assert!(err.contains("v=0") && err.contains("<html>"), "{err}");
-        let err = parse(b"v=0\r\n", Some("text/html")).unwrap_err().to_string();
+        let err = parse(b"v=0\r\n", Some("text/html"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("text/html"), "{err}");
         assert!(parse(b"", None).is_err());
         let err = parse(b"v=0\r\nm=video\r\n", None).unwrap_err().to_string();

@@ -21,7 +21,8 @@ pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, String> {
         None => return Err("empty NAL unit".into()),
     }
     let rbsp = decode_nal(nal).map_err(|e| e.to_string())?;
-    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| format!("{e:?}"))?;
+    let sps =
+        SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| format!("{e:?}"))?;
     let (width, height) = sps.pixel_dimensions().map_err(|e| format!("{e:?}"))?;
     Ok(SpsInfo {
         width,
@@ -207,7 +208,9 @@ mod tests {
     #[test]
     fn rejects_wrong_nal_types_and_truncation() {
         assert!(h264(&[0x68, 0xeb]).unwrap_err().contains("not an SPS"));
-        assert!(h265(&[0x40, 0x01, 0x0c]).unwrap_err().contains("not an SPS"));
+        assert!(h265(&[0x40, 0x01, 0x0c])
+            .unwrap_err()
+            .contains("not an SPS"));
         let sps = hex("42010101600000030090000003");
         assert!(h265(&sps).unwrap_err().contains("ends early"));
         assert!(h264(&[]).is_err());
@@ -220,7 +223,12 @@ mod tests {
         let data = [0b1010_0110, 0b0100_0000];
         let mut r = Bits::new(&data);
         assert_eq!(
-            [r.ue().unwrap(), r.ue().unwrap(), r.ue().unwrap(), r.ue().unwrap()],
+            [
+                r.ue().unwrap(),
+                r.ue().unwrap(),
+                r.ue().unwrap(),
+                r.ue().unwrap()
+            ],
             [0, 1, 2, 3]
         );
     }

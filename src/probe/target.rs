@@ -30,7 +30,11 @@ impl Target {
         let mut parsed = rtsp_types::Url::parse(url.trim()).map_err(|e| invalid(&e.to_string()))?;
         match parsed.scheme() {
             "rtsp" => {}
-            "rtsps" => return Err(invalid("rtsps:// (RTSP over TLS) is not supported by probe")),
+            "rtsps" => {
+                return Err(invalid(
+                    "rtsps:// (RTSP over TLS) is not supported by probe",
+                ))
+            }
             other => {
                 return Err(invalid(&format!(
                     "scheme `{other}` is not rtsp (expected rtsp://host[:port]/path)"
@@ -104,9 +108,9 @@ pub fn redact_url(url: &str) -> String {
         // `user:pa/ss@host`: the first `/` was inside the password. A port is all digits.
         None => {
             let authority = &rest[..authority_end];
-            let looks_like_password = authority
-                .split_once(':')
-                .is_some_and(|(_, after)| after.is_empty() || !after.chars().all(|c| c.is_ascii_digit()));
+            let looks_like_password = authority.split_once(':').is_some_and(|(_, after)| {
+                after.is_empty() || !after.chars().all(|c| c.is_ascii_digit())
+            });
             if looks_like_password {
                 rest.rfind('@')
             } else {
@@ -117,7 +121,11 @@ pub fn redact_url(url: &str) -> String {
     match at {
         Some(at) => {
             let userinfo = &rest[..at];
-            let mask = if userinfo.contains(':') { "***:***" } else { "***" };
+            let mask = if userinfo.contains(':') {
+                "***:***"
+            } else {
+                "***"
+            };
             format!("{head}{mask}{}", redact_query(&rest[at..]))
         }
         None => format!("{head}{}", redact_query(rest)),

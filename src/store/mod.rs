@@ -140,7 +140,8 @@ impl Store {
         };
         let conn = Connection::open(&db_path).map_err(idx)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(idx)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(idx)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(idx)?;
         let sync = match opts.fsync {
             FsyncPolicy::Fragment => "FULL",
             FsyncPolicy::Never => "NORMAL",

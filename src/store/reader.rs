@@ -85,7 +85,10 @@ impl StoreReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .and_then(|c| c.busy_timeout(Duration::from_secs(10)).map(|_| c))
-        .map_err(|e| StoreError::Index { path: db, source: e })?;
+        .map_err(|e| StoreError::Index {
+            path: db,
+            source: e,
+        })?;
         Ok(StoreReader {
             root: root.to_path_buf(),
             conn,
@@ -101,7 +104,9 @@ impl StoreReader {
 
     fn stream_id(&self, stream: &str) -> Result<i64> {
         self.conn
-            .query_row("SELECT id FROM streams WHERE name = ?1", [stream], |r| r.get(0))
+            .query_row("SELECT id FROM streams WHERE name = ?1", [stream], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.idx(e))?
             .ok_or_else(|| StoreError::UnknownStream(stream.to_string()))
@@ -128,7 +133,8 @@ impl StoreReader {
                 })
             })
             .map_err(|e| self.idx(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))
     }
 
     /// Fragments whose producer start time is in `[start, end]`, oldest first (at most `limit`).
@@ -159,7 +165,8 @@ impl StoreReader {
                 |r| fragment_row(stream, r),
             )
             .map_err(|e| self.idx(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))
     }
 
     /// Fragments overlapping `[start, end]` (including one that began before `start`), for clips.
@@ -181,7 +188,8 @@ impl StoreReader {
         let rows = q
             .query_map(params![id, start, end], |r| fragment_row(stream, r))
             .map_err(|e| self.idx(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.idx(e))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))
     }
 
     pub fn fragment(&self, stream: &str, number: u64) -> Result<Option<FragmentMeta>> {

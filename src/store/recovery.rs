@@ -53,7 +53,8 @@ fn recover_open_segments(root: &Path, st: &State, stream_id: i64, name: &str) ->
         let on_disk = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         match committed_end {
             None => {
-                st.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
+                st.conn
+                    .execute("DELETE FROM segments WHERE id = ?1", [seg])?;
                 remove_file(&path)?;
                 if on_disk > 0 {
                     tracing::warn!(camera = name, segment = seg, bytes = on_disk,
@@ -66,12 +67,18 @@ fn recover_open_segments(root: &Path, st: &State, stream_id: i64, name: &str) ->
                     let f = std::fs::OpenOptions::new()
                         .write(true)
                         .open(&path)
-                        .map_err(|e| Inner::Io("cannot open segment for recovery", path.clone(), e))?;
+                        .map_err(|e| {
+                            Inner::Io("cannot open segment for recovery", path.clone(), e)
+                        })?;
                     f.set_len(end)
                         .and_then(|_| f.sync_all())
                         .map_err(|e| Inner::Io("cannot truncate segment", path.clone(), e))?;
-                    tracing::warn!(camera = name, segment = seg, truncated_bytes = on_disk - end,
-                        "recovery: truncated uncommitted bytes after the last committed fragment");
+                    tracing::warn!(
+                        camera = name,
+                        segment = seg,
+                        truncated_bytes = on_disk - end,
+                        "recovery: truncated uncommitted bytes after the last committed fragment"
+                    );
                 } else if on_disk < end {
                     tracing::error!(camera = name, segment = seg, on_disk, expected = end,
                         "recovery: segment file is shorter than its index says; fragments past the end will fail to read");
@@ -98,8 +105,12 @@ fn drop_missing_files(root: &Path, st: &State, stream_id: i64, name: &str) -> Re
             let n = tx.execute("DELETE FROM fragments WHERE segment_id = ?1", [seg])?;
             tx.execute("DELETE FROM segments WHERE id = ?1", params![seg])?;
             tx.commit()?;
-            tracing::warn!(camera = name, segment = seg, fragments = n,
-                "recovery: segment file is missing; dropped its index rows");
+            tracing::warn!(
+                camera = name,
+                segment = seg,
+                fragments = n,
+                "recovery: segment file is missing; dropped its index rows"
+            );
         }
     }
     Ok(())

@@ -49,7 +49,9 @@ const SEGMENT_COLS: &str = "id, stream_id, bytes, fragment_count";
 /// Age retention plus, with `delete_oldest`, every byte budget (the periodic pass).
 pub(super) fn enforce(store: &Store, st: &mut State) -> Result<RetentionReport, Inner> {
     let mut report = expire_by_age(store, st)?;
-    report.deleted.extend(enforce_for(store, st, None, 0)?.deleted);
+    report
+        .deleted
+        .extend(enforce_for(store, st, None, 0)?.deleted);
     Ok(report)
 }
 
@@ -73,7 +75,9 @@ fn expire_by_age(store: &Store, st: &mut State) -> Result<RetentionReport, Inner
                 )
                 .optional()?;
             let Some(row) = row else { break };
-            report.deleted.push(delete_segment(store, st, row, "older than retention")?);
+            report
+                .deleted
+                .push(delete_segment(store, st, row, "older than retention")?);
         }
     }
     Ok(report)
@@ -99,25 +103,41 @@ pub(super) fn enforce_for(
         .filter_map(|(name, s)| Some((s.id, name.clone(), s.opts.as_ref()?.max_bytes?)))
         .collect();
     for (stream_id, name, budget) in budgets {
-        let extra = if for_stream == Some(name.as_str()) { incoming } else { 0 };
+        let extra = if for_stream == Some(name.as_str()) {
+            incoming
+        } else {
+            0
+        };
         while st.streams[&name].usage + extra > budget {
-            let Some(row) = oldest_closed(st, Some(stream_id))? else { break };
-            report.deleted.push(delete_segment(store, st, row, "camera byte budget")?);
+            let Some(row) = oldest_closed(st, Some(stream_id))? else {
+                break;
+            };
+            report
+                .deleted
+                .push(delete_segment(store, st, row, "camera byte budget")?);
         }
     }
 
     // Global budget.
     if let Some(budget) = store.opts.max_bytes {
         while st.total_usage() + incoming > budget {
-            let Some(row) = oldest_closed(st, None)? else { break };
-            report.deleted.push(delete_segment(store, st, row, "global byte budget")?);
+            let Some(row) = oldest_closed(st, None)? else {
+                break;
+            };
+            report
+                .deleted
+                .push(delete_segment(store, st, row, "global byte budget")?);
         }
     }
 
     // Minimum free disk.
     while free_space(store).is_some_and(|free| free < store.opts.min_free + incoming) {
-        let Some(row) = oldest_closed(st, None)? else { break };
-        report.deleted.push(delete_segment(store, st, row, "minimum free disk")?);
+        let Some(row) = oldest_closed(st, None)? else {
+            break;
+        };
+        report
+            .deleted
+            .push(delete_segment(store, st, row, "minimum free disk")?);
     }
     Ok(report)
 }

@@ -6,7 +6,8 @@ const START: i64 = 1_764_000_000_000_000_000;
 
 fn codec() -> CodecConfig {
     // A real avcC from x264 (64x64, High profile).
-    let hex = "01640014ffe1001b67640014acd94426c05a8303035280000003008000001e478a14cb01000568ebecb22c";
+    let hex =
+        "01640014ffe1001b67640014acd94426c05a8303035280000003008000001e478a14cb01000568ebecb22c";
     let record = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -107,7 +108,9 @@ fn fragments_round_trip_with_increasing_numbers() {
     let mut w = store.open_stream("front", stream_opts()).unwrap();
     for i in 0..5 {
         let out = append(&mut w, &h.clock, 1000 + i);
-        assert!(matches!(out, AppendOutcome::Stored { fragment_number, .. } if fragment_number == i as u64 + 1));
+        assert!(
+            matches!(out, AppendOutcome::Stored { fragment_number, .. } if fragment_number == i as u64 + 1)
+        );
     }
     let r = StoreReader::open(&h.root()).unwrap();
     let frags = r.fragments("front", None, None, 100).unwrap();
@@ -122,10 +125,21 @@ fn fragments_round_trip_with_increasing_numbers() {
     assert_eq!(&init.data[4..8], b"ftyp");
     // Range query by producer time: start inclusive, end inclusive.
     let some = r
-        .fragments("front", Some(START + 2_000_000_000), Some(START + 6_000_000_000), 100)
+        .fragments(
+            "front",
+            Some(START + 2_000_000_000),
+            Some(START + 6_000_000_000),
+            100,
+        )
         .unwrap();
-    assert_eq!(some.iter().map(|f| f.fragment_number).collect::<Vec<_>>(), vec![2, 3, 4]);
-    assert!(matches!(r.fragments("nope", None, None, 1), Err(StoreError::UnknownStream(_))));
+    assert_eq!(
+        some.iter().map(|f| f.fragment_number).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    assert!(matches!(
+        r.fragments("nope", None, None, 1),
+        Err(StoreError::UnknownStream(_))
+    ));
 }
 
 #[test]
@@ -138,21 +152,38 @@ fn crash_recovery_truncates_uncommitted_bytes_and_never_reuses_numbers() {
             append(&mut w, &h.clock, 500);
         }
         // A torn write: bytes reached the file but the index row never committed.
-        let seg = std::fs::read_dir(h.root().join("front")).unwrap().next().unwrap().unwrap().path();
+        let seg = std::fs::read_dir(h.root().join("front"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
         std::io::Write::write_all(&mut f, &[0xAB; 777]).unwrap();
         // Simulate kill -9: the writer never closes its segment.
         std::mem::forget(w);
     }
     let store = h.open(opts());
-    let seg = std::fs::read_dir(h.root().join("front")).unwrap().next().unwrap().unwrap().path();
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), 1500, "torn bytes truncated");
+    let seg = std::fs::read_dir(h.root().join("front"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        1500,
+        "torn bytes truncated"
+    );
     let mut w = store.open_stream("front", stream_opts()).unwrap();
     assert_eq!(w.next_fragment_number(), 4);
     append(&mut w, &h.clock, 500);
     let r = StoreReader::open(&h.root()).unwrap();
     let frags = r.fragments("front", None, None, 100).unwrap();
-    assert_eq!(frags.iter().map(|f| f.fragment_number).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        frags.iter().map(|f| f.fragment_number).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
     for f in &frags {
         assert_eq!(r.read_fragment(f).unwrap().len(), 500);
     }
@@ -183,13 +214,20 @@ fn age_retention_runs_hours_in_milliseconds() {
     }
     let report = store.enforce_retention().unwrap();
     assert!(!report.deleted.is_empty());
-    assert!(report.deleted.iter().all(|d| d.reason == "older than retention"));
+    assert!(report
+        .deleted
+        .iter()
+        .all(|d| d.reason == "older than retention"));
     let r = StoreReader::open(&h.root()).unwrap();
     let frags = r.fragments("front", None, None, 100_000).unwrap();
     let now = h.clock.now_ns();
     let oldest = frags[0].server_ns;
     // Nothing older than retention (1 h) plus one segment (60 s) survives; the last hour does.
-    assert!(now - oldest <= 3_660_000_000_000, "oldest kept is {} s old", (now - oldest) / 1_000_000_000);
+    assert!(
+        now - oldest <= 3_660_000_000_000,
+        "oldest kept is {} s old",
+        (now - oldest) / 1_000_000_000
+    );
     assert!(frags.len() >= 1790, "kept {}", frags.len());
     assert_eq!(frags.last().unwrap().fragment_number, 5400);
     // Files of deleted segments are gone from disk.
@@ -214,13 +252,35 @@ fn camera_and_global_budgets_hold_with_delete_oldest() {
     for _ in 0..200 {
         append(&mut a, &h.clock, 5_000);
         append(&mut b, &h.clock, 5_000);
-        assert!(store.usage("a") <= 100_000, "camera budget: {}", store.usage("a"));
-        assert!(store.total_usage() <= 300_000, "global budget: {}", store.total_usage());
+        assert!(
+            store.usage("a") <= 100_000,
+            "camera budget: {}",
+            store.usage("a")
+        );
+        assert!(
+            store.total_usage() <= 300_000,
+            "global budget: {}",
+            store.total_usage()
+        );
     }
     // Both cameras keep recent video.
     let r = StoreReader::open(&h.root()).unwrap();
-    assert_eq!(r.fragments("a", None, None, 1000).unwrap().last().unwrap().fragment_number, 200);
-    assert_eq!(r.fragments("b", None, None, 1000).unwrap().last().unwrap().fragment_number, 200);
+    assert_eq!(
+        r.fragments("a", None, None, 1000)
+            .unwrap()
+            .last()
+            .unwrap()
+            .fragment_number,
+        200
+    );
+    assert_eq!(
+        r.fragments("b", None, None, 1000)
+            .unwrap()
+            .last()
+            .unwrap()
+            .fragment_number,
+        200
+    );
     assert!(store.usage("b") > 100_000, "b uses the room a may not");
 }
 
@@ -244,7 +304,11 @@ fn deny_new_refuses_instead_of_deleting() {
     }
     assert_eq!(stored, 10);
     assert_eq!(refused.len(), 10);
-    assert!(refused[0].contains("global byte budget full"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("global byte budget full"),
+        "{}",
+        refused[0]
+    );
     let r = StoreReader::open(&h.root()).unwrap();
     let frags = r.fragments("a", None, None, 100).unwrap();
     assert_eq!(frags.first().unwrap().fragment_number, 1, "nothing deleted");
@@ -266,7 +330,10 @@ fn low_disk_triggers_retention_before_writes_fail() {
     so.segment_size = 40_000;
     let mut w = store.open_stream("a", so).unwrap();
     for _ in 0..300 {
-        assert!(matches!(append(&mut w, &h.clock, 8_000), AppendOutcome::Stored { .. }));
+        assert!(matches!(
+            append(&mut w, &h.clock, 8_000),
+            AppendOutcome::Stored { .. }
+        ));
         let free = disk.available(&h.root()).unwrap();
         // The fragment just written may dip into the reserve by at most its own size.
         assert!(free + 8_000 >= 100_000, "free {free}");

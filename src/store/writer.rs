@@ -1,6 +1,8 @@
 //! Appending fragments to one camera stream.
 
-use super::{retention, segment_path, Inner, Result, State, Store, StoreError, StreamOptions, StreamState};
+use super::{
+    retention, segment_path, Inner, Result, State, Store, StoreError, StreamOptions, StreamState,
+};
 use crate::clock::UnixNanos;
 use crate::config::{FsyncPolicy, OnFull};
 use crate::media::{fmp4, CodecConfig};
@@ -140,16 +142,20 @@ impl StreamWriter {
                 retention::enforce_for(&store, &mut st, Some(&self.name), len)
                     .map_err(|e| e.at(&db))?;
             }
-            self.roll_segment_if_due(&mut st, len).map_err(|e| e.at(&db))?;
+            self.roll_segment_if_due(&mut st, len)
+                .map_err(|e| e.at(&db))?;
             self.init_id(&st, f.codec).map_err(|e| e.at(&db))?
         };
 
         let seg = self.segment.as_mut().expect("segment opened above");
         // Positional write: a failed partial write leaves no cursor drift for the next append.
-        let written = seg.file.write_all_at(f.data, seg.len).and_then(|_| match store.opts.fsync {
-            FsyncPolicy::Fragment => seg.file.sync_data(),
-            FsyncPolicy::Never => Ok(()),
-        });
+        let written = seg
+            .file
+            .write_all_at(f.data, seg.len)
+            .and_then(|_| match store.opts.fsync {
+                FsyncPolicy::Fragment => seg.file.sync_data(),
+                FsyncPolicy::Never => Ok(()),
+            });
         if let Err(e) = written {
             // Leave no partial bytes behind so later appends stay aligned with the index.
             let _ = seg.file.set_len(seg.len);
@@ -165,8 +171,10 @@ impl StreamWriter {
         let offset = seg.len;
         {
             let mut st = store.lock();
-            commit_fragment(&st, self.id, seg.id, number, offset, len, server_ns, init_id, f)
-                .map_err(|e| Inner::from(e).at(&db))?;
+            commit_fragment(
+                &st, self.id, seg.id, number, offset, len, server_ns, init_id, f,
+            )
+            .map_err(|e| Inner::from(e).at(&db))?;
             if let Some(s) = st.streams.get_mut(&self.name) {
                 s.usage += len;
             }
@@ -180,7 +188,11 @@ impl StreamWriter {
         })
     }
 
-    fn roll_segment_if_due(&mut self, st: &mut State, incoming: u64) -> std::result::Result<(), Inner> {
+    fn roll_segment_if_due(
+        &mut self,
+        st: &mut State,
+        incoming: u64,
+    ) -> std::result::Result<(), Inner> {
         let now = self.store.clock.now_ns();
         let due = match &self.segment {
             None => true,
@@ -199,7 +211,10 @@ impl StreamWriter {
         )?;
         let id = st.conn.last_insert_rowid();
         let path = segment_path(&self.store.root, &self.name, id);
-        let dir = path.parent().expect("segment has a parent dir").to_path_buf();
+        let dir = path
+            .parent()
+            .expect("segment has a parent dir")
+            .to_path_buf();
         let file = std::fs::create_dir_all(&dir)
             .and_then(|_| {
                 std::fs::OpenOptions::new()
@@ -229,7 +244,8 @@ impl StreamWriter {
     fn close_segment(&mut self, st: &mut State) -> std::result::Result<(), Inner> {
         if let Some(seg) = self.segment.take() {
             if seg.len == 0 {
-                st.conn.execute("DELETE FROM segments WHERE id = ?1", [seg.id])?;
+                st.conn
+                    .execute("DELETE FROM segments WHERE id = ?1", [seg.id])?;
                 let _ = std::fs::remove_file(&seg.path);
             } else {
                 st.conn
@@ -322,7 +338,13 @@ fn commit_fragment(
            first_producer_ns = COALESCE(first_producer_ns, ?3), last_producer_end_ns = ?4,
            last_server_ns = ?5
          WHERE id = ?1",
-        params![segment_id, len as i64, f.producer_ns, f.producer_ns + f.duration_ns, server_ns],
+        params![
+            segment_id,
+            len as i64,
+            f.producer_ns,
+            f.producer_ns + f.duration_ns,
+            server_ns
+        ],
     )?;
     tx.execute(
         "UPDATE streams SET next_fragment_number = ?2 WHERE id = ?1",

@@ -132,7 +132,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -153,7 +156,11 @@ pub fn assert_key_frame_starts(data_dir: &Path, frags: &[FragmentMeta]) {
     let r = StoreReader::open(&data_dir.join("video")).unwrap();
     for f in frags {
         let info = fmp4::inspect_fragment(&r.read_fragment(f).unwrap()).unwrap();
-        assert!(info.first_is_key, "fragment {} does not start with a key frame", f.fragment_number);
+        assert!(
+            info.first_is_key,
+            "fragment {} does not start with a key frame",
+            f.fragment_number
+        );
         assert_eq!(info.sample_count, f.sample_count);
     }
 }
@@ -167,18 +174,34 @@ pub fn assert_decodes(path: &Path) {
         .output()
         .expect("ffmpeg (installed by scripts/bootstrap)");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "ffmpeg rejects {}: {err}", path.display());
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "ffmpeg rejects {}: {err}",
+        path.display()
+    );
 }
 
 /// ffprobe's JSON for streams + packets; panics on any complaint.
 pub fn ffprobe(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-show_packets", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_packets",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (installed by scripts/bootstrap)");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "ffprobe rejects {}: {err}", path.display());
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "ffprobe rejects {}: {err}",
+        path.display()
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
