@@ -44,20 +44,31 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
             f.fragment_number
         );
     }
-    // With a 1 s GOP, fragments are cut at exactly the 2 s target.
-    for f in &frags[..frags.len() - 1] {
-        let ms = f.duration_ns / 1_000_000;
+    // Cuts happen at the first key frame at or after the 2 s target; with a 1 s GOP that is
+    // 2 s, or up to one GOP more if the camera lagged (a loaded machine drops source frames).
+    let mut durations: Vec<i64> = frags[..frags.len() - 1]
+        .iter()
+        .map(|f| f.duration_ns / 1_000_000)
+        .collect();
+    for (f, ms) in frags.iter().zip(&durations) {
         assert!(
-            (1900..=2100).contains(&ms),
+            (1900..=3100).contains(ms),
             "fragment {} lasts {ms} ms",
             f.fragment_number
         );
+        let fps = f.sample_count as f64 * 1000.0 / *ms as f64;
         assert!(
-            f.sample_count >= 55 && f.sample_count <= 65,
-            "{} samples",
-            f.sample_count
+            (20.0..=31.0).contains(&fps),
+            "fragment {} has {fps:.1} fps",
+            f.fragment_number
         );
     }
+    durations.sort();
+    let median = durations[durations.len() / 2];
+    assert!(
+        (1950..=2050).contains(&median),
+        "median fragment lasts {median} ms"
+    );
     // Producer timestamps are contiguous; server timestamps follow them and increase.
     for w in frags.windows(2) {
         let gap = w[1].producer_ns - w[0].producer_end_ns();
@@ -308,4 +319,33 @@ fn kill9_mid_recording_loses_at_most_the_fragment_in_progress() {
     let file = dir.path().join("all.mp4");
     write_stream_file(&data_dir, &after, &file);
     assert_decodes(&file);
+}
+
+#[test]
+fn stalled_camera_is_detected_and_reconnected() {
+    let cam = TestCamera::start(&["--gop", "15", "--fps", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &rtsp_config(&[("frozen", &cam.mount_url(0))]));
+    eventually(Duration::from_secs(60), "2 fragments", || {
+        (daemon.fragments("frozen").len() >= 2).then_some(())
+    });
+    // The camera freezes with its TCP connection open: only the stall detector can notice.
+    cam.signal(libc::SIGSTOP);
+    eventually(Duration::from_secs(30), "the stall to be detected", || {
+        daemon
+            .log_text()
+            .contains("stalled: no video for 3s")
+            .then_some(())
+    });
+    let before = daemon.fragments("frozen").len();
+    cam.signal(libc::SIGCONT);
+    let resumed = eventually(Duration::from_secs(90), "recording to resume", || {
+        daemon
+            .fragments("frozen")
+            .into_iter()
+            .skip(before)
+            .find(|f| f.discontinuity)
+    });
+    assert!(resumed.fragment_number as usize > before);
+    assert!(daemon.terminate().success());
 }

@@ -79,6 +79,13 @@ impl TestCamera {
         format!("{}/cam{i}", self.url)
     }
 
+    /// Sends a signal (e.g. SIGSTOP / SIGCONT to freeze a camera without closing its sockets).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
     /// SIGKILL and reap, so the port is free again when this returns.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
