@@ -5,6 +5,7 @@
 //! keeps fragments on disk with an SQLite index and retention, `probe` speaks RTSP to describe a
 //! camera, `daemon` wires it all together.
 
+// pub mod api; // enabled once src/streams lands
 pub mod capture;
 pub mod clock;
 pub mod config;
@@ -13,4 +14,5 @@ pub mod media;
 pub mod playback;
 pub mod probe;
 pub mod store;
+pub mod streams;
 pub mod timespec;

@@ -25,6 +25,29 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// A shard stream created at start (`[[stream]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    #[serde(default = "default_stream_retention")]
+    pub retention_hours: u32,
+    /// Apply the real service's per-shard throughput limits.
+    #[serde(default)]
+    pub enforce_limits: bool,
+}
+
+fn default_shards() -> u32 {
+    1
+}
+fn default_stream_retention() -> u32 {
+    24
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,14 +64,48 @@ pub struct AgentConfig {
 pub struct ApiConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Once any token is configured, every route but /healthz needs one (AWS-style clients pass
+    /// it as their access key id).
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            tokens: Vec::new(),
         }
     }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    /// `read` or `write` (write implies read).
+    #[serde(default = "default_scope")]
+    pub scope: TokenScope,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("token", &"***")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Read,
+    Write,
+}
+
+fn default_scope() -> TokenScope {
+    TokenScope::Write
 }
 
 fn default_listen() -> String {

@@ -147,3 +147,33 @@ fn segment_size_follows_tight_budgets() {
     cam.max_bytes = Some(ByteSize(40 << 20));
     assert_eq!(cam.segment_size(&c.storage), 10 << 20);
 }
+
+#[test]
+fn streams_and_tokens() {
+    let text = r#"
+[agent]
+data_dir = "/d"
+[api]
+listen = "127.0.0.1:9000"
+[[api.token]]
+token = "0123456789abcdef-secret"
+scope = "read"
+[[stream]]
+name = "detections"
+shards = 2
+retention_hours = 24
+[[stream]]
+name = "metrics"
+"#;
+    let c = Config::parse(text).unwrap();
+    assert_eq!(c.streams.len(), 2);
+    assert_eq!(c.streams[1].shards, 1);
+    assert_eq!(c.streams[1].retention_hours, 24);
+    assert!(!c.streams[0].enforce_limits);
+    assert_eq!(c.api.tokens[0].scope, TokenScope::Read);
+    assert!(!format!("{c:?}").contains("secret"));
+    let bad = text.replace("retention_hours = 24", "retention_hours = 12").replace("shards = 2", "shards = 0");
+    let p = problems(&bad);
+    assert!(p.contains(&"stream[0].shards: 0 is out of range: 1 ..= 64".to_string()), "{p:?}");
+    assert!(p.contains(&"stream[0].retention_hours: 12 is out of range: 24 ..= 8760".to_string()), "{p:?}");
+}

@@ -107,6 +107,41 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             ),
         );
     }
+    for (i, t) in config.api.tokens.iter().enumerate() {
+        if t.token.len() < 16 {
+            add(
+                format!("api.token[{i}].token"),
+                "must be at least 16 characters".into(),
+            );
+        }
+    }
+    let mut stream_names = HashSet::new();
+    for (i, s) in config.streams.iter().enumerate() {
+        let at = |field: &str| format!("stream[{i}].{field}");
+        if s.name.is_empty()
+            || s.name.len() > 128
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            add(
+                at("name"),
+                format!("`{}` may only contain letters, digits, `-`, `_` and `.` (1..128)", s.name),
+            );
+        } else if !stream_names.insert(s.name.clone()) {
+            add(at("name"), format!("duplicate stream name `{}`", s.name));
+        }
+        if !(1..=64).contains(&s.shards) {
+            add(at("shards"), format!("{} is out of range: 1 ..= 64", s.shards));
+        }
+        if !(24..=8760).contains(&s.retention_hours) {
+            add(
+                at("retention_hours"),
+                format!("{} is out of range: 24 ..= 8760", s.retention_hours),
+            );
+        }
+    }
     let st = &config.storage;
     if st.segment_size.0 < (1 << 20) {
         add(

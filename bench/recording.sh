@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Recording benchmark: CPU and memory of `vidgest run` recording N loopback RTSP streams of
+# pre-encoded 1080p30 H.264, against two baselines on the same streams in the same run:
+#   gst-launch-1.0 rtspsrc location=URL protocols=tcp ! rtph264depay ! h264parse ! fakesink
+#     (ONE process with N such branches, as vidgest is one process for N cameras)
+#   ffmpeg -rtsp_transport tcp -i URL -c copy -f segment ... (2 s MP4 segments on disk)
+#     (N processes: one ffmpeg per camera is how ffmpeg recorders are run; sums are reported)
+#
+# Usage: bench/recording.sh            (or `make bench`)
+#   DURATION=30   measurement window per run, seconds
+#   WARMUP=5      seconds between starting a tool and the start of the window
+#   REPEATS=3     runs per (streams, tool); the report gives medians
+#   COUNTS="1 4 8"  TOOLS="vidgest gst-launch ffmpeg"
+#   BITRATE=5M    bitrate of the generated source (cached in target/bench-cache/)
+#   QUIET_WAIT=600  wait up to this many seconds for running rustc processes to finish first
+#   SKIP_BUILD=1  use the existing target/release binaries
+#
+# Each run starts its own test camera (examples/test_camera --mounts N --file SRC: the MP4 is
+# served without re-encoding, from its start, in real time), starts the tool, waits WARMUP,
+# measures utime+stime (/proc/<pid>/stat, all threads, plus child processes) over DURATION,
+# VmHWM/VmRSS and the bytes the tool received from the camera (ss), then stops everything.
+# A run fails (and the script exits 1 at the end) when a tool dies, receives less than 80% of
+# the stream's bitrate, or (vidgest) indexes fewer than half the expected fragments of any
+# camera in the window, or (ffmpeg) writes no segment for a camera.
+# Output: target/bench-results/recording-<date>.{md,csv} (+ -threads.txt: vidgest CPU per thread).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-30}
+WARMUP=${WARMUP:-5}
+REPEATS=${REPEATS:-3}
+COUNTS=${COUNTS:-"1 4 8"}
+TOOLS=${TOOLS:-"vidgest gst-launch ffmpeg"}
+BITRATE=${BITRATE:-5M}
+QUIET_WAIT=${QUIET_WAIT:-600}
+FRAGMENT_S=2
+CACHE=$ROOT/target/bench-cache
+RESULTS=$ROOT/target/bench-results
+WORK=$ROOT/target/bench-work
+VIDGEST=$ROOT/target/release/vidgest
+CAMERA=$ROOT/target/release/examples/test_camera
+STAMP=$(date +%Y%m%d-%H%M%S)
+RAW=$RESULTS/recording-$STAMP.csv
+REPORT=$RESULTS/recording-$STAMP.md
+THREADS=$RESULTS/recording-$STAMP-threads.txt
+
+log() { echo "[bench] $*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+for tool in ffmpeg ffprobe gst-launch-1.0 python3 ss; do
+    command -v "$tool" >/dev/null || die "$tool not found (run scripts/bootstrap)"
+done
+for v in DURATION WARMUP REPEATS; do
+    [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
+done
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building vidgest and test_camera (release)"
+    "${CARGO:-cargo}" build --release --quiet --bin vidgest --example test_camera
+fi
+[[ -x $VIDGEST && -x $CAMERA ]] || die "missing $VIDGEST or $CAMERA"
+mkdir -p "$CACHE" "$RESULTS"
+
+# --- source: 1080p30 H.264 (High, no B-frames, GOP 30 = 1 s, ~BITRATE CBR-like), as a camera
+# sends it. The file plays once per run, so it must outlast warm-up + window + start/stop.
+need_s=$((WARMUP + DURATION + 30))
+((need_s < 120)) && need_s=120
+SRC=
+for f in "$CACHE"/1080p30-h264-"$BITRATE"-*s.mp4; do
+    [[ -f $f ]] || continue
+    s=${f##*-}; s=${s%s.mp4}
+    if [[ $s =~ ^[0-9]+$ ]] && ((s >= need_s)); then SRC=$f; break; fi
+done
+if [[ -z $SRC ]]; then
+    SRC=$CACHE/1080p30-h264-$BITRATE-${need_s}s.mp4
+    log "encoding ${need_s}s of 1080p30 H.264 at $BITRATE into $SRC (once)"
+    ffmpeg -nostdin -hide_banner -loglevel error -y \
+        -f lavfi -i "testsrc2=size=1920x1080:rate=30" -t "$need_s" \
+        -c:v libx264 -preset veryfast -profile:v high -pix_fmt yuv420p \
+        -g 30 -keyint_min 30 -sc_threshold 0 -bf 0 \
+        -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
+        -movflags +faststart "$SRC.tmp.mp4"
+    mv "$SRC.tmp.mp4" "$SRC"
+fi
+SRC_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$SRC")
+[[ $SRC_BPS =~ ^[0-9]+$ ]] || die "cannot read the bitrate of $SRC"
+
+# --- wait for a quieter machine (other builds make the numbers noisy, not wrong).
+waited=0
+while pgrep -x rustc >/dev/null && ((waited < QUIET_WAIT)); do
+    ((waited == 0)) && log "rustc is running; waiting up to ${QUIET_WAIT}s for it to finish"
+    sleep 10; waited=$((waited + 10))
+done
+pgrep -x rustc >/dev/null && log "warning: rustc still running; numbers will be noisy"
+
+# --- process bookkeeping: everything started here is stopped on exit.
+STARTED=()
+CAM_FD=
+cleanup() {
+    local p
+    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    [[ -n $CAM_FD ]] && exec {CAM_FD}>&- || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# True while pid exists and is not a zombie (our children stay zombies until waited for).
+running() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && ${st:0:1} != Z ]]
+}
+
+# Sends SIGTERM to the given pids, SIGKILL after 15 s; sets STOP_RC to the first pid's status.
+stop_pids() {
+    local p deadline=$((SECONDS + 15)) first=1
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+        while running "$p" && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        local rc=0
+        wait "$p" 2>/dev/null || rc=$?
+        ((first)) && STOP_RC=$rc
+        first=0
+    done
+    local keep=()
+    for p in "${STARTED[@]}"; do
+        [[ " $* " == *" $p "* ]] || keep+=("$p")
+    done
+    STARTED=("${keep[@]}")
+}
+
+# Starts the test camera with N mounts; sets CAM_PID, CAM_FD (its stdin) and URL.
+start_camera() {
+    local n=$1 dir=$2 i
+    mkfifo "$dir/cam.in"
+    "$CAMERA" --mounts "$n" --file "$SRC" <"$dir/cam.in" >"$dir/cam.out" 2>"$dir/cam.err" &
+    CAM_PID=$!
+    STARTED+=("$CAM_PID")
+    exec {CAM_FD}>"$dir/cam.in"
+    URL=
+    for ((i = 0; i < 100; i++)); do
+        URL=$(sed -n 's/^READY //p' "$dir/cam.out")
+        [[ -n $URL ]] && return 0
+        running "$CAM_PID" || break
+        sleep 0.1
+    done
+    die "test camera did not start: $(cat "$dir/cam.err")"
+}
+
+stop_camera() {
+    exec {CAM_FD}>&-
+    CAM_FD=
+    stop_pids "$CAM_PID"
+}
+
+# Starts TOOL on N streams; sets PIDS.
+start_tool() {
+    local tool=$1 n=$2 dir=$3 i
+    PIDS=()
+    case $tool in
+    vidgest)
+        {
+            printf '[agent]\ndata_dir = "%s/data"\n[storage]\nmin_free = "1GiB"\n' "$dir"
+            for ((i = 0; i < n; i++)); do
+                printf '[[camera]]\nname = "cam%d"\nfragment_duration = "%ds"\nretention = "1h"\n' "$i" "$FRAGMENT_S"
+                printf '[camera.source]\nkind = "rtsp"\nurl = "%s/cam%d"\ntransport = "tcp"\n' "$URL" "$i"
+            done
+        } >"$dir/vidgest.toml"
+        "$VIDGEST" run --config "$dir/vidgest.toml" >"$dir/vidgest.log" 2>&1 {CAM_FD}>&- &
+        PIDS+=($!)
+        ;;
+    gst-launch)
+        local args=()
+        for ((i = 0; i < n; i++)); do
+            args+=(rtspsrc "location=$URL/cam$i" protocols=tcp ! rtph264depay ! h264parse ! fakesink)
+        done
+        gst-launch-1.0 -q "${args[@]}" >"$dir/gst.log" 2>&1 {CAM_FD}>&- &
+        PIDS+=($!)
+        ;;
+    ffmpeg)
+        mkdir -p "$dir/ff"
+        for ((i = 0; i < n; i++)); do
+            ffmpeg -nostdin -hide_banner -loglevel error -rtsp_transport tcp -i "$URL/cam$i" \
+                -c copy -f segment -segment_time "$FRAGMENT_S" -segment_format mp4 \
+                -reset_timestamps 1 "$dir/ff/cam$i-%05d.mp4" >"$dir/ff$i.log" 2>&1 {CAM_FD}>&- &
+            PIDS+=($!)
+        done
+        ;;
+    *) die "unknown tool $tool" ;;
+    esac
+    STARTED+=("${PIDS[@]}")
+}
+
+# Checks that the tool recorded; sets REASON (empty when fine) and FRAGS (per-camera counts).
+verify() {
+    local tool=$1 n=$2 dir=$3 w0=$4 w1=$5 i c min_frags
+    case $tool in
+    vidgest)
+        ((STOP_RC == 0)) || { REASON="vidgest exited with status $STOP_RC"; return; }
+        min_frags=$((DURATION / FRAGMENT_S / 2))
+        ((min_frags < 1)) && min_frags=1
+        FRAGS=
+        for ((i = 0; i < n; i++)); do
+            c=$("$VIDGEST" fragments "cam$i" --config "$dir/vidgest.toml" --json \
+                --start "$w0" --end "$w1" 2>/dev/null | grep -c fragment_number || true)
+            FRAGS+="${FRAGS:+ }$c"
+            ((c >= min_frags)) || { REASON="cam$i: $c fragments in the window (want >= $min_frags)"; return; }
+        done
+        ;;
+    ffmpeg)
+        FRAGS=
+        for ((i = 0; i < n; i++)); do
+            c=$(find "$dir/ff" -name "cam$i-*.mp4" -size +0 | wc -l)
+            FRAGS+="${FRAGS:+ }$c"
+            ((c > 0)) || { REASON="ffmpeg wrote no segment for cam$i: $(head -c 300 "$dir/ff$i.log")"; return; }
+        done
+        ;;
+    esac
+    return 0
+}
+
+json() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(json.dumps(v) if isinstance(v,(list,dict)) else v)' "$@"; }
+
+CSV_HEAD="date,streams,tool,repeat,ok,reason,processes,threads,wall_s,cpu_s,cpu_pct,cpu_s_per_stream_min,hwm_mib,rss_max_mib,rx_mbit_per_stream,fragments,server_cpu_s,load1,rustc"
+echo "$CSV_HEAD" >"$RAW"
+: >"$THREADS"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+FAILED=0
+
+run_one() {
+    local tool=$1 n=$2 rep=$3 dir=$WORK/run reason= m
+    rm -rf "$dir"; mkdir -p "$dir"
+    local load1 rustc
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    rustc=$(pgrep -cx rustc || true)
+    start_camera "$n" "$dir"
+    start_tool "$tool" "$n" "$dir"
+    sleep "$WARMUP"
+    m=$dir/measure.json
+    python3 "$ROOT/bench/lib/measure.py" --duration "$DURATION" --port "${URL##*:}" \
+        --server "$CAM_PID" "${PIDS[@]}" >"$m"
+    local w0 w1
+    w0=$(json "$m" window_start | cut -d. -f1)
+    w1=$(($(json "$m" window_end | cut -d. -f1) + 1))
+    stop_pids "${PIDS[@]}"
+    stop_camera
+    FRAGS=
+    REASON=
+    local rx_mbit
+    rx_mbit=$(awk -v b="$(json "$m" rx_bytes)" -v w="$(json "$m" wall_s)" -v n="$n" \
+        'BEGIN { printf "%.3f", b * 8 / w / n / 1e6 }')
+    if [[ $(json "$m" alive) != True ]]; then
+        REASON="$tool died during the window (pids $(json "$m" died))"
+    elif awk -v r="$rx_mbit" -v s="$SRC_BPS" 'BEGIN { exit !(r * 1e6 < 0.8 * s) }'; then
+        REASON="received $rx_mbit Mbit/s per stream, source is $((SRC_BPS / 1000)) kbit/s"
+    else
+        verify "$tool" "$n" "$dir" "$w0" "$w1"
+    fi
+    reason=$REASON
+    local ok=1
+    if [[ -n $reason ]]; then
+        ok=0; FAILED=1
+        log "FAILED: $n x $tool #$rep: $reason"
+        mkdir -p "$RESULTS/failed-$STAMP"
+        cp -r "$dir"/*.log "$dir"/*.toml "$dir"/cam.err "$dir"/measure.json "$RESULTS/failed-$STAMP/" 2>/dev/null || true
+    fi
+    python3 - "$m" "$n" "$tool" "$rep" "$ok" "$reason" "$rx_mbit" "$FRAGS" "$load1" "$rustc" >>"$RAW" <<'EOF'
+import csv, json, sys, time
+m = json.load(open(sys.argv[1]))
+n, tool, rep, ok, reason, rx, frags, load1, rustc = sys.argv[2:]
+n = int(n)
+cpu = m["cpu_s"]
+csv.writer(sys.stdout).writerow([
+    time.strftime("%Y-%m-%dT%H:%M:%S"), n, tool, rep, ok, reason, m["processes"], m["threads"],
+    m["wall_s"], cpu, round(100 * cpu / m["wall_s"], 1),
+    round(cpu / (n * m["wall_s"] / 60), 4),
+    round(m["hwm_kb"] / 1024, 1), round(m["rss_max_kb"] / 1024, 1), rx, frags,
+    m["server_cpu_s"], load1, rustc,
+])
+EOF
+    if [[ $tool == vidgest ]]; then
+        echo "$n streams, repeat $rep: $(json "$m" thread_cpu_s)" >>"$THREADS"
+    fi
+    log "$(tail -n1 "$RAW" | cut -d, -f2-3,5,10-15)"
+    rm -rf "$dir"
+}
+
+read -ra TOOL_LIST <<<"$TOOLS"
+log "source $(basename "$SRC") ($((SRC_BPS / 1000)) kbit/s); window ${DURATION}s after ${WARMUP}s warm-up; $REPEATS repeats"
+log "columns: streams,tool,ok,cpu_s,cpu_pct,cpu_s_per_stream_min,hwm_mib,rss_max_mib,rx_mbit_per_stream"
+for n in $COUNTS; do
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        # Rotate the tool order between repeats so drifting background load hits all tools.
+        for ((k = 0; k < ${#TOOL_LIST[@]}; k++)); do
+            tool=${TOOL_LIST[$(((k + rep - 1) % ${#TOOL_LIST[@]}))]}
+            run_one "$tool" "$n" "$rep"
+        done
+    done
+done
+
+{
+    echo "## Recording benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
+    echo
+    echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+    echo "- vidgest $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (modified)'), $(gst-launch-1.0 --version | sed -n 2p), $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
+    echo "- source: $(basename "$SRC"), 1920x1080 30 fps H.264 High, GOP 30, no B-frames, $((SRC_BPS / 1000)) kbit/s, served by examples/test_camera over RTSP/TCP on loopback without re-encoding"
+    echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; gst-launch: 1 process with N branches; ffmpeg: N processes (CPU and RSS are sums)"
+    echo "- CPU = utime+stime of the tool's processes over the window; stream-minute = 1 stream for 60 s"
+} >"$RESULTS/header-$STAMP.md"
+python3 "$ROOT/bench/lib/report.py" "$RAW" "$RESULTS/header-$STAMP.md" >"$REPORT"
+rm -f "$RESULTS/header-$STAMP.md"
+rm -rf "$WORK"
+cat "$REPORT"
+echo
+log "report: $REPORT"
+log "raw:    $RAW"
+log "vidgest CPU by thread: $THREADS"
+if ((FAILED)); then
+    log "some runs failed (see the report and $RESULTS/failed-$STAMP/)"
+    exit 1
+fi

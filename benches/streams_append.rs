@@ -1,0 +1,2 @@
+//! Placeholder until the shard-stream append benchmark lands.
+fn main() {}

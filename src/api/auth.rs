@@ -1,0 +1,105 @@
+//! Bearer-token auth. With no token configured everything is open (the listener is loopback by
+//! default); once tokens exist every route but /healthz needs one. AWS-style clients pass the
+//! token as their access key id (SigV4 signatures themselves are not verified).
+
+use crate::config::{TokenConfig, TokenScope};
+use axum::http::HeaderMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
+#[derive(Default)]
+pub struct Auth {
+    tokens: Vec<(String, Scope)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No or unknown token.
+    Unrecognized,
+    /// Token lacks the scope.
+    Denied,
+}
+
+impl Auth {
+    pub fn new(tokens: &[TokenConfig]) -> Self {
+        Self {
+            tokens: tokens
+                .iter()
+                .map(|t| {
+                    let scope = match t.scope {
+                        TokenScope::Read => Scope::Read,
+                        TokenScope::Write => Scope::Write,
+                    };
+                    (t.token.clone(), scope)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    pub fn check(&self, headers: &HeaderMap, needed: Scope) -> Result<(), AuthError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let presented = presented_token(headers).ok_or(AuthError::Unrecognized)?;
+        let scope = self
+            .tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+            .map(|(_, s)| *s)
+            .ok_or(AuthError::Unrecognized)?;
+        if scope >= needed {
+            Ok(())
+        } else {
+            Err(AuthError::Denied)
+        }
+    }
+}
+
+/// `Authorization: Bearer T`, or the access key id of a SigV4 header
+/// (`AWS4-HMAC-SHA256 Credential=T/20261125/us-east-1/kinesis/aws4_request, ...`).
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    if let Some(t) = value.strip_prefix("Bearer ") {
+        return Some(t.trim().to_string());
+    }
+    let cred = value.split("Credential=").nth(1)?;
+    Some(cred.split('/').next()?.trim().to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_and_scopes() {
+        let auth = Auth::new(&[
+            TokenConfig { token: "reader-token-0123456".into(), scope: TokenScope::Read },
+            TokenConfig { token: "writer-token-0123456".into(), scope: TokenScope::Write },
+        ]);
+        let sigv4 = "AWS4-HMAC-SHA256 Credential=writer-token-0123456/20261125/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=abc";
+        assert_eq!(auth.check(&headers(sigv4), Scope::Write), Ok(()));
+        assert_eq!(auth.check(&headers("Bearer reader-token-0123456"), Scope::Read), Ok(()));
+        assert_eq!(auth.check(&headers("Bearer reader-token-0123456"), Scope::Write), Err(AuthError::Denied));
+        assert_eq!(auth.check(&headers("Bearer nope"), Scope::Read), Err(AuthError::Unrecognized));
+        assert_eq!(auth.check(&HeaderMap::new(), Scope::Read), Err(AuthError::Unrecognized));
+        assert_eq!(Auth::default().check(&HeaderMap::new(), Scope::Write), Ok(()));
+    }
+}

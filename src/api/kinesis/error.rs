@@ -1,0 +1,91 @@
+//! Kinesis error responses: HTTP status, `x-amzn-ErrorType` and `{"__type", "message"}`.
+
+use super::{json_response, ACCOUNT};
+use crate::streams::StreamError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisError {
+    pub kind: &'static str,
+    pub message: String,
+    pub status: StatusCode,
+}
+
+impl KinesisError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), status: StatusCode::BAD_REQUEST }
+    }
+    pub fn unknown_operation() -> Self {
+        Self::new("UnknownOperationException", "")
+    }
+    pub fn serialization(msg: impl Into<String>) -> Self {
+        Self::new("SerializationException", msg)
+    }
+    /// One constraint violation, worded as the real service does.
+    pub fn validation(field: &str, value: &str, constraint: &str) -> Self {
+        Self::new(
+            "ValidationException",
+            format!("1 validation error detected: Value {value} at '{field}' failed to satisfy constraint: {constraint}"),
+        )
+    }
+    pub fn missing(field: &str) -> Self {
+        Self::validation(field, "null", "Member must not be null")
+    }
+    pub fn invalid_argument(msg: impl Into<String>) -> Self {
+        Self::new("InvalidArgumentException", msg)
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new("ResourceNotFoundException", msg)
+    }
+    pub fn stream_not_found(stream: &str) -> Self {
+        Self::not_found(format!("Stream {stream} under account {ACCOUNT} not found."))
+    }
+    pub fn in_use(msg: impl Into<String>) -> Self {
+        Self::new("ResourceInUseException", msg)
+    }
+    pub fn limit_exceeded(msg: impl Into<String>) -> Self {
+        Self::new("LimitExceededException", msg)
+    }
+    pub fn expired_iterator(msg: impl Into<String>) -> Self {
+        Self::new("ExpiredIteratorException", msg)
+    }
+    pub fn throughput(stream: &str, shard: &str) -> Self {
+        Self::new(
+            "ProvisionedThroughputExceededException",
+            format!("Rate exceeded for shard {shard} in stream {stream} under account {ACCOUNT}."),
+        )
+    }
+    pub fn unrecognized_client() -> Self {
+        Self::new("UnrecognizedClientException", "The security token included in the request is invalid.")
+    }
+    pub fn access_denied(op: &str) -> Self {
+        Self::new("AccessDeniedException", format!("The token is not authorized to perform {op} (needs scope write)."))
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self { kind: "InternalFailure", message: msg.into(), status: StatusCode::INTERNAL_SERVER_ERROR }
+    }
+
+    /// Maps a store error; `stream` names the stream for not-found messages.
+    pub fn from_store(e: StreamError) -> Self {
+        match e {
+            StreamError::NotFound(m) => Self::not_found(m),
+            StreamError::InUse(m) => Self::in_use(m),
+            StreamError::InvalidArgument(m) => Self::invalid_argument(m),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for KinesisError {
+    fn into_response(self) -> Response {
+        let mut r = json_response(
+            self.status,
+            &serde_json::json!({ "__type": self.kind, "message": self.message }),
+        );
+        if let Ok(v) = self.kind.parse() {
+            r.headers_mut().insert("x-amzn-ErrorType", v);
+        }
+        r
+    }
+}

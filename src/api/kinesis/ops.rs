@@ -1,0 +1,511 @@
+//! One function per Kinesis operation.
+
+use super::iterator::{self, ShardIterator};
+use super::request::{check_stream_name, record_parts, Request};
+use super::{stream_arn, KinesisError, ACCOUNT};
+use crate::api::ApiState;
+use crate::streams::{PutRecord, ShardInfo, StartPosition, StreamInfo, StreamStore};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+type OpResult = Result<Value, KinesisError>;
+
+const MAX_SHARDS: i64 = 64;
+const MAX_GET_BYTES: usize = 10 * 1024 * 1024;
+
+pub fn is_read_only(op: &str) -> bool {
+    matches!(
+        op,
+        "ListStreams" | "DescribeStream" | "DescribeStreamSummary" | "ListShards" | "GetShardIterator" | "GetRecords"
+    )
+}
+
+pub async fn dispatch(state: &ApiState, op: &str, body: Value) -> OpResult {
+    let req = Request(body);
+    match op {
+        "CreateStream" => create_stream(state, req).await,
+        "DeleteStream" => delete_stream(state, req).await,
+        "ListStreams" => list_streams(state, req),
+        "DescribeStream" => describe_stream(state, req),
+        "DescribeStreamSummary" => describe_stream_summary(state, req),
+        "ListShards" => list_shards(state, req),
+        "PutRecord" => put_record(state, req).await,
+        "PutRecords" => put_records(state, req).await,
+        "GetShardIterator" => get_shard_iterator(state, req),
+        "GetRecords" => get_records(state, req).await,
+        "IncreaseStreamRetentionPeriod" => change_retention(state, req, true),
+        "DecreaseStreamRetentionPeriod" => change_retention(state, req, false),
+        _ => Err(KinesisError::unknown_operation()),
+    }
+}
+
+/// Runs blocking store work (fsync, file reads) off the async workers.
+async fn blocking<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(Arc<StreamStore>) -> Result<T, KinesisError> + Send + 'static,
+) -> Result<T, KinesisError> {
+    let store = state.streams.clone();
+    tokio::task::spawn_blocking(move || f(store))
+        .await
+        .map_err(|e| KinesisError::internal(format!("worker failed: {e}")))?
+}
+
+fn describe(state: &ApiState, stream: &str) -> Result<StreamInfo, KinesisError> {
+    state.streams.describe(stream).map_err(|e| match e {
+        crate::streams::StreamError::NotFound(_) => KinesisError::stream_not_found(stream),
+        other => KinesisError::from_store(other),
+    })
+}
+
+fn epoch_seconds(ns: i64) -> f64 {
+    // Millisecond precision, as the service returns.
+    (ns / 1_000_000) as f64 / 1000.0
+}
+
+fn shard_json(s: &ShardInfo) -> Value {
+    json!({
+        "ShardId": s.shard_id,
+        "HashKeyRange": {
+            "StartingHashKey": s.starting_hash_key.to_string(),
+            "EndingHashKey": s.ending_hash_key.to_string(),
+        },
+        "SequenceNumberRange": { "StartingSequenceNumber": s.starting_sequence_number },
+    })
+}
+
+async fn create_stream(state: &ApiState, req: Request) -> OpResult {
+    let name = req.str("StreamName")?.to_string();
+    check_stream_name(&name)?;
+    let on_demand = req
+        .0
+        .pointer("/StreamModeDetails/StreamMode")
+        .and_then(|v| v.as_str())
+        == Some("ON_DEMAND");
+    let shards = match req.opt_i64("ShardCount")? {
+        Some(n) => n,
+        None if on_demand => 4,
+        None => return Err(KinesisError::missing("shardCount")),
+    };
+    if shards < 1 {
+        return Err(KinesisError::validation(
+            "shardCount",
+            &shards.to_string(),
+            "Member must have value greater than or equal to 1",
+        ));
+    }
+    if shards > MAX_SHARDS {
+        return Err(KinesisError::limit_exceeded(format!(
+            "This request would exceed the shard limit for the account {ACCOUNT} in us-east-1. Limit: {MAX_SHARDS}. Number of additional shards that would have resulted from this request: {shards}."
+        )));
+    }
+    blocking(state, move |s| {
+        s.create_stream(&name, shards as u32, 24).map_err(|e| match e {
+            crate::streams::StreamError::InUse(_) => {
+                KinesisError::in_use(format!("Stream {name} under account {ACCOUNT} already exists."))
+            }
+            other => KinesisError::from_store(other),
+        })
+    })
+    .await?;
+    Ok(Value::Null)
+}
+
+async fn delete_stream(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    describe(state, &name)?;
+    state.enforce_limits(&name, false);
+    blocking(state, move |s| s.delete_stream(&name).map_err(KinesisError::from_store)).await?;
+    Ok(Value::Null)
+}
+
+fn list_streams(state: &ApiState, req: Request) -> OpResult {
+    let limit = req.opt_i64("Limit")?.unwrap_or(100);
+    if !(1..=10000).contains(&limit) {
+        return Err(KinesisError::validation(
+            "limit",
+            &limit.to_string(),
+            "Member must have value between 1 and 10000",
+        ));
+    }
+    let after = req.opt_str("ExclusiveStartStreamName")?.map(str::to_string);
+    let all: Vec<String> = state
+        .streams
+        .list_streams()
+        .into_iter()
+        .filter(|n| after.as_ref().is_none_or(|a| n > a))
+        .collect();
+    let more = all.len() > limit as usize;
+    let names: Vec<String> = all.into_iter().take(limit as usize).collect();
+    let summaries: Vec<Value> = names
+        .iter()
+        .filter_map(|n| state.streams.describe(n).ok())
+        .map(|d| {
+            json!({
+                "StreamName": d.name,
+                "StreamARN": stream_arn(&d.name),
+                "StreamStatus": d.status,
+                "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+                "StreamCreationTimestamp": epoch_seconds(d.created_ns),
+            })
+        })
+        .collect();
+    Ok(json!({ "StreamNames": names, "HasMoreStreams": more, "StreamSummaries": summaries }))
+}
+
+fn describe_stream(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    let d = describe(state, &name)?;
+    let limit = req.opt_i64("Limit")?.unwrap_or(100).clamp(1, 10000) as usize;
+    let after = req.opt_str("ExclusiveStartShardId")?.map(normalize_shard_id);
+    let shards: Vec<&ShardInfo> = d
+        .shards
+        .iter()
+        .filter(|s| after.as_ref().is_none_or(|a| &s.shard_id > a))
+        .collect();
+    let more = shards.len() > limit;
+    Ok(json!({
+        "StreamDescription": {
+            "StreamName": d.name,
+            "StreamARN": stream_arn(&d.name),
+            "StreamStatus": d.status,
+            "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+            "Shards": shards.iter().take(limit).map(|s| shard_json(s)).collect::<Vec<_>>(),
+            "HasMoreShards": more,
+            "RetentionPeriodHours": d.retention_hours,
+            "StreamCreationTimestamp": epoch_seconds(d.created_ns),
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EncryptionType": "NONE",
+        }
+    }))
+}
+
+fn describe_stream_summary(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    let d = describe(state, &name)?;
+    Ok(json!({
+        "StreamDescriptionSummary": {
+            "StreamName": d.name,
+            "StreamARN": stream_arn(&d.name),
+            "StreamStatus": d.status,
+            "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+            "RetentionPeriodHours": d.retention_hours,
+            "StreamCreationTimestamp": epoch_seconds(d.created_ns),
+            "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+            "EncryptionType": "NONE",
+            "OpenShardCount": d.shards.len(),
+            "ConsumerCount": 0,
+        }
+    }))
+}
+
+fn list_shards(state: &ApiState, req: Request) -> OpResult {
+    // NextToken carries the stream and the last shard returned.
+    let (name, after) = match req.opt_str("NextToken")? {
+        Some(token) => {
+            if req.opt_str("StreamName")?.is_some() {
+                return Err(KinesisError::invalid_argument(
+                    "NextToken and StreamName cannot be provided together.",
+                ));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once('\n').map(|(a, b)| (a.to_string(), Some(b.to_string()))))
+                .ok_or_else(|| KinesisError::invalid_argument("Invalid NextToken."))?;
+            decoded
+        }
+        None => (
+            req.stream_name()?,
+            req.opt_str("ExclusiveStartShardId")?.map(normalize_shard_id),
+        ),
+    };
+    let d = describe(state, &name)?;
+    let max = req.opt_i64("MaxResults")?.unwrap_or(1000);
+    if !(1..=10000).contains(&max) {
+        return Err(KinesisError::validation(
+            "maxResults",
+            &max.to_string(),
+            "Member must have value between 1 and 10000",
+        ));
+    }
+    let shards: Vec<&ShardInfo> = d
+        .shards
+        .iter()
+        .filter(|s| after.as_ref().is_none_or(|a| &s.shard_id > a))
+        .collect();
+    let page: Vec<Value> = shards.iter().take(max as usize).map(|s| shard_json(s)).collect();
+    let mut out = json!({ "Shards": page });
+    if shards.len() > max as usize {
+        let last = &shards[max as usize - 1].shard_id;
+        out["NextToken"] = json!(base64::engine::general_purpose::STANDARD.encode(format!("{name}\n{last}")));
+    }
+    Ok(out)
+}
+
+/// Accepts `shardId-000000000001` and the short forms clients sometimes send (`1`, `shardId-1`).
+fn normalize_shard_id(id: &str) -> String {
+    let digits = id.strip_prefix("shardId-").unwrap_or(id);
+    match digits.parse::<u64>() {
+        Ok(n) if !digits.is_empty() => format!("shardId-{n:012}"),
+        _ => id.to_string(),
+    }
+}
+
+fn shard_for(info: &StreamInfo, key: &str, ehk: Option<u128>) -> String {
+    let h = ehk.unwrap_or_else(|| crate::streams::hash_key(key));
+    info.shards
+        .iter()
+        .find(|s| s.starting_hash_key <= h && h <= s.ending_hash_key)
+        .map(|s| s.shard_id.clone())
+        .unwrap_or_default()
+}
+
+fn limited(state: &ApiState, stream: &str) -> bool {
+    state
+        .limited_streams
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(stream)
+}
+
+async fn put_record(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    let (key, data, ehk) = record_parts(&req.0, "")?;
+    let info = describe(state, &name)?;
+    if limited(state, &name) {
+        let shard = shard_for(&info, &key, ehk);
+        if !state.limits.try_write(&name, &shard, data.len() + key.len()) {
+            return Err(KinesisError::throughput(&name, &shard));
+        }
+    }
+    let rec = PutRecord { partition_key: key, explicit_hash_key: ehk, data };
+    let r = blocking(state, move |s| s.put(&name, rec).map_err(KinesisError::from_store)).await?;
+    Ok(json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number }))
+}
+
+async fn put_records(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    let records = req.opt_array("Records")?.ok_or_else(|| KinesisError::missing("records"))?;
+    if records.is_empty() || records.len() > 500 {
+        let c = if records.is_empty() {
+            "Member must have length greater than or equal to 1"
+        } else {
+            "Member must have length less than or equal to 500"
+        };
+        return Err(KinesisError::validation("records", "'[...]'", c));
+    }
+    let mut parsed = Vec::with_capacity(records.len());
+    let mut total = 0usize;
+    for (i, r) in records.iter().enumerate() {
+        let (key, data, ehk) = record_parts(r, &format!("records.{}.member.", i + 1))?;
+        total += key.len() + data.len();
+        parsed.push(PutRecord { partition_key: key, explicit_hash_key: ehk, data });
+    }
+    if total > 5 * 1024 * 1024 {
+        return Err(KinesisError::invalid_argument("Records size exceeds 5 MB limit"));
+    }
+    let info = describe(state, &name)?;
+    // With limits, records over their shard's budget fail individually; the rest are written.
+    let mut throttled: Vec<Option<String>> = vec![None; parsed.len()];
+    if limited(state, &name) {
+        for (i, r) in parsed.iter().enumerate() {
+            let shard = shard_for(&info, &r.partition_key, r.explicit_hash_key);
+            if !state.limits.try_write(&name, &shard, r.data.len() + r.partition_key.len()) {
+                throttled[i] = Some(shard);
+            }
+        }
+    }
+    let to_write: Vec<PutRecord> = parsed
+        .into_iter()
+        .zip(&throttled)
+        .filter(|(_, t)| t.is_none())
+        .map(|(r, _)| r)
+        .collect();
+    let stream = name.clone();
+    let mut written = blocking(state, move |s| s.put_many(&stream, to_write).map_err(KinesisError::from_store))
+        .await?
+        .into_iter();
+    let mut failed = 0;
+    let mut out = Vec::with_capacity(throttled.len());
+    for t in throttled {
+        let entry = match t {
+            Some(shard) => {
+                failed += 1;
+                let e = KinesisError::throughput(&name, &shard);
+                json!({ "ErrorCode": e.kind, "ErrorMessage": e.message })
+            }
+            None => match written.next() {
+                Some(Ok(r)) => json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number }),
+                Some(Err(e)) => {
+                    failed += 1;
+                    tracing::warn!(stream = %name, "PutRecords record failed: {e}");
+                    json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." })
+                }
+                None => {
+                    failed += 1;
+                    json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." })
+                }
+            },
+        };
+        out.push(entry);
+    }
+    Ok(json!({ "FailedRecordCount": failed, "Records": out }))
+}
+
+fn get_shard_iterator(state: &ApiState, req: Request) -> OpResult {
+    let name = req.stream_name()?;
+    let shard = normalize_shard_id(req.str("ShardId")?);
+    let kind = req.str("ShardIteratorType")?;
+    let start = match kind {
+        "TRIM_HORIZON" => StartPosition::TrimHorizon,
+        "LATEST" => StartPosition::Latest,
+        "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => {
+            let seq = req.opt_str("StartingSequenceNumber")?.ok_or_else(|| {
+                KinesisError::invalid_argument(format!(
+                    "Must specify StartingSequenceNumber for {kind} shard iterator type."
+                ))
+            })?;
+            if seq.is_empty() || !seq.chars().all(|c| c.is_ascii_digit()) || (seq.len() > 1 && seq.starts_with('0')) {
+                return Err(KinesisError::validation(
+                    "startingSequenceNumber",
+                    &format!("'{seq}'"),
+                    "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+                ));
+            }
+            if kind == "AT_SEQUENCE_NUMBER" {
+                StartPosition::AtSequence(seq.to_string())
+            } else {
+                StartPosition::AfterSequence(seq.to_string())
+            }
+        }
+        "AT_TIMESTAMP" => {
+            let ts = req.opt_f64("Timestamp")?.ok_or_else(|| {
+                KinesisError::invalid_argument(
+                    "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
+                )
+            })?;
+            StartPosition::AtTimestamp((ts * 1e9) as i64)
+        }
+        other => {
+            return Err(KinesisError::validation(
+                "shardIteratorType",
+                &format!("'{other}'"),
+                "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, AT_TIMESTAMP, TRIM_HORIZON, AT_SEQUENCE_NUMBER]",
+            ))
+        }
+    };
+    let info = describe(state, &name)?;
+    if !info.shards.iter().any(|s| s.shard_id == shard) {
+        return Err(KinesisError::not_found(format!(
+            "Shard {shard} in stream {name} under account {ACCOUNT} does not exist"
+        )));
+    }
+    let position = state
+        .streams
+        .resolve(&name, &shard, start)
+        .map_err(KinesisError::from_store)?;
+    let it = ShardIterator {
+        stream: name,
+        shard,
+        position,
+        issued_ms: state.clock.now_ns() / 1_000_000,
+        stream_created_ns: info.created_ns,
+    };
+    Ok(json!({ "ShardIterator": it.encode() }))
+}
+
+async fn get_records(state: &ApiState, req: Request) -> OpResult {
+    let raw = req.str("ShardIterator")?;
+    let limit = req.opt_i64("Limit")?.unwrap_or(10000);
+    if !(1..=10000).contains(&limit) {
+        return Err(KinesisError::validation(
+            "limit",
+            &limit.to_string(),
+            if limit < 1 { "Member must have value greater than or equal to 1" } else { "Member must have value less than or equal to 10000" },
+        ));
+    }
+    let it = ShardIterator::decode(raw).ok_or_else(|| KinesisError::invalid_argument("Invalid ShardIterator."))?;
+    let now_ms = state.clock.now_ns() / 1_000_000;
+    let ttl = iterator::ttl_ms();
+    if now_ms - it.issued_ms > ttl {
+        return Err(KinesisError::expired_iterator(format!(
+            "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
+            it.issued_ms, now_ms
+        )));
+    }
+    let info = describe(state, &it.stream)?;
+    if info.created_ns != it.stream_created_ns {
+        return Err(KinesisError::stream_not_found(&it.stream));
+    }
+    if limited(state, &it.stream) && !state.limits.try_read(&it.stream, &it.shard) {
+        return Err(KinesisError::throughput(&it.stream, &it.shard));
+    }
+    let (stream, shard, pos) = (it.stream.clone(), it.shard.clone(), it.position);
+    let batch = blocking(state, move |s| {
+        s.read(&stream, &shard, pos, limit as usize, MAX_GET_BYTES)
+            .map_err(KinesisError::from_store)
+    })
+    .await?;
+    let mut bytes = 0usize;
+    let records: Vec<Value> = batch
+        .records
+        .iter()
+        .map(|r| {
+            bytes += r.data.len() + r.partition_key.len();
+            json!({
+                "SequenceNumber": r.sequence_number,
+                "ApproximateArrivalTimestamp": epoch_seconds(r.arrival_ns),
+                "Data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                "PartitionKey": r.partition_key,
+            })
+        })
+        .collect();
+    if limited(state, &it.stream) {
+        state.limits.charge_read(&it.stream, &it.shard, bytes);
+    }
+    let next = ShardIterator {
+        position: batch.next,
+        issued_ms: now_ms,
+        ..it
+    };
+    Ok(json!({
+        "Records": records,
+        "NextShardIterator": next.encode(),
+        "MillisBehindLatest": batch.millis_behind_latest,
+    }))
+}
+
+fn change_retention(state: &ApiState, req: Request, increase: bool) -> OpResult {
+    let name = req.stream_name()?;
+    let hours = req
+        .opt_i64("RetentionPeriodHours")?
+        .ok_or_else(|| KinesisError::missing("retentionPeriodHours"))?;
+    if hours < 24 {
+        return Err(KinesisError::invalid_argument(format!(
+            "Minimum allowed retention period is 24 hours. Requested retention period ({hours} hours) is too short."
+        )));
+    }
+    if hours > 8760 {
+        return Err(KinesisError::invalid_argument(format!(
+            "Maximum allowed retention period is 8760 hours. Requested retention period ({hours} hours) is too long."
+        )));
+    }
+    let current = describe(state, &name)?.retention_hours as i64;
+    if increase && hours < current {
+        return Err(KinesisError::invalid_argument(format!(
+            "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+        )));
+    }
+    if !increase && hours > current {
+        return Err(KinesisError::invalid_argument(format!(
+            "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+        )));
+    }
+    state
+        .streams
+        .set_retention(&name, hours as u32)
+        .map_err(KinesisError::from_store)?;
+    Ok(Value::Null)
+}

@@ -1,0 +1,143 @@
+//! Typed access to request fields with the real service's validation messages.
+
+use super::KinesisError;
+use base64::Engine;
+use serde_json::Value;
+
+/// camelCase field name as the service's validation messages spell it.
+fn member(field: &str) -> String {
+    let mut c = field.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+pub struct Request(pub Value);
+
+impl Request {
+    fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    pub fn opt_str(&self, field: &str) -> Result<Option<&str>, KinesisError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a string"))),
+        }
+    }
+
+    pub fn str(&self, field: &str) -> Result<&str, KinesisError> {
+        self.opt_str(field)?.ok_or_else(|| KinesisError::missing(&member(field)))
+    }
+
+    pub fn opt_i64(&self, field: &str) -> Result<Option<i64>, KinesisError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| KinesisError::serialization(format!("Invalid number for field {field}"))),
+            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a number"))),
+        }
+    }
+
+    pub fn opt_f64(&self, field: &str) -> Result<Option<f64>, KinesisError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(Value::String(s)) => s
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| KinesisError::serialization(format!("Invalid timestamp for field {field}"))),
+            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}"))),
+        }
+    }
+
+    pub fn opt_array(&self, field: &str) -> Result<Option<&Vec<Value>>, KinesisError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Array(a)) => Ok(Some(a)),
+            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a list"))),
+        }
+    }
+
+    /// The stream from `StreamName`, or from `StreamARN` (`arn:aws:kinesis:r:a:stream/NAME`).
+    pub fn stream_name(&self) -> Result<String, KinesisError> {
+        if let Some(name) = self.opt_str("StreamName")? {
+            check_stream_name(name)?;
+            return Ok(name.to_string());
+        }
+        if let Some(arn) = self.opt_str("StreamARN")? {
+            return arn
+                .rsplit_once(":stream/")
+                .map(|(_, n)| n.to_string())
+                .ok_or_else(|| KinesisError::invalid_argument(format!("StreamARN {arn} is not a stream ARN")));
+        }
+        Err(KinesisError::missing("streamName"))
+    }
+}
+
+pub fn check_stream_name(name: &str) -> Result<(), KinesisError> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(KinesisError::validation(
+            "streamName",
+            &format!("'{name}'"),
+            "Member must have length less than or equal to 128",
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(KinesisError::validation(
+            "streamName",
+            &format!("'{name}'"),
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+        ));
+    }
+    Ok(())
+}
+
+/// A record's `Data` (base64) and `PartitionKey`, validated.
+pub fn record_parts(v: &Value, prefix: &str) -> Result<(String, Vec<u8>, Option<u128>), KinesisError> {
+    let r = Request(v.clone());
+    let data_b64 = r
+        .opt_str("Data")?
+        .ok_or_else(|| KinesisError::missing(&format!("{prefix}data")))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(data_b64)
+        .map_err(|_| KinesisError::serialization("Base64 encoded data is invalid"))?;
+    if data.len() > 1024 * 1024 {
+        return Err(KinesisError::validation(
+            &format!("{prefix}data"),
+            "'java.nio.HeapByteBuffer'",
+            "Member must have length less than or equal to 1048576",
+        ));
+    }
+    let key = r
+        .opt_str("PartitionKey")?
+        .ok_or_else(|| KinesisError::missing(&format!("{prefix}partitionKey")))?;
+    let chars = key.chars().count();
+    if chars == 0 || chars > 256 {
+        let constraint = if chars == 0 {
+            "Member must have length greater than or equal to 1"
+        } else {
+            "Member must have length less than or equal to 256"
+        };
+        return Err(KinesisError::validation(&format!("{prefix}partitionKey"), &format!("'{key}'"), constraint));
+    }
+    let ehk = match r.opt_str("ExplicitHashKey")? {
+        None => None,
+        Some(s) => Some(
+            s.parse::<u128>()
+                .ok()
+                .filter(|_| !s.starts_with('+') && !s.is_empty())
+                .ok_or_else(|| {
+                    KinesisError::invalid_argument(format!(
+                        "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {s}"
+                    ))
+                })?,
+        ),
+    };
+    Ok((key.to_string(), data, ehk))
+}

@@ -1,0 +1,64 @@
+//! The one HTTP listener (axum): Kinesis JSON 1.1 on `POST /`, `/healthz`; the KVS-compatible,
+//! REST, metrics and UI routes join here in later issues.
+
+mod auth;
+pub mod kinesis;
+
+pub use auth::{Auth, Scope};
+
+use crate::clock::SharedClock;
+use crate::streams::StreamStore;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Everything request handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub streams: Arc<StreamStore>,
+    pub auth: Arc<Auth>,
+    pub clock: SharedClock,
+    pub limits: Arc<kinesis::Limits>,
+    /// Streams that apply the real service's per-shard throughput limits.
+    pub limited_streams: Arc<Mutex<HashSet<String>>>,
+}
+
+impl ApiState {
+    pub fn new(streams: Arc<StreamStore>, auth: Auth, clock: SharedClock) -> Self {
+        Self {
+            streams,
+            auth: Arc::new(auth),
+            limits: Arc::new(kinesis::Limits::new(clock.clone())),
+            clock,
+            limited_streams: Arc::default(),
+        }
+    }
+
+    pub fn enforce_limits(&self, stream: &str, on: bool) {
+        let mut set = self.limited_streams.lock().unwrap_or_else(|p| p.into_inner());
+        if on {
+            set.insert(stream.to_string());
+        } else {
+            set.remove(stream);
+        }
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", post(kinesis::handle))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

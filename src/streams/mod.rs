@@ -1,0 +1,1 @@
+//! Shard stream engine (being written).
