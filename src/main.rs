@@ -65,6 +65,11 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Read or write records of a shard stream through the running daemon.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
     /// Ask an RTSP camera what it offers and print a ready [[camera]] snippet.
     Probe {
         url: String,
@@ -75,6 +80,35 @@ enum Command {
         password: Option<String>,
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Print records as JSON lines and follow new ones.
+    Tail {
+        stream: String,
+        #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// trim-horizon, latest, or a time (RFC 3339, epoch seconds, -5m).
+        #[arg(long, default_value = "latest", allow_hyphen_values = true)]
+        from: String,
+        /// Only this shard (e.g. shardId-000000000001).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Exit once caught up instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// Put one record (DATA as given, e.g. a JSON document).
+    Put {
+        stream: String,
+        #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Partition key (routes the record to a shard).
+        #[arg(long)]
+        key: String,
+        data: String,
     },
 }
 
@@ -107,6 +141,22 @@ fn main() -> ExitCode {
             end,
             output,
         } => cli::clip::export(&config, &camera, &start, &end, &output),
+        Command::Records { command } => match command {
+            RecordsCommand::Tail {
+                stream,
+                config,
+                from,
+                shard,
+                no_follow,
+            } => cli::load_config(&config)
+                .and_then(|c| cli::records::tail(&c, &stream, &from, shard.as_deref(), !no_follow)),
+            RecordsCommand::Put {
+                stream,
+                config,
+                key,
+                data,
+            } => cli::load_config(&config).and_then(|c| cli::records::put(&c, &stream, &key, &data)),
+        },
         Command::Probe {
             url,
             username,

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod clip;
 pub mod fragments;
+pub mod records;
 
 use anyhow::Context;
 use std::path::Path;
