@@ -22,7 +22,7 @@
 # A run fails (and the script exits 1 at the end) when a tool dies, receives less than 80% of
 # the stream's bitrate, or (vidgest) indexes fewer than half the expected fragments of any
 # camera in the window, or (ffmpeg) writes no segment for a camera.
-# Output: target/bench-results/recording-<date>.{md,csv} (+ -threads.txt: vidgest CPU per thread).
+# Output: target/bench-results/recording-<date>.{md,csv} (+ -threads.txt: CPU s by thread name).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,7 +60,12 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     "${CARGO:-cargo}" build --release --quiet --bin vidgest --example test_camera
 fi
 [[ -x $VIDGEST && -x $CAMERA ]] || die "missing $VIDGEST or $CAMERA"
-mkdir -p "$CACHE" "$RESULTS"
+mkdir -p "$CACHE" "$RESULTS" "$WORK/bin"
+# Snapshot the binaries: a cargo build elsewhere must not swap them between runs.
+cp "$VIDGEST" "$CAMERA" "$WORK/bin/"
+BUILT=$(date -r "$VIDGEST" '+%Y-%m-%d %H:%M')
+VIDGEST=$WORK/bin/vidgest
+CAMERA=$WORK/bin/test_camera
 
 # --- source: 1080p30 H.264 (High, no B-frames, GOP 30 = 1 s, ~BITRATE CBR-like), as a camera
 # sends it. The file plays once per run, so it must outlast warm-up + window + start/stop.
@@ -150,8 +155,10 @@ start_camera() {
 }
 
 stop_camera() {
+    local deadline=$((SECONDS + 3))
     exec {CAM_FD}>&-
     CAM_FD=
+    while running "$CAM_PID" && ((SECONDS < deadline)); do sleep 0.1; done # exits on stdin EOF
     stop_pids "$CAM_PID"
 }
 
@@ -198,7 +205,7 @@ verify() {
     local tool=$1 n=$2 dir=$3 w0=$4 w1=$5 i c min_frags
     case $tool in
     vidgest)
-        ((STOP_RC == 0)) || { REASON="vidgest exited with status $STOP_RC"; return; }
+        ((TOOL_RC == 0)) || { REASON="vidgest exited with status $TOOL_RC"; return; }
         min_frags=$((DURATION / FRAGMENT_S / 2))
         ((min_frags < 1)) && min_frags=1
         FRAGS=
@@ -245,6 +252,7 @@ run_one() {
     w0=$(json "$m" window_start | cut -d. -f1)
     w1=$(($(json "$m" window_end | cut -d. -f1) + 1))
     stop_pids "${PIDS[@]}"
+    TOOL_RC=$STOP_RC
     stop_camera
     FRAGS=
     REASON=
@@ -280,13 +288,14 @@ csv.writer(sys.stdout).writerow([
     m["server_cpu_s"], load1, rustc,
 ])
 EOF
-    if [[ $tool == vidgest ]]; then
-        echo "$n streams, repeat $rep: $(json "$m" thread_cpu_s)" >>"$THREADS"
-    fi
+    echo "$n x $tool, repeat $rep: $(json "$m" thread_cpu_s)" >>"$THREADS"
     log "$(tail -n1 "$RAW" | cut -d, -f2-3,5,10-15)"
     rm -rf "$dir"
 }
 
+REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] &&
+    REV+=" + uncommitted changes in src/"
 read -ra TOOL_LIST <<<"$TOOLS"
 log "source $(basename "$SRC") ($((SRC_BPS / 1000)) kbit/s); window ${DURATION}s after ${WARMUP}s warm-up; $REPEATS repeats"
 log "columns: streams,tool,ok,cpu_s,cpu_pct,cpu_s_per_stream_min,hwm_mib,rss_max_mib,rx_mbit_per_stream"
@@ -304,7 +313,7 @@ done
     echo "## Recording benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
     echo
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-    echo "- vidgest $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (modified)'), $(gst-launch-1.0 --version | sed -n 2p), $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
+    echo "- vidgest $REV (binary built $BUILT), $(gst-launch-1.0 --version | sed -n 2p), $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
     echo "- source: $(basename "$SRC"), 1920x1080 30 fps H.264 High, GOP 30, no B-frames, $((SRC_BPS / 1000)) kbit/s, served by examples/test_camera over RTSP/TCP on loopback without re-encoding"
     echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; gst-launch: 1 process with N branches; ffmpeg: N processes (CPU and RSS are sums)"
     echo "- CPU = utime+stime of the tool's processes over the window; stream-minute = 1 stream for 60 s"
@@ -316,7 +325,7 @@ cat "$REPORT"
 echo
 log "report: $REPORT"
 log "raw:    $RAW"
-log "vidgest CPU by thread: $THREADS"
+log "CPU by thread name: $THREADS"
 if ((FAILED)); then
     log "some runs failed (see the report and $RESULTS/failed-$STAMP/)"
     exit 1

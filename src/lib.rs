@@ -5,7 +5,7 @@
 //! keeps fragments on disk with an SQLite index and retention, `probe` speaks RTSP to describe a
 //! camera, `daemon` wires it all together.
 
-// pub mod api; // enabled once src/streams lands
+pub mod api;
 pub mod capture;
 pub mod clock;
 pub mod config;

@@ -155,7 +155,9 @@ fn main() -> ExitCode {
                 config,
                 key,
                 data,
-            } => cli::load_config(&config).and_then(|c| cli::records::put(&c, &stream, &key, &data)),
+            } => {
+                cli::load_config(&config).and_then(|c| cli::records::put(&c, &stream, &key, &data))
+            }
         },
         Command::Probe {
             url,

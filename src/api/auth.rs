@@ -91,15 +91,36 @@ mod tests {
     #[test]
     fn tokens_and_scopes() {
         let auth = Auth::new(&[
-            TokenConfig { token: "reader-token-0123456".into(), scope: TokenScope::Read },
-            TokenConfig { token: "writer-token-0123456".into(), scope: TokenScope::Write },
+            TokenConfig {
+                token: "reader-token-0123456".into(),
+                scope: TokenScope::Read,
+            },
+            TokenConfig {
+                token: "writer-token-0123456".into(),
+                scope: TokenScope::Write,
+            },
         ]);
         let sigv4 = "AWS4-HMAC-SHA256 Credential=writer-token-0123456/20261125/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=abc";
         assert_eq!(auth.check(&headers(sigv4), Scope::Write), Ok(()));
-        assert_eq!(auth.check(&headers("Bearer reader-token-0123456"), Scope::Read), Ok(()));
-        assert_eq!(auth.check(&headers("Bearer reader-token-0123456"), Scope::Write), Err(AuthError::Denied));
-        assert_eq!(auth.check(&headers("Bearer nope"), Scope::Read), Err(AuthError::Unrecognized));
-        assert_eq!(auth.check(&HeaderMap::new(), Scope::Read), Err(AuthError::Unrecognized));
-        assert_eq!(Auth::default().check(&HeaderMap::new(), Scope::Write), Ok(()));
+        assert_eq!(
+            auth.check(&headers("Bearer reader-token-0123456"), Scope::Read),
+            Ok(())
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer reader-token-0123456"), Scope::Write),
+            Err(AuthError::Denied)
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer nope"), Scope::Read),
+            Err(AuthError::Unrecognized)
+        );
+        assert_eq!(
+            auth.check(&HeaderMap::new(), Scope::Read),
+            Err(AuthError::Unrecognized)
+        );
+        assert_eq!(
+            Auth::default().check(&HeaderMap::new(), Scope::Write),
+            Ok(())
+        );
     }
 }

@@ -36,7 +36,10 @@ impl ApiState {
     }
 
     pub fn enforce_limits(&self, stream: &str, on: bool) {
-        let mut set = self.limited_streams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .limited_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if on {
             set.insert(stream.to_string());
         } else {

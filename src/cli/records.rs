@@ -50,10 +50,19 @@ impl Client {
         }
         let mut resp = req
             .send(serde_json::to_vec(&body)?.as_slice())
-            .with_context(|| format!("cannot reach the vidgest daemon at {} (is `vidgest run` up?)", self.base))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach the vidgest daemon at {} (is `vidgest run` up?)",
+                    self.base
+                )
+            })?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? };
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        };
         if !status.is_success() {
             bail!(
                 "{op} failed: {}: {}",
@@ -83,12 +92,17 @@ pub fn put(config: &Config, stream: &str, key: &str, data: &str) -> anyhow::Resu
 }
 
 /// `from`: `trim-horizon`, `latest`, or a time (RFC 3339, epoch seconds, `-5m`).
-pub fn tail(config: &Config, stream: &str, from: &str, shard: Option<&str>, follow: bool) -> anyhow::Result<ExitCode> {
+pub fn tail(
+    config: &Config,
+    stream: &str,
+    from: &str,
+    shard: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
     let client = Client::new(config);
     let shards: Vec<String> = match shard {
         Some(s) => vec![s.to_string()],
-        None => client
-            .call("ListShards", json!({ "StreamName": stream }))?["Shards"]
+        None => client.call("ListShards", json!({ "StreamName": stream }))?["Shards"]
             .as_array()
             .ok_or_else(|| anyhow!("ListShards returned no shards"))?
             .iter()
@@ -109,7 +123,10 @@ pub fn tail(config: &Config, stream: &str, from: &str, shard: Option<&str>, foll
         req["StreamName"] = json!(stream);
         req["ShardId"] = json!(s);
         let it = client.call("GetShardIterator", req)?;
-        iterators.push((s.clone(), it["ShardIterator"].as_str().unwrap_or_default().to_string()));
+        iterators.push((
+            s.clone(),
+            it["ShardIterator"].as_str().unwrap_or_default().to_string(),
+        ));
     }
     let stdout = std::io::stdout();
     loop {

@@ -172,8 +172,16 @@ name = "metrics"
     assert!(!c.streams[0].enforce_limits);
     assert_eq!(c.api.tokens[0].scope, TokenScope::Read);
     assert!(!format!("{c:?}").contains("secret"));
-    let bad = text.replace("retention_hours = 24", "retention_hours = 12").replace("shards = 2", "shards = 0");
+    let bad = text
+        .replace("retention_hours = 24", "retention_hours = 12")
+        .replace("shards = 2", "shards = 0");
     let p = problems(&bad);
-    assert!(p.contains(&"stream[0].shards: 0 is out of range: 1 ..= 64".to_string()), "{p:?}");
-    assert!(p.contains(&"stream[0].retention_hours: 12 is out of range: 24 ..= 8760".to_string()), "{p:?}");
+    assert!(
+        p.contains(&"stream[0].shards: 0 is out of range: 1 ..= 64".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"stream[0].retention_hours: 12 is out of range: 24 ..= 8760".to_string()),
+        "{p:?}"
+    );
 }

@@ -127,13 +127,19 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
         {
             add(
                 at("name"),
-                format!("`{}` may only contain letters, digits, `-`, `_` and `.` (1..128)", s.name),
+                format!(
+                    "`{}` may only contain letters, digits, `-`, `_` and `.` (1..128)",
+                    s.name
+                ),
             );
         } else if !stream_names.insert(s.name.clone()) {
             add(at("name"), format!("duplicate stream name `{}`", s.name));
         }
         if !(1..=64).contains(&s.shards) {
-            add(at("shards"), format!("{} is out of range: 1 ..= 64", s.shards));
+            add(
+                at("shards"),
+                format!("{} is out of range: 1 ..= 64", s.shards),
+            );
         }
         if !(24..=8760).contains(&s.retention_hours) {
             add(

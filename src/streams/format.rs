@@ -31,7 +31,16 @@ pub fn frame_len(key: &str, data: &[u8]) -> usize {
     FRAME_HEADER_LEN + BODY_FIXED_LEN + key.len() + data.len()
 }
 
+/// A whole frame (the writer sends header and data separately; see `encode_header`).
+#[cfg(test)]
 pub fn encode(buf: &mut Vec<u8>, offset: u64, arrival_ns: i64, key: &str, data: &[u8]) {
+    encode_header(buf, offset, arrival_ns, key, data);
+    buf.extend_from_slice(data);
+}
+
+/// Appends everything of a frame but the data (which the writer sends from the caller's buffer);
+/// the CRC covers the data all the same.
+pub fn encode_header(buf: &mut Vec<u8>, offset: u64, arrival_ns: i64, key: &str, data: &[u8]) {
     let body_len = (BODY_FIXED_LEN + key.len() + data.len()) as u32;
     let start = buf.len();
     buf.extend_from_slice(&body_len.to_le_bytes());
@@ -40,8 +49,11 @@ pub fn encode(buf: &mut Vec<u8>, offset: u64, arrival_ns: i64, key: &str, data: 
     buf.extend_from_slice(&arrival_ns.to_le_bytes());
     buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
     buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(data);
-    let crc = checksum(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&buf[start..start + 4]);
+    h.update(&buf[start + FRAME_HEADER_LEN..]);
+    h.update(data);
+    let crc = h.finalize();
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -147,13 +159,22 @@ mod tests {
         encode(&mut buf, 7, 42, "cam-1", b"hello");
         assert_eq!(buf.len(), frame_len("cam-1", b"hello"));
         let f = read_frame(&mut &buf[..]).unwrap().unwrap();
-        assert_eq!((f.offset, f.arrival_ns, &f.key[..], &f.data[..]), (7, 42, "cam-1", &b"hello"[..]));
+        assert_eq!(
+            (f.offset, f.arrival_ns, &f.key[..], &f.data[..]),
+            (7, 42, "cam-1", &b"hello"[..])
+        );
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x10;
-            assert!(read_frame(&mut &bad[..]).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                read_frame(&mut &bad[..]).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
-        assert!(matches!(read_frame(&mut &buf[..buf.len() - 1]), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut &buf[..buf.len() - 1]),
+            Err(FrameError::Truncated)
+        ));
         assert!(read_frame(&mut &[][..]).unwrap().is_none());
     }
 }

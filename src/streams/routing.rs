@@ -57,7 +57,18 @@ pub fn parse_shard_id(id: &str) -> Option<u32> {
 pub const SEQUENCE_DIGITS: usize = 25;
 
 pub fn sequence_number(shard_index: u32, offset: u64) -> String {
-    format!("1{shard_index:04}{offset:020}")
+    // Hand-rolled: called once per record put or read, and `format!` padding is slow.
+    let mut digits = [b'0'; SEQUENCE_DIGITS];
+    digits[0] = b'1';
+    let mut put = |mut v: u64, end: usize, width: usize| {
+        for d in digits[end - width..end].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(u64::from(shard_index % 10_000), 5, 4);
+    put(offset, SEQUENCE_DIGITS, 20);
+    String::from_utf8(digits.to_vec()).expect("ASCII digits")
 }
 
 /// (shard index, offset) of a sequence number issued by this store, None if malformed.

@@ -179,11 +179,14 @@ pub fn encode_idx(seg: &Segment) -> Vec<u8> {
 /// The segment summary from an `.idx` file, None if it is damaged or does not match.
 pub fn decode_idx(b: &[u8], base: u64, log_len: u64) -> Option<Segment> {
     let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) || !body.starts_with(IDX_MAGIC) {
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?)
+        || !body.starts_with(IDX_MAGIC)
+    {
         return None;
     }
     let mut fields = body[8..].chunks_exact(8);
-    let mut next_u64 = || -> Option<u64> { Some(u64::from_le_bytes(fields.next()?.try_into().ok()?)) };
+    let mut next_u64 =
+        || -> Option<u64> { Some(u64::from_le_bytes(fields.next()?.try_into().ok()?)) };
     let seg_base = next_u64()?;
     let next = next_u64()?;
     let len = next_u64()?;
@@ -237,7 +240,7 @@ impl Cursor {
         let at = self.pos;
         let frame = match format::read_frame(&mut self.reader) {
             Ok(Some(f)) => f,
-            Ok(None) => Err(FrameError::Truncated).map_err(|e| self.describe(at, e))?,
+            Ok(None) => return Err(self.describe(at, FrameError::Truncated)),
             Err(e) => return Err(self.describe(at, e)),
         };
         if frame.offset != expect {

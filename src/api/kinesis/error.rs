@@ -14,7 +14,11 @@ pub struct KinesisError {
 
 impl KinesisError {
     fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), status: StatusCode::BAD_REQUEST }
+        Self {
+            kind,
+            message: message.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
     }
     pub fn unknown_operation() -> Self {
         Self::new("UnknownOperationException", "")
@@ -39,7 +43,9 @@ impl KinesisError {
         Self::new("ResourceNotFoundException", msg)
     }
     pub fn stream_not_found(stream: &str) -> Self {
-        Self::not_found(format!("Stream {stream} under account {ACCOUNT} not found."))
+        Self::not_found(format!(
+            "Stream {stream} under account {ACCOUNT} not found."
+        ))
     }
     pub fn in_use(msg: impl Into<String>) -> Self {
         Self::new("ResourceInUseException", msg)
@@ -57,13 +63,23 @@ impl KinesisError {
         )
     }
     pub fn unrecognized_client() -> Self {
-        Self::new("UnrecognizedClientException", "The security token included in the request is invalid.")
+        Self::new(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
     }
     pub fn access_denied(op: &str) -> Self {
-        Self::new("AccessDeniedException", format!("The token is not authorized to perform {op} (needs scope write)."))
+        Self::new(
+            "AccessDeniedException",
+            format!("The token is not authorized to perform {op} (needs scope write)."),
+        )
     }
     pub fn internal(msg: impl Into<String>) -> Self {
-        Self { kind: "InternalFailure", message: msg.into(), status: StatusCode::INTERNAL_SERVER_ERROR }
+        Self {
+            kind: "InternalFailure",
+            message: msg.into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
     /// Maps a store error; `stream` names the stream for not-found messages.

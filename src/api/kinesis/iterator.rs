@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(ShardIterator::decode(&s), Some(it));
         let mut bad = s.into_bytes();
         bad[10] = if bad[10] == b'A' { b'B' } else { b'A' };
-        assert_eq!(ShardIterator::decode(&String::from_utf8(bad).unwrap()), None);
+        assert_eq!(
+            ShardIterator::decode(&String::from_utf8(bad).unwrap()),
+            None
+        );
         assert_eq!(ShardIterator::decode("not an iterator"), None);
     }
 }

@@ -20,7 +20,11 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: f64, now: i64) -> Self {
-        Self { tokens: rate, rate, updated_ns: now }
+        Self {
+            tokens: rate,
+            rate,
+            updated_ns: now,
+        }
     }
     fn refill(&mut self, now: i64) {
         let dt = (now - self.updated_ns).max(0) as f64 / 1e9;
@@ -44,7 +48,10 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(clock: SharedClock) -> Self {
-        Self { clock, shards: Mutex::default() }
+        Self {
+            clock,
+            shards: Mutex::default(),
+        }
     }
 
     fn with<R>(&self, stream: &str, shard: &str, f: impl FnOnce(&mut ShardBuckets) -> R) -> R {
@@ -58,7 +65,12 @@ impl Limits {
                 reads: Bucket::new(READS_PER_S, now),
                 read_bytes: Bucket::new(READ_BYTES_PER_S, now),
             });
-        for bucket in [&mut b.write_records, &mut b.write_bytes, &mut b.reads, &mut b.read_bytes] {
+        for bucket in [
+            &mut b.write_records,
+            &mut b.write_bytes,
+            &mut b.reads,
+            &mut b.read_bytes,
+        ] {
             bucket.refill(now);
         }
         f(b)
@@ -106,11 +118,18 @@ mod tests {
     fn write_and_read_budgets_refill_per_second() {
         let clock = ManualClock::new(0);
         let l = Limits::new(clock.clone());
-        let ok = (0..1500).filter(|_| l.try_write("s", "shardId-000000000000", 10)).count();
+        let ok = (0..1500)
+            .filter(|_| l.try_write("s", "shardId-000000000000", 10))
+            .count();
         assert_eq!(ok, 1000);
-        assert!(l.try_write("s", "shardId-000000000001", 10), "shards are independent");
+        assert!(
+            l.try_write("s", "shardId-000000000001", 10),
+            "shards are independent"
+        );
         clock.advance(Duration::from_millis(500));
-        let ok = (0..1000).filter(|_| l.try_write("s", "shardId-000000000000", 10)).count();
+        let ok = (0..1000)
+            .filter(|_| l.try_write("s", "shardId-000000000000", 10))
+            .count();
         assert_eq!(ok, 500);
         // 1 MiB/s: two 600 KiB records do not fit in one second.
         clock.advance(Duration::from_secs(5));

@@ -35,7 +35,11 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
         return KinesisError::unknown_operation().into_response();
     };
     let op = op.to_string();
-    let scope = if ops::is_read_only(&op) { Scope::Read } else { Scope::Write };
+    let scope = if ops::is_read_only(&op) {
+        Scope::Read
+    } else {
+        Scope::Write
+    };
     match state.auth.check(&headers, scope) {
         Ok(()) => {}
         Err(AuthError::Unrecognized) => return KinesisError::unrecognized_client().into_response(),
@@ -46,7 +50,12 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
     } else {
         match serde_json::from_slice(&body) {
             Ok(v @ Value::Object(_)) => v,
-            Ok(_) | Err(_) => return KinesisError::serialization("Start of structure or map found where not expected.").into_response(),
+            Ok(_) | Err(_) => {
+                return KinesisError::serialization(
+                    "Start of structure or map found where not expected.",
+                )
+                .into_response()
+            }
         }
     };
     let result = ops::dispatch(&state, &op, request).await;
@@ -62,7 +71,11 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = if body.is_null() { Vec::new() } else { serde_json::to_vec(body).unwrap_or_default() };
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap_or_default()
+    };
     (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], bytes).into_response()
 }
 

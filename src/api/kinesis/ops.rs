@@ -17,7 +17,12 @@ const MAX_GET_BYTES: usize = 10 * 1024 * 1024;
 pub fn is_read_only(op: &str) -> bool {
     matches!(
         op,
-        "ListStreams" | "DescribeStream" | "DescribeStreamSummary" | "ListShards" | "GetShardIterator" | "GetRecords"
+        "ListStreams"
+            | "DescribeStream"
+            | "DescribeStreamSummary"
+            | "ListShards"
+            | "GetShardIterator"
+            | "GetRecords"
     )
 }
 
@@ -100,12 +105,13 @@ async fn create_stream(state: &ApiState, req: Request) -> OpResult {
         )));
     }
     blocking(state, move |s| {
-        s.create_stream(&name, shards as u32, 24).map_err(|e| match e {
-            crate::streams::StreamError::InUse(_) => {
-                KinesisError::in_use(format!("Stream {name} under account {ACCOUNT} already exists."))
-            }
-            other => KinesisError::from_store(other),
-        })
+        s.create_stream(&name, shards as u32, 24)
+            .map_err(|e| match e {
+                crate::streams::StreamError::InUse(_) => KinesisError::in_use(format!(
+                    "Stream {name} under account {ACCOUNT} already exists."
+                )),
+                other => KinesisError::from_store(other),
+            })
     })
     .await?;
     Ok(Value::Null)
@@ -115,7 +121,10 @@ async fn delete_stream(state: &ApiState, req: Request) -> OpResult {
     let name = req.stream_name()?;
     describe(state, &name)?;
     state.enforce_limits(&name, false);
-    blocking(state, move |s| s.delete_stream(&name).map_err(KinesisError::from_store)).await?;
+    blocking(state, move |s| {
+        s.delete_stream(&name).map_err(KinesisError::from_store)
+    })
+    .await?;
     Ok(Value::Null)
 }
 
@@ -157,7 +166,9 @@ fn describe_stream(state: &ApiState, req: Request) -> OpResult {
     let name = req.stream_name()?;
     let d = describe(state, &name)?;
     let limit = req.opt_i64("Limit")?.unwrap_or(100).clamp(1, 10000) as usize;
-    let after = req.opt_str("ExclusiveStartShardId")?.map(normalize_shard_id);
+    let after = req
+        .opt_str("ExclusiveStartShardId")?
+        .map(normalize_shard_id);
     let shards: Vec<&ShardInfo> = d
         .shards
         .iter()
@@ -212,13 +223,17 @@ fn list_shards(state: &ApiState, req: Request) -> OpResult {
                 .decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.split_once('\n').map(|(a, b)| (a.to_string(), Some(b.to_string()))))
+                .and_then(|s| {
+                    s.split_once('\n')
+                        .map(|(a, b)| (a.to_string(), Some(b.to_string())))
+                })
                 .ok_or_else(|| KinesisError::invalid_argument("Invalid NextToken."))?;
             decoded
         }
         None => (
             req.stream_name()?,
-            req.opt_str("ExclusiveStartShardId")?.map(normalize_shard_id),
+            req.opt_str("ExclusiveStartShardId")?
+                .map(normalize_shard_id),
         ),
     };
     let d = describe(state, &name)?;
@@ -235,11 +250,16 @@ fn list_shards(state: &ApiState, req: Request) -> OpResult {
         .iter()
         .filter(|s| after.as_ref().is_none_or(|a| &s.shard_id > a))
         .collect();
-    let page: Vec<Value> = shards.iter().take(max as usize).map(|s| shard_json(s)).collect();
+    let page: Vec<Value> = shards
+        .iter()
+        .take(max as usize)
+        .map(|s| shard_json(s))
+        .collect();
     let mut out = json!({ "Shards": page });
     if shards.len() > max as usize {
         let last = &shards[max as usize - 1].shard_id;
-        out["NextToken"] = json!(base64::engine::general_purpose::STANDARD.encode(format!("{name}\n{last}")));
+        out["NextToken"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(format!("{name}\n{last}")));
     }
     Ok(out)
 }
@@ -276,18 +296,30 @@ async fn put_record(state: &ApiState, req: Request) -> OpResult {
     let info = describe(state, &name)?;
     if limited(state, &name) {
         let shard = shard_for(&info, &key, ehk);
-        if !state.limits.try_write(&name, &shard, data.len() + key.len()) {
+        if !state
+            .limits
+            .try_write(&name, &shard, data.len() + key.len())
+        {
             return Err(KinesisError::throughput(&name, &shard));
         }
     }
-    let rec = PutRecord { partition_key: key, explicit_hash_key: ehk, data };
-    let r = blocking(state, move |s| s.put(&name, rec).map_err(KinesisError::from_store)).await?;
+    let rec = PutRecord {
+        partition_key: key,
+        explicit_hash_key: ehk,
+        data,
+    };
+    let r = blocking(state, move |s| {
+        s.put(&name, rec).map_err(KinesisError::from_store)
+    })
+    .await?;
     Ok(json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number }))
 }
 
 async fn put_records(state: &ApiState, req: Request) -> OpResult {
     let name = req.stream_name()?;
-    let records = req.opt_array("Records")?.ok_or_else(|| KinesisError::missing("records"))?;
+    let records = req
+        .opt_array("Records")?
+        .ok_or_else(|| KinesisError::missing("records"))?;
     if records.is_empty() || records.len() > 500 {
         let c = if records.is_empty() {
             "Member must have length greater than or equal to 1"
@@ -301,10 +333,16 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
     for (i, r) in records.iter().enumerate() {
         let (key, data, ehk) = record_parts(r, &format!("records.{}.member.", i + 1))?;
         total += key.len() + data.len();
-        parsed.push(PutRecord { partition_key: key, explicit_hash_key: ehk, data });
+        parsed.push(PutRecord {
+            partition_key: key,
+            explicit_hash_key: ehk,
+            data,
+        });
     }
     if total > 5 * 1024 * 1024 {
-        return Err(KinesisError::invalid_argument("Records size exceeds 5 MB limit"));
+        return Err(KinesisError::invalid_argument(
+            "Records size exceeds 5 MB limit",
+        ));
     }
     let info = describe(state, &name)?;
     // With limits, records over their shard's budget fail individually; the rest are written.
@@ -312,7 +350,10 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
     if limited(state, &name) {
         for (i, r) in parsed.iter().enumerate() {
             let shard = shard_for(&info, &r.partition_key, r.explicit_hash_key);
-            if !state.limits.try_write(&name, &shard, r.data.len() + r.partition_key.len()) {
+            if !state
+                .limits
+                .try_write(&name, &shard, r.data.len() + r.partition_key.len())
+            {
                 throttled[i] = Some(shard);
             }
         }
@@ -324,9 +365,12 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
         .map(|(r, _)| r)
         .collect();
     let stream = name.clone();
-    let mut written = blocking(state, move |s| s.put_many(&stream, to_write).map_err(KinesisError::from_store))
-        .await?
-        .into_iter();
+    let mut written = blocking(state, move |s| {
+        s.put_many(&stream, to_write)
+            .map_err(KinesisError::from_store)
+    })
+    .await?
+    .into_iter();
     let mut failed = 0;
     let mut out = Vec::with_capacity(throttled.len());
     for t in throttled {
@@ -337,7 +381,9 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
                 json!({ "ErrorCode": e.kind, "ErrorMessage": e.message })
             }
             None => match written.next() {
-                Some(Ok(r)) => json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number }),
+                Some(Ok(r)) => {
+                    json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number })
+                }
                 Some(Err(e)) => {
                     failed += 1;
                     tracing::warn!(stream = %name, "PutRecords record failed: {e}");
@@ -423,10 +469,15 @@ async fn get_records(state: &ApiState, req: Request) -> OpResult {
         return Err(KinesisError::validation(
             "limit",
             &limit.to_string(),
-            if limit < 1 { "Member must have value greater than or equal to 1" } else { "Member must have value less than or equal to 10000" },
+            if limit < 1 {
+                "Member must have value greater than or equal to 1"
+            } else {
+                "Member must have value less than or equal to 10000"
+            },
         ));
     }
-    let it = ShardIterator::decode(raw).ok_or_else(|| KinesisError::invalid_argument("Invalid ShardIterator."))?;
+    let it = ShardIterator::decode(raw)
+        .ok_or_else(|| KinesisError::invalid_argument("Invalid ShardIterator."))?;
     let now_ms = state.clock.now_ns() / 1_000_000;
     let ttl = iterator::ttl_ms();
     if now_ms - it.issued_ms > ttl {

@@ -24,12 +24,15 @@ impl Request {
         match self.get(field) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a string"))),
+            Some(_) => Err(KinesisError::serialization(format!(
+                "Unexpected value type for field {field}: expected a string"
+            ))),
         }
     }
 
     pub fn str(&self, field: &str) -> Result<&str, KinesisError> {
-        self.opt_str(field)?.ok_or_else(|| KinesisError::missing(&member(field)))
+        self.opt_str(field)?
+            .ok_or_else(|| KinesisError::missing(&member(field)))
     }
 
     pub fn opt_i64(&self, field: &str) -> Result<Option<i64>, KinesisError> {
@@ -39,8 +42,12 @@ impl Request {
                 .as_i64()
                 .or_else(|| n.as_f64().map(|f| f as i64))
                 .map(Some)
-                .ok_or_else(|| KinesisError::serialization(format!("Invalid number for field {field}"))),
-            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a number"))),
+                .ok_or_else(|| {
+                    KinesisError::serialization(format!("Invalid number for field {field}"))
+                }),
+            Some(_) => Err(KinesisError::serialization(format!(
+                "Unexpected value type for field {field}: expected a number"
+            ))),
         }
     }
 
@@ -48,11 +55,12 @@ impl Request {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(Value::String(s)) => s
-                .parse::<f64>()
-                .map(Some)
-                .map_err(|_| KinesisError::serialization(format!("Invalid timestamp for field {field}"))),
-            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}"))),
+            Some(Value::String(s)) => s.parse::<f64>().map(Some).map_err(|_| {
+                KinesisError::serialization(format!("Invalid timestamp for field {field}"))
+            }),
+            Some(_) => Err(KinesisError::serialization(format!(
+                "Unexpected value type for field {field}"
+            ))),
         }
     }
 
@@ -60,7 +68,9 @@ impl Request {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(KinesisError::serialization(format!("Unexpected value type for field {field}: expected a list"))),
+            Some(_) => Err(KinesisError::serialization(format!(
+                "Unexpected value type for field {field}: expected a list"
+            ))),
         }
     }
 
@@ -74,7 +84,9 @@ impl Request {
             return arn
                 .rsplit_once(":stream/")
                 .map(|(_, n)| n.to_string())
-                .ok_or_else(|| KinesisError::invalid_argument(format!("StreamARN {arn} is not a stream ARN")));
+                .ok_or_else(|| {
+                    KinesisError::invalid_argument(format!("StreamARN {arn} is not a stream ARN"))
+                });
         }
         Err(KinesisError::missing("streamName"))
     }
@@ -88,7 +100,10 @@ pub fn check_stream_name(name: &str) -> Result<(), KinesisError> {
             "Member must have length less than or equal to 128",
         ));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
         return Err(KinesisError::validation(
             "streamName",
             &format!("'{name}'"),
@@ -99,7 +114,10 @@ pub fn check_stream_name(name: &str) -> Result<(), KinesisError> {
 }
 
 /// A record's `Data` (base64) and `PartitionKey`, validated.
-pub fn record_parts(v: &Value, prefix: &str) -> Result<(String, Vec<u8>, Option<u128>), KinesisError> {
+pub fn record_parts(
+    v: &Value,
+    prefix: &str,
+) -> Result<(String, Vec<u8>, Option<u128>), KinesisError> {
     let r = Request(v.clone());
     let data_b64 = r
         .opt_str("Data")?
@@ -124,7 +142,11 @@ pub fn record_parts(v: &Value, prefix: &str) -> Result<(String, Vec<u8>, Option<
         } else {
             "Member must have length less than or equal to 256"
         };
-        return Err(KinesisError::validation(&format!("{prefix}partitionKey"), &format!("'{key}'"), constraint));
+        return Err(KinesisError::validation(
+            &format!("{prefix}partitionKey"),
+            &format!("'{key}'"),
+            constraint,
+        ));
     }
     let ehk = match r.opt_str("ExplicitHashKey")? {
         None => None,

@@ -1,0 +1,401 @@
+//! Model manifests (`models/*.toml`, schema in docs/models.md): how to feed a model and how to
+//! read its outputs. Unknown keys are rejected so typos fail loudly.
+
+use super::DetectError;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    id: String,
+    name: String,
+    file: String,
+    sha256: Option<String>,
+    source: Option<String>,
+    source_sha256: Option<String>,
+    license: Option<String>,
+    input: InputSpec,
+    output: OutputSpec,
+    labels: RawLabels,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    names: Option<Vec<String>>,
+    file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Float32,
+    Uint8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    Div255,
+    None,
+    Imagenet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resize {
+    Stretch,
+    Letterbox,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default = "nchw")]
+    pub layout: Layout,
+    #[serde(default = "float32")]
+    pub dtype: DType,
+    #[serde(default = "rgb")]
+    pub color: Color,
+    #[serde(default = "div255")]
+    pub normalize: Normalize,
+    #[serde(default = "stretch")]
+    pub resize: Resize,
+    #[serde(default = "pad114")]
+    pub letterbox_pad: u8,
+}
+
+fn nchw() -> Layout {
+    Layout::Nchw
+}
+fn float32() -> DType {
+    DType::Float32
+}
+fn rgb() -> Color {
+    Color::Rgb
+}
+fn div255() -> Normalize {
+    Normalize::Div255
+}
+fn stretch() -> Resize {
+    Resize::Stretch
+}
+fn pad114() -> u8 {
+    114
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    YoloBoxesScores,
+    Yolov5,
+    Yolov8,
+    Ssd,
+}
+
+impl DecoderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderKind::YoloBoxesScores => "yolo_boxes_scores",
+            DecoderKind::Yolov5 => "yolov5",
+            DecoderKind::Yolov8 => "yolov8",
+            DecoderKind::Ssd => "ssd",
+        }
+    }
+    fn default_box_format(self) -> BoxFormat {
+        match self {
+            DecoderKind::YoloBoxesScores => BoxFormat::CxcywhNormalized,
+            DecoderKind::Yolov5 | DecoderKind::Yolov8 => BoxFormat::CxcywhPixels,
+            DecoderKind::Ssd => BoxFormat::YxyxNormalized,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxFormat {
+    CxcywhNormalized,
+    CxcywhPixels,
+    XyxyNormalized,
+    XyxyPixels,
+    YxyxNormalized,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub decoder: DecoderKind,
+    pub boxes: Option<String>,
+    pub scores: Option<String>,
+    pub classes: Option<String>,
+    pub count: Option<String>,
+    pub tensor: Option<String>,
+    /// Default per decoder: cxcywh_normalized (yolo_boxes_scores), cxcywh_pixels (yolov5,
+    /// yolov8), yxyx_normalized (ssd). Filled in by `ModelManifest::load`.
+    pub box_format: Option<BoxFormat>,
+    /// true: the graph already ran NMS.
+    #[serde(default)]
+    pub nms: bool,
+    /// IoU threshold of the application's class-aware NMS.
+    #[serde(default = "iou045")]
+    pub iou_threshold: f32,
+    #[serde(default)]
+    pub class_offset: i64,
+}
+
+fn iou045() -> f32 {
+    0.45
+}
+
+impl OutputSpec {
+    pub fn box_format(&self) -> BoxFormat {
+        self.box_format
+            .unwrap_or_else(|| self.decoder.default_box_format())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelManifest {
+    pub id: String,
+    pub name: String,
+    pub file: String,
+    pub sha256: Option<String>,
+    pub source: Option<String>,
+    pub source_sha256: Option<String>,
+    pub license: Option<String>,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    /// Indexed by class id (after `class_offset`).
+    pub labels: Vec<String>,
+    /// Where the manifest was read from (empty for manifests built in code).
+    pub path: PathBuf,
+}
+
+impl ModelManifest {
+    pub fn load(path: &Path) -> Result<Self, DetectError> {
+        let err = |msg: String| DetectError::Manifest {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let raw: Raw = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().into()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let labels = match (raw.labels.names, raw.labels.file) {
+            (Some(n), None) => n,
+            (None, Some(f)) => {
+                let p = dir.join(&f);
+                let t = std::fs::read_to_string(&p)
+                    .map_err(|e| err(format!("labels.file {}: {e}", p.display())))?;
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            _ => return Err(err("[labels] needs exactly one of `names` or `file`".into())),
+        };
+        let m = ModelManifest {
+            id: raw.id,
+            name: raw.name,
+            file: raw.file,
+            sha256: raw.sha256.map(|s| s.to_ascii_lowercase()),
+            source: raw.source,
+            source_sha256: raw.source_sha256,
+            license: raw.license,
+            input: raw.input,
+            output: raw.output,
+            labels,
+            path: path.to_path_buf(),
+        };
+        m.validate().map_err(err)?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.id.is_empty() || self.id.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("id {:?} must be non-empty without spaces", self.id));
+        }
+        if let Some(s) = &self.sha256 {
+            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("sha256 {s:?} is not 64 hex digits"));
+            }
+        }
+        let i = &self.input;
+        if !(1..=8192).contains(&i.width) || !(1..=8192).contains(&i.height) {
+            return Err(format!("input size {}x{} out of range", i.width, i.height));
+        }
+        if i.dtype == DType::Uint8 && i.normalize != Normalize::None {
+            return Err("input.dtype = \"uint8\" needs input.normalize = \"none\"".into());
+        }
+        let o = &self.output;
+        let need: &[(&str, &Option<String>)] = match o.decoder {
+            DecoderKind::YoloBoxesScores => &[("boxes", &o.boxes), ("scores", &o.scores)],
+            DecoderKind::Yolov5 | DecoderKind::Yolov8 => &[("tensor", &o.tensor)],
+            DecoderKind::Ssd => &[
+                ("boxes", &o.boxes),
+                ("classes", &o.classes),
+                ("scores", &o.scores),
+            ],
+        };
+        for (key, v) in need {
+            if v.is_none() {
+                return Err(format!(
+                    "output.{key} (a tensor name) is required by decoder {}",
+                    o.decoder.name()
+                ));
+            }
+        }
+        if !(o.iou_threshold > 0.0 && o.iou_threshold <= 1.0) {
+            return Err(format!(
+                "output.iou_threshold {} not in (0, 1]",
+                o.iou_threshold
+            ));
+        }
+        if self.labels.is_empty() {
+            return Err("[labels] is empty".into());
+        }
+        Ok(())
+    }
+
+    /// The directory the manifest was read from.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Where the model file may be, in search order. A bare `file` name is looked up in
+    /// vendor/models (next to the manifest's models/ directory, the cwd, the source tree),
+    /// /usr/share/vidgest/models, <exe>/../share/vidgest/models, and next to the manifest; a path is
+    /// taken relative to the manifest (or as is when absolute).
+    pub fn model_candidates(&self, manifest_dir: &Path) -> Vec<PathBuf> {
+        let f = Path::new(&self.file);
+        if f.components().count() > 1 || f.is_absolute() {
+            return vec![manifest_dir.join(f)];
+        }
+        let mut v = vec![
+            manifest_dir.join("../vendor/models").join(f),
+            PathBuf::from("vendor/models").join(f),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("vendor/models")
+                .join(f),
+            PathBuf::from("/usr/share/vidgest/models").join(f),
+        ];
+        if let Some(d) = exe_dir() {
+            v.push(d.join("../share/vidgest/models").join(f));
+        }
+        v.push(manifest_dir.join(f));
+        v
+    }
+
+    pub fn model_path(&self, manifest_dir: &Path) -> Option<PathBuf> {
+        let found = self
+            .model_candidates(manifest_dir)
+            .into_iter()
+            .find(|p| p.is_file())?;
+        // "models/../vendor/models/x.onnx" reads badly in logs and records
+        Some(found.canonicalize().unwrap_or(found))
+    }
+
+    /// `model_path` or a `ModelMissing` error listing where we looked.
+    pub fn resolve_model(&self, manifest_dir: &Path) -> Result<PathBuf, DetectError> {
+        self.model_path(manifest_dir)
+            .ok_or_else(|| DetectError::ModelMissing {
+                model: self.id.clone(),
+                file: self.file.clone(),
+                looked_in: self
+                    .model_candidates(manifest_dir)
+                    .iter()
+                    .map(|p| p.parent().unwrap_or(p).to_path_buf())
+                    .collect(),
+            })
+    }
+}
+
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+}
+
+/// Directories searched for manifests by id: ./models, <exe>/../share/vidgest/models, the source
+/// tree's models/.
+pub fn manifest_dirs() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("models")];
+    if let Some(d) = exe_dir() {
+        v.push(d.join("../share/vidgest/models"));
+    }
+    v.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    v
+}
+
+/// Finds a manifest by id ("yolov3-tiny-coco" -> models/yolov3-tiny.toml) or by path (anything
+/// ending in .toml or containing a '/').
+pub fn find_manifest(id_or_path: &str) -> Result<PathBuf, DetectError> {
+    if id_or_path.ends_with(".toml") || id_or_path.contains('/') {
+        let p = PathBuf::from(id_or_path);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(DetectError::Manifest {
+                path: p,
+                msg: "no such file".into(),
+            })
+        };
+    }
+    let dirs = manifest_dirs();
+    let mut known = Vec::new();
+    for dir in &dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for p in files {
+            // Only the id is needed; a broken manifest elsewhere must not hide the one asked for.
+            match manifest_id(&p) {
+                Some(id) if id == id_or_path => return Ok(p),
+                Some(id) => known.push(id),
+                None => {}
+            }
+        }
+    }
+    known.sort();
+    known.dedup();
+    Err(DetectError::Manifest {
+        path: PathBuf::from(id_or_path),
+        msg: format!(
+            "no model manifest with id \"{id_or_path}\" in {} (known ids: {}); give a manifest path or an id from models/",
+            super::error::list(&dirs),
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ),
+    })
+}
+
+fn manifest_id(path: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    toml::from_str::<IdOnly>(&text).ok().map(|m| m.id)
+}

@@ -1,0 +1,183 @@
+//! Locating and loading the ONNX Runtime C library. `ort` is built with `load-dynamic`, so the
+//! library is found at run time (never linked), and one `ort` environment exists per process.
+
+use super::DetectError;
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Minor version of ONNX Runtime 1.x that `ort` 2.0.0-rc.15 needs at least.
+const MIN_MINOR: u32 = ort::MINOR_VERSION;
+const LIB: &str = "libonnxruntime.so";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// The library that was loaded (as found; may be a symlink).
+    pub library: PathBuf,
+    /// ONNX Runtime's own version string, e.g. "1.31.1".
+    pub version: String,
+}
+
+struct Runtime {
+    info: RuntimeInfo,
+    env: ort::environment::Environment,
+}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// Candidate library paths in search order. An explicit path (from the config) is the only
+/// candidate when given: silently using another library than the configured one would hide a typo.
+pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        v.push(PathBuf::from(p));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        v.push(dir.join("../lib/vidgest").join(LIB));
+    }
+    v.push(PathBuf::from("vendor/onnxruntime/lib").join(LIB));
+    v.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("vendor/onnxruntime/lib")
+            .join(LIB),
+    );
+    v.push(PathBuf::from("/usr/lib/vidgest").join(LIB));
+    v
+}
+
+/// Search order: explicit path (config; when given, nothing else is tried), $ORT_DYLIB_PATH,
+/// <exe dir>/../lib/vidgest, ./vendor/onnxruntime/lib (cwd), <source tree>/vendor/onnxruntime/lib,
+/// /usr/lib/vidgest. Returns the first that exists.
+pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+    candidates(explicit).into_iter().find(|p| p.is_file())
+}
+
+/// `locate`, or the error that says where we looked and how to fix it.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, DetectError> {
+    locate(explicit).ok_or_else(|| {
+        DetectError::Runtime(format!(
+            "ONNX Runtime library not found (looked in {}): run scripts/fetch-model or set [detect] onnxruntime = \"/path/libonnxruntime.so\"",
+            super::error::list(&candidates(explicit))
+        ))
+    })
+}
+
+/// Loads the library once per process; later calls return the same info or the same error (the
+/// first call's `explicit` wins, as `ort` cannot swap libraries).
+pub fn init(explicit: Option<&Path>) -> Result<&'static RuntimeInfo, DetectError> {
+    match RUNTIME.get_or_init(|| load(explicit).map_err(|e| e.to_string())) {
+        Ok(rt) => Ok(&rt.info),
+        Err(msg) => Err(DetectError::Runtime(msg.clone())),
+    }
+}
+
+/// The process-wide `ort` environment (initialising the runtime from the default places if no
+/// one called `init` yet).
+pub(crate) fn environment() -> Result<&'static ort::environment::Environment, DetectError> {
+    init(None)?;
+    match RUNTIME.get() {
+        Some(Ok(rt)) => Ok(&rt.env),
+        _ => unreachable!("init succeeded"),
+    }
+}
+
+fn load(explicit: Option<&Path>) -> Result<Runtime, DetectError> {
+    let found = resolve(explicit)?;
+    // `ort` resolves relative paths against the executable's directory, not the cwd.
+    let library = std::path::absolute(&found).unwrap_or(found);
+    let fail = |msg: String| {
+        DetectError::Runtime(format!(
+            "ONNX Runtime library {} could not be used: {msg}: run scripts/fetch-model (ONNX Runtime 1.{MIN_MINOR} or newer is needed) or set [detect] onnxruntime to a working libonnxruntime.so",
+            library.display()
+        ))
+    };
+    let version = library_version(&library).map_err(fail)?;
+    let minor = version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
+    if minor.is_none_or(|m| m < MIN_MINOR) {
+        return Err(fail(format!("version {version} is too old")));
+    }
+    let env = ort::init_from(&library)
+        .map_err(|e| fail(e.to_string()))?
+        .with_name("vidgest")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(library = %library.display(), %version, "ONNX Runtime loaded");
+    Ok(Runtime {
+        info: RuntimeInfo { library, version },
+        env,
+    })
+}
+
+/// Reads `OrtGetApiBase()->GetVersionString()` with dlopen. The handle is kept open on purpose:
+/// `ort` opens the same library next and shares it.
+fn library_version(path: &Path) -> Result<String, String> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: dlopen/dlsym/dlerror are called with valid C strings; the symbol has the C type
+    // ONNX Runtime documents (`const OrtApiBase* OrtGetApiBase(void)`).
+    unsafe {
+        let handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return Err(dl_error());
+        }
+        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        if sym.is_null() {
+            return Err("it does not export OrtGetApiBase (not ONNX Runtime?)".into());
+        }
+        let get: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+        let base = get();
+        if base.is_null() {
+            return Err("OrtGetApiBase returned null".into());
+        }
+        let v = ((*base).GetVersionString)();
+        Ok(CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a valid C string owned by libc.
+    let e: *const c_char = unsafe { libc::dlerror() };
+    if e.is_null() {
+        "dlopen failed".into()
+    } else {
+        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_a_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(LIB);
+        std::fs::write(&p, b"not an ELF file").unwrap();
+        assert_eq!(locate(Some(&p)), Some(p.clone()));
+        let e = library_version(&p).unwrap_err();
+        assert!(e.contains("libonnxruntime.so"), "{e}");
+    }
+
+    #[test]
+    fn explicit_path_is_the_only_candidate() {
+        let p = Path::new("/opt/x/libonnxruntime.so");
+        assert_eq!(candidates(Some(p)), [p]);
+        let c = candidates(None);
+        assert!(c
+            .iter()
+            .any(|p| p.ends_with("lib/vidgest/libonnxruntime.so")));
+        assert_eq!(
+            c.last().unwrap(),
+            Path::new("/usr/lib/vidgest/libonnxruntime.so")
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Named consumers: a durable checkpoint per shard (`<stream>/consumers/<name>.json`, written
+//! atomically) and a poll loop over all shards from those checkpoints.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, StreamError};
+use super::meta::{self, sync_dir, write_atomic};
+use super::routing;
+use super::{ReadPosition, StoredRecord, StreamStore};
+
+const CONSUMERS_DIR: &str = "consumers";
+/// Bytes one poll reads from a shard at most (GetRecords' limit).
+const POLL_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CheckpointFile {
+    format: u32,
+    stream: String,
+    consumer: String,
+    /// shard id -> sequence number of the last record done.
+    checkpoints: BTreeMap<String, String>,
+}
+
+pub struct Consumer {
+    store: Arc<StreamStore>,
+    stream: String,
+    name: String,
+    path: PathBuf,
+    file: CheckpointFile,
+    /// Next position per shard for `poll` (not durable; starts after the checkpoint).
+    positions: Vec<ReadPosition>,
+    /// Shard `poll` starts with, rotated so no shard starves when `limit` is small.
+    first_shard: usize,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("stream", &self.stream)
+            .field("name", &self.name)
+            .field("checkpoints", &self.file.checkpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub(crate) fn open(store: Arc<StreamStore>, stream: &str, name: &str) -> Result<Consumer> {
+        meta::validate_name("consumer", name)?;
+        let dir = store.stream_dir(stream)?.join(CONSUMERS_DIR);
+        if !dir.exists() {
+            fs::create_dir_all(&dir)
+                .map_err(|e| StreamError::io(format!("creating {}", dir.display()), e))?;
+            if store.options().fsync {
+                sync_dir(dir.parent().expect("stream dir"))?;
+            }
+        }
+        let path = dir.join(format!("{name}.json"));
+        let file = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StreamError::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CheckpointFile {
+                format: 1,
+                stream: stream.to_string(),
+                consumer: name.to_string(),
+                checkpoints: BTreeMap::new(),
+            },
+            Err(e) => return Err(StreamError::io(format!("reading {}", path.display()), e)),
+        };
+        let shards = store.shard_count(stream)?;
+        let positions = (0..shards as u32)
+            .map(|i| {
+                // No checkpoint: position 0, which reads from the trim horizon.
+                let after = file
+                    .checkpoints
+                    .get(&routing::shard_id(i))
+                    .and_then(|seq| routing::parse_sequence_number(seq))
+                    .map_or(0, |(_, off)| off + 1);
+                ReadPosition(after)
+            })
+            .collect();
+        Ok(Consumer {
+            store,
+            stream: stream.to_string(),
+            name: name.to_string(),
+            path,
+            file,
+            positions,
+            first_shard: 0,
+        })
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Next records across all shards from where the last poll stopped (initially the
+    /// checkpoints, or TRIM_HORIZON where there is none). Does not checkpoint.
+    pub fn poll(&mut self, limit: usize) -> Result<Vec<(String, StoredRecord)>> {
+        let n = self.positions.len();
+        let mut out = Vec::new();
+        for k in 0..n {
+            if out.len() >= limit {
+                break;
+            }
+            let i = (self.first_shard + k) % n;
+            let shard = routing::shard_id(i as u32);
+            let batch = self.store.read(
+                &self.stream,
+                &shard,
+                self.positions[i],
+                limit - out.len(),
+                POLL_MAX_BYTES,
+            )?;
+            self.positions[i] = batch.next;
+            out.extend(batch.records.into_iter().map(|r| (shard.clone(), r)));
+        }
+        self.first_shard = (self.first_shard + 1) % n.max(1);
+        Ok(out)
+    }
+
+    /// Durably records that everything up to and including `sequence_number` in the shard is
+    /// done (atomic rename + fsync). A checkpoint never moves back: an older one is ignored.
+    pub fn commit(&mut self, shard_id: &str, sequence_number: &str) -> Result<()> {
+        let (index, tip) = self.store.shard_tip(&self.stream, shard_id)?;
+        let offset = match routing::parse_sequence_number(sequence_number) {
+            Some((i, off)) if i == index && off < tip => off,
+            _ => {
+                return Err(StreamError::InvalidArgument(format!(
+                    "sequence number {sequence_number} is not a stored record of {shard_id} in stream {}",
+                    self.stream
+                )))
+            }
+        };
+        let current = self
+            .checkpoint(shard_id)
+            .and_then(|s| routing::parse_sequence_number(&s));
+        if current.is_some_and(|(_, off)| off >= offset) {
+            return Ok(());
+        }
+        let mut file = CheckpointFile {
+            format: 1,
+            stream: self.stream.clone(),
+            consumer: self.name.clone(),
+            checkpoints: self.file.checkpoints.clone(),
+        };
+        file.checkpoints
+            .insert(shard_id.to_string(), sequence_number.to_string());
+        let json = serde_json::to_vec_pretty(&file).expect("checkpoints serialize");
+        write_atomic(&self.path, &json, self.store.options().fsync)?;
+        self.file = file;
+        let pos = &mut self.positions[index as usize];
+        *pos = (*pos).max(ReadPosition(offset + 1));
+        Ok(())
+    }
+
+    pub fn checkpoint(&self, shard_id: &str) -> Option<String> {
+        self.file.checkpoints.get(shard_id).cloned()
+    }
+}
