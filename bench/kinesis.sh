@@ -123,7 +123,7 @@ for rep in $(seq 1 "$REPEATS"); do
         start_server "$target" "$dir" "$port"
         if ! "$PY" "$ROOT/bench/py/load.py" run --endpoint "http://127.0.0.1:$port" --label "$target" \
             --out "$RUNS/$target-$rep.json" --put-seconds "$PUT_SECONDS" --lat-seconds "$LAT_SECONDS" \
-            --rate "$RATE"; then
+            --rate "$RATE" --server-pid "$SERVER_PID"; then
             log "run $rep of $target FAILED (server log: $dir/server.log)"
             tail -n 20 "$dir/server.log" >&2 || true
             failed=1

@@ -2,7 +2,10 @@
 //! stops cleanly on SIGINT/SIGTERM (pending fragments are flushed before exit).
 
 use crate::api::{ApiState, Auth};
-use crate::capture::{self, CameraHandle, CameraState, Counters, Shutdown};
+use crate::capture::{
+    self, CameraHandle, CameraState, CameraStatus, Counters, DetectBranchSpec, DetectWiring,
+    DetectionLinker, DetectionPool, RecordSink, Shutdown,
+};
 use crate::clock::{system_clock, SharedClock};
 use crate::config::{format_bytes, Config};
 use crate::store::{self, Statvfs, Store, StoreOptions, StreamOptions};
@@ -11,9 +14,17 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
-const STATUS_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How often each camera's status line is logged (`VIDGEST_STATUS_INTERVAL_S` overrides).
+fn status_log_interval() -> Duration {
+    let secs = std::env::var("VIDGEST_STATUS_INTERVAL_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs.max(1))
+}
 
 pub struct Daemon {
+    detection: Option<(DetectionPool, Vec<std::thread::JoinHandle<()>>)>,
     pub store: Arc<Store>,
     pub streams: Arc<StreamStore>,
     pub api: ApiState,
@@ -44,6 +55,7 @@ impl Daemon {
         }
         let shutdown = Shutdown::new();
         let mut cameras = Vec::new();
+        let detection = start_detection(config);
         for cam in config.cameras.iter().filter(|c| c.enabled) {
             let writer = store
                 .open_stream(
@@ -56,11 +68,17 @@ impl Daemon {
                 )
                 .with_context(|| format!("camera {}: cannot open its stream", cam.name))?;
             tracing::info!(camera = %cam.name, source = ?cam.source, "starting camera");
+            let status = Arc::new(CameraStatus::new(&cam.name));
+            let detect = detection
+                .as_ref()
+                .and_then(|(pool, _)| wire_detection(config, cam, pool, &streams, &status));
             cameras.push(capture::spawn_camera(
                 cam.clone(),
                 writer,
                 clock.clone(),
                 shutdown.clone(),
+                status,
+                detect,
             ));
         }
         for cam in config.cameras.iter().filter(|c| !c.enabled) {
@@ -73,6 +91,7 @@ impl Daemon {
             shutdown.clone(),
         );
         Ok(Daemon {
+            detection,
             store,
             streams,
             api,
@@ -87,6 +106,12 @@ impl Daemon {
         self.shutdown.trigger();
         for cam in self.cameras.drain(..) {
             cam.join();
+        }
+        if let Some((pool, workers)) = self.detection.take() {
+            pool.stop();
+            for w in workers {
+                let _ = w.join();
+            }
         }
         if let Some(r) = self.retention.take() {
             let _ = r.join();
@@ -104,6 +129,11 @@ impl Daemon {
                 stored = %format_bytes(Counters::get(&c.bytes_stored)),
                 dropped = Counters::get(&c.dropped_queue_full),
                 refused = Counters::get(&c.fragments_refused),
+                detect_frames = Counters::get(&c.detect_frames),
+                inferences = Counters::get(&c.inferences),
+                still = Counters::get(&c.detect_skipped_still),
+                busy = Counters::get(&c.detect_skipped_busy),
+                records = Counters::get(&c.detection_records),
                 "status: {detail}"
             );
         }
@@ -115,6 +145,76 @@ impl Daemon {
             .map(|c| (c.status.name.clone(), c.status.state().0))
             .collect()
     }
+}
+
+/// Loads ONNX Runtime and starts the inference workers when any camera wants detection. A
+/// missing runtime turns detection off (logged with the fix); recording goes on.
+fn start_detection(config: &Config) -> Option<(DetectionPool, Vec<std::thread::JoinHandle<()>>)> {
+    if !config
+        .cameras
+        .iter()
+        .any(|c| c.enabled && c.detection().is_some())
+    {
+        return None;
+    }
+    match crate::detect::runtime::init(config.detect.onnxruntime.as_deref()) {
+        Ok(_) => Some(DetectionPool::start(&config.detect)),
+        Err(e) => {
+            tracing::error!("detection is off for every camera: {e}");
+            None
+        }
+    }
+}
+
+/// Registers a camera with the detector pool; on a model problem, logs it (naming camera and
+/// model) and records without detection.
+fn wire_detection(
+    config: &Config,
+    cam: &crate::config::CameraConfig,
+    pool: &DetectionPool,
+    streams: &Arc<StreamStore>,
+    status: &Arc<CameraStatus>,
+) -> Option<DetectWiring> {
+    let d = cam.detection()?;
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    let handle = match pool.register(cam, d, &config.detect, status.clone(), tx) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(camera = %cam.name, "detection off for this camera (recording continues): {e}");
+            return None;
+        }
+    };
+    // Streams declared in [[stream]] exist already; others get one shard and 24 h.
+    let exists = streams.describe(&d.stream).is_ok();
+    if let Err(e) = (!exists)
+        .then(|| streams.ensure_stream(&d.stream, 1, 24))
+        .transpose()
+    {
+        tracing::error!(camera = %cam.name, stream = %d.stream, "detection off: cannot create the records stream: {e}");
+        return None;
+    }
+    let linker = DetectionLinker::new(
+        RecordSink {
+            streams: streams.clone(),
+            stream: d.stream.clone(),
+            device: config.device_id(),
+            heartbeat: d.heartbeat.0,
+        },
+        status.clone(),
+        handle.model_id.clone(),
+    );
+    Some(DetectWiring {
+        spec: DetectBranchSpec {
+            width: handle.width,
+            height: handle.height,
+            fps: d.fps,
+            keyframes_only: d.keyframes_only,
+        },
+        handle,
+        results: rx,
+        linker,
+        sub_source: d.source.clone(),
+    })
 }
 
 /// Opens the shard streams and creates the ones the config declares.
@@ -199,7 +299,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     ));
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut ticker = tokio::time::interval(STATUS_LOG_INTERVAL);
+        let mut ticker = tokio::time::interval(status_log_interval());
         ticker.tick().await;
         loop {
             tokio::select! {

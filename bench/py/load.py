@@ -282,19 +282,47 @@ def pct(sorted_vals, p):
     return sorted_vals[k]
 
 
+def server_cpu(pid):
+    """utime + stime of the server process (all its threads), seconds; None without --server-pid."""
+    if not pid:
+        return None
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu():
+    import resource
+
+    ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(r.ru_utime + r.ru_stime for r in ru)
+
+
+def measured(a, phase, fn, *args):
+    s0, c0 = server_cpu(a.server_pid), client_cpu()
+    res = fn(*args)
+    s1, c1 = server_cpu(a.server_pid), client_cpu()
+    res["client_cpu_s"] = c1 - c0
+    if s0 is not None:
+        res["server_cpu_s"] = s1 - s0
+        if res.get("records"):
+            res["server_cpu_us_per_record"] = 1e6 * (s1 - s0) / res["records"]
+    return res
+
+
 def cmd_run(a):
     out = {"label": a.label, "params": {k: v for k, v in vars(a).items() if k not in ("func",)}}
     stream = "bench-put"
     shards = create_stream(a.endpoint, stream, a.shards)
     print("[%s] put: %d producers x PutRecords(%d x %d B) for %ds into %d shards"
           % (a.label, a.producers, a.batch, a.size, a.put_seconds, a.shards), file=sys.stderr, flush=True)
-    out["put"] = phase_put(a, stream)
+    out["put"] = measured(a, "put", phase_put, a, stream)
     print("[%s] put: %.0f records/s, %.1f MB/s" % (a.label, out["put"]["records_per_s"], out["put"]["mb_per_s"]),
           file=sys.stderr, flush=True)
-    out["get"] = phase_get(a, stream, shards, out["put"]["records"])
+    out["get"] = measured(a, "get", phase_get, a, stream, shards, out["put"]["records"])
     print("[%s] get: %.0f records/s, %.1f MB/s" % (a.label, out["get"]["records_per_s"], out["get"]["mb_per_s"]),
           file=sys.stderr, flush=True)
-    out["latency"] = phase_latency(a)
+    out["latency"] = measured(a, "latency", phase_latency, a)
     print("[%s] latency: p50 %.2f ms, p99 %.2f ms (%d/%d received)" % (
         a.label, out["latency"]["p50_ms"], out["latency"]["p99_ms"], out["latency"]["received"],
         out["latency"]["sent"]), file=sys.stderr, flush=True)
@@ -309,8 +337,11 @@ METRICS = [
     ("PutRecords throughput", "put", "records_per_s", "records/s", True, 0),
     ("PutRecords throughput", "put", "mb_per_s", "MB/s", True, 1),
     ("PutRecords call p50 (500 records)", "put", "call_p50_ms", "ms", False, 1),
+    ("PutRecords server CPU per record", "put", "server_cpu_us_per_record", "µs", False, 2),
+    ("PutRecords client CPU (all producers)", "put", "client_cpu_s", "s", False, 1),
     ("GetRecords throughput (Limit 10000)", "get", "records_per_s", "records/s", True, 0),
     ("GetRecords throughput (Limit 10000)", "get", "mb_per_s", "MB/s", True, 1),
+    ("GetRecords server CPU per record", "get", "server_cpu_us_per_record", "µs", False, 2),
     ("Put-to-get latency p50 @ 1,000 rec/s", "latency", "p50_ms", "ms", False, 2),
     ("Put-to-get latency p99 @ 1,000 rec/s", "latency", "p99_ms", "ms", False, 2),
 ]
@@ -376,6 +407,7 @@ def main():
     r.add_argument("--put-seconds", type=float, default=10)
     r.add_argument("--rate", type=float, default=1000)
     r.add_argument("--lat-seconds", type=float, default=10)
+    r.add_argument("--server-pid", type=int, default=0, help="account the server's CPU time per phase")
     r.set_defaults(func=cmd_run)
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)

@@ -2,7 +2,10 @@
 //! recorder that turns encoded access units into stored fragments. Recording never decodes.
 
 mod backoff;
+mod detection;
+mod linker;
 mod normalize;
+mod outputs;
 mod pipeline;
 mod recorder;
 mod shutdown;
@@ -10,12 +13,15 @@ mod status;
 mod supervisor;
 
 pub use backoff::Backoff;
+pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, FrameTime};
+pub use linker::{DetectionLinker, RecordSink, RECORD_SCHEMA};
 pub use normalize::Normalizer;
+pub use outputs::DetectBranchSpec;
 pub use pipeline::{check_elements, required_elements};
 pub use recorder::Recorder;
 pub use shutdown::Shutdown;
 pub use status::{CameraState, CameraStatus, Counters};
-pub use supervisor::{spawn_camera, CameraHandle};
+pub use supervisor::{spawn_camera, CameraHandle, DetectWiring};
 
 use crate::media::CodecConfig;
 use std::sync::Arc;

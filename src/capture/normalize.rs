@@ -23,6 +23,8 @@ pub struct Normalizer {
     last_step_ns: u64,
     /// Set when a gap (drop or resync) must show as a discontinuity.
     gap_pending: bool,
+    /// Offset of each loop generation, known once its first unit arrived (index = generation).
+    generation_offsets: Vec<u64>,
 }
 
 /// Output of one push: access units ready for the fragmenter, and whether a gap precedes them.
@@ -37,6 +39,7 @@ impl Normalizer {
     pub fn new() -> Self {
         Self {
             waiting_for_key: true,
+            generation_offsets: vec![0],
             ..Default::default()
         }
     }
@@ -74,6 +77,7 @@ impl Normalizer {
                 .last_dts_ns
                 .map_or(0, |d| d + self.last_step_ns.max(MIN_STEP_NS));
             self.offset_ns = continue_at.saturating_sub(au.dts_ns.unwrap_or(pts));
+            self.generation_offsets.push(self.offset_ns);
         }
         let pts = pts + self.offset_ns;
         let mut dts = au.dts_ns.map_or(pts, |d| d + self.offset_ns);
@@ -106,6 +110,14 @@ impl Normalizer {
     /// A looping source starts over: continue media time where it stopped.
     pub fn loop_restart(&mut self) {
         self.rebase_next = true;
+    }
+
+    /// Media time of a raw running time taken in loop `generation`, once that loop's offset is
+    /// known (frames of the detect branch share the pipeline's clock).
+    pub fn media_time(&self, generation: u64, running_ns: u64) -> Option<u64> {
+        self.generation_offsets
+            .get(generation as usize)
+            .map(|off| running_ns + off)
     }
 
     /// End of session: the unit still held back.

@@ -1,6 +1,7 @@
 //! GStreamer pipelines per source kind. Every pipeline ends in one appsink that receives
 //! parsed, access-unit aligned H.264 (avc) or H.265 (hvc1) with the codec configuration in caps.
 
+use super::outputs::{DetectBranchSpec, Outputs};
 use super::{CaptureError, RawAu};
 use crate::config::{CameraConfig, RtspTransport, SourceConfig, SourceKind, VideoCodec};
 use crate::media::{Codec, CodecConfig};
@@ -11,7 +12,10 @@ use std::sync::Arc;
 
 pub struct BuiltPipeline {
     pub pipeline: gst::Pipeline,
-    pub appsink: gst_app::AppSink,
+    /// Encoded access units for recording (absent on a detect-only sub-stream pipeline).
+    pub appsink: Option<gst_app::AppSink>,
+    /// Decoded RGB frames at the model input size (when detection is on).
+    pub detect_sink: Option<gst_app::AppSink>,
 }
 
 const H264_CAPS: &str = "video/x-h264,stream-format=avc,alignment=au";
@@ -55,31 +59,62 @@ fn make(factory: &str) -> Result<gst::Element, String> {
         .map_err(|_| format!("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)"))
 }
 
-pub fn build(cam: &CameraConfig) -> Result<BuiltPipeline, CaptureError> {
+/// Builds a camera pipeline: recording (`record`), a detect branch (`detect`), or both.
+pub fn build(
+    cam: &CameraConfig,
+    record: bool,
+    detect: Option<&DetectBranchSpec>,
+) -> Result<BuiltPipeline, CaptureError> {
     let err = |message: String| CaptureError::Build {
         camera: cam.name.clone(),
         message,
     };
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
-    let appsink = gst_app::AppSink::builder()
-        .name("sink")
-        .max_buffers(200)
-        .drop(false)
-        .sync(cam.source.kind == SourceKind::File && cam.source.realtime())
-        .build();
-    pipeline.add(&appsink).map_err(|e| err(e.to_string()))?;
+    let appsink = record.then(|| {
+        gst_app::AppSink::builder()
+            .name("sink")
+            .max_buffers(200)
+            .drop(false)
+            // Pacing (file sources) happens before the tee, in `clocksync`.
+            .sync(false)
+            .build()
+    });
+    let detect_sink = detect.map(|_| {
+        gst_app::AppSink::builder()
+            .name("detect-sink")
+            .max_buffers(1)
+            .drop(true)
+            .sync(false)
+            .build()
+    });
+    // No preroll wait: `clocksync` (file pacing) only lets data through once PLAYING.
+    for sink in appsink.iter().chain(detect_sink.iter()) {
+        sink.set_property("async", false);
+    }
+    let outputs = Arc::new(Outputs::new(
+        appsink.clone(),
+        detect.cloned().zip(detect_sink.clone()),
+    ));
     let src = &cam.source;
     match src.kind {
-        SourceKind::Rtsp => build_rtsp(&pipeline, &appsink, src).map_err(err)?,
-        SourceKind::File => build_file(&pipeline, &appsink, src).map_err(err)?,
+        SourceKind::Rtsp => build_rtsp(&pipeline, &outputs, src).map_err(err)?,
+        SourceKind::File => build_file(&pipeline, &outputs, src).map_err(err)?,
         SourceKind::Test => {
-            build_launch(&pipeline, &appsink, &test_description(src)).map_err(err)?
+            let codec = match src.codec() {
+                VideoCodec::H264 => Codec::H264,
+                VideoCodec::H265 => Codec::H265,
+            };
+            build_launch(&pipeline, &outputs, codec, &test_description(src)).map_err(err)?
         }
         SourceKind::V4l2 => {
-            build_launch(&pipeline, &appsink, &v4l2_description(src)).map_err(err)?
+            build_launch(&pipeline, &outputs, Codec::H264, &v4l2_description(src)).map_err(err)?
         }
     }
-    Ok(BuiltPipeline { pipeline, appsink })
+    Ok(BuiltPipeline {
+        pipeline,
+        appsink,
+        detect_sink,
+    })
 }
 
 fn encoder_description(codec: VideoCodec, gop: u32, kbps: u32) -> String {
@@ -163,18 +198,20 @@ fn v4l2_formats(device: &str) -> Vec<String> {
 
 fn build_launch(
     pipeline: &gst::Pipeline,
-    appsink: &gst_app::AppSink,
+    outputs: &Outputs,
+    codec: Codec,
     desc: &str,
 ) -> Result<(), String> {
     let bin = gst::parse::bin_from_description(desc, true)
         .map_err(|e| format!("invalid pipeline `{desc}`: {e}"))?;
     pipeline.add(&bin).map_err(|e| e.to_string())?;
-    bin.link(appsink).map_err(|e| e.to_string())
+    let entry = outputs.attach(pipeline, codec)?;
+    bin.link(&entry).map_err(|e| e.to_string())
 }
 
 fn build_rtsp(
     pipeline: &gst::Pipeline,
-    appsink: &gst_app::AppSink,
+    outputs: &Arc<Outputs>,
     s: &SourceConfig,
 ) -> Result<(), String> {
     let location = s.url_without_credentials().unwrap_or_default();
@@ -197,9 +234,9 @@ fn build_rtsp(
     }
     pipeline.add(&src).map_err(|e| e.to_string())?;
     let pipeline_weak = pipeline.downgrade();
-    let sink_weak = appsink.downgrade();
+    let outputs = outputs.clone();
     src.connect_pad_added(move |_src, pad| {
-        let (Some(pipeline), Some(sink)) = (pipeline_weak.upgrade(), sink_weak.upgrade()) else {
+        let Some(pipeline) = pipeline_weak.upgrade() else {
             return;
         };
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -207,14 +244,14 @@ fn build_rtsp(
         let media = st.get::<&str>("media").unwrap_or("");
         let encoding = st.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
         let chain = match (media, encoding.as_str()) {
-            ("video", "H264") if !sink_linked(&sink) => Some(("rtph264depay", "h264parse", H264_CAPS)),
-            ("video", "H265") if !sink_linked(&sink) => Some(("rtph265depay", "h265parse", H265_CAPS)),
+            ("video", "H264") if !outputs.is_linked() => Some(("rtph264depay", "h264parse", H264_CAPS)),
+            ("video", "H265") if !outputs.is_linked() => Some(("rtph265depay", "h265parse", H265_CAPS)),
             _ => None,
         };
         let result = match chain {
-            Some((depay, parse, caps)) => link_chain(&pipeline, pad, &[depay, parse], caps, sink.upcast_ref()),
+            Some((depay, parse, caps)) => link_chain(&pipeline, pad, &[depay, parse], caps, &outputs),
             None => {
-                if media == "video" && !sink_linked(&sink) {
+                if media == "video" && !outputs.is_linked() {
                     tracing::error!(pipeline = %pipeline.name(), "camera sends video as `{encoding}`: only H.264 and H.265 can be recorded");
                 }
                 link_fakesink(&pipeline, pad)
@@ -229,7 +266,7 @@ fn build_rtsp(
 
 fn build_file(
     pipeline: &gst::Pipeline,
-    appsink: &gst_app::AppSink,
+    outputs: &Arc<Outputs>,
     s: &SourceConfig,
 ) -> Result<(), String> {
     let path = s
@@ -248,18 +285,25 @@ fn build_file(
         .map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
     let pipeline_weak = pipeline.downgrade();
-    let sink_weak = appsink.downgrade();
+    let outputs = outputs.clone();
+    // Real-time pacing must happen before the detect tee, or the source would race ahead and
+    // hand the detector the whole file in one burst; `identity` passes through otherwise.
+    let pace = if s.realtime() {
+        "clocksync"
+    } else {
+        "identity"
+    };
     parse.connect_pad_added(move |_p, pad| {
-        let (Some(pipeline), Some(sink)) = (pipeline_weak.upgrade(), sink_weak.upgrade()) else {
+        let Some(pipeline) = pipeline_weak.upgrade() else {
             return;
         };
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
         let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
         let result = match name.as_str() {
-            "video/x-h264" if !sink_linked(&sink) => link_chain(&pipeline, pad, &["h264parse"], H264_CAPS, sink.upcast_ref()),
-            "video/x-h265" if !sink_linked(&sink) => link_chain(&pipeline, pad, &["h265parse"], H265_CAPS, sink.upcast_ref()),
+            "video/x-h264" if !outputs.is_linked() => link_chain(&pipeline, pad, &["h264parse", pace], H264_CAPS, &outputs),
+            "video/x-h265" if !outputs.is_linked() => link_chain(&pipeline, pad, &["h265parse", pace], H265_CAPS, &outputs),
             other => {
-                if other.starts_with("video/") && !sink_linked(&sink) {
+                if other.starts_with("video/") && !outputs.is_linked() {
                     tracing::error!(pipeline = %pipeline.name(), "file video is `{other}`: only H.264 and H.265 can be recorded without re-encoding");
                 }
                 link_fakesink(&pipeline, pad)
@@ -272,18 +316,19 @@ fn build_file(
     Ok(())
 }
 
-fn sink_linked(sink: &gst_app::AppSink) -> bool {
-    sink.static_pad("sink").is_some_and(|p| p.is_linked())
-}
-
 /// pad ! e1 ! e2 ... ! capsfilter(caps) ! sink, added to a running pipeline.
 fn link_chain(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     factories: &[&str],
     caps: &str,
-    sink: &gst::Element,
+    outputs: &Outputs,
 ) -> Result<(), String> {
+    let codec = if caps.starts_with("video/x-h265") {
+        Codec::H265
+    } else {
+        Codec::H264
+    };
     let mut elements = factories
         .iter()
         .map(|f| make(f))
@@ -296,10 +341,11 @@ fn link_chain(
     elements.push(filter);
     pipeline.add_many(&elements).map_err(|e| e.to_string())?;
     gst::Element::link_many(&elements).map_err(|e| e.to_string())?;
+    let sink = outputs.attach(pipeline, codec)?;
     elements
         .last()
         .expect("capsfilter")
-        .link(sink)
+        .link(&sink)
         .map_err(|e| e.to_string())?;
     for e in &elements {
         e.sync_state_with_parent().map_err(|e| e.to_string())?;
@@ -390,8 +436,8 @@ mod tests {
         )
         .unwrap();
         for cam in &cfg.cameras {
-            let built = build(cam).unwrap_or_else(|e| panic!("{e}"));
-            assert!(built.pipeline.by_name("sink").is_some());
+            let built = build(cam, true, None).unwrap_or_else(|e| panic!("{e}"));
+            assert!(built.appsink.is_some() && built.detect_sink.is_none());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The recorder of one camera: consumes capture events, fragments, and stores.
 
-use super::{CameraStatus, CaptureEvent, Counters, Normalizer};
+use super::linker::{DetectionLinker, Mapping};
+use super::{CameraStatus, CaptureEvent, Counters, DetectionResult, FrameTime, Normalizer};
 use crate::clock::{SharedClock, UnixNanos};
 use crate::media::fmp4::{self, Sample, TIMESCALE};
 use crate::media::fragmenter::{Fragmenter, ReadyFragment};
@@ -20,6 +21,7 @@ pub struct Recorder {
     fragment_duration: Duration,
     session: Option<Session>,
     last_refusal_log: Option<Instant>,
+    linker: Option<DetectionLinker>,
 }
 
 /// Per-connection state: media time to wall time mapping and fragmenting.
@@ -51,15 +53,60 @@ impl Recorder {
             fragment_duration,
             session: None,
             last_refusal_log: None,
+            linker: None,
         }
     }
 
-    /// Runs until every sender is gone (the supervisor stopped).
-    pub fn run(mut self, events: Receiver<CaptureEvent>) {
-        for ev in events {
-            self.handle(ev);
+    /// Publishes detection results of this camera, linked to its stored fragments.
+    pub fn with_linker(mut self, linker: DetectionLinker) -> Self {
+        self.linker = Some(linker);
+        self
+    }
+
+    /// Runs until every capture sender is gone (the supervisor stopped).
+    pub fn run(mut self, events: Receiver<CaptureEvent>, results: Receiver<DetectionResult>) {
+        let mut results = Some(results);
+        loop {
+            let never = crossbeam_channel::never();
+            let res_rx = results.as_ref().unwrap_or(&never);
+            crossbeam_channel::select! {
+                recv(events) -> ev => match ev {
+                    Ok(ev) => self.handle(ev),
+                    Err(_) => break,
+                },
+                recv(res_rx) -> r => match r {
+                    Ok(r) => {
+                        if let Some(l) = self.linker.as_mut() {
+                            l.push(r);
+                        }
+                    }
+                    Err(_) => results = None,
+                },
+            }
         }
         self.end_session();
+    }
+
+    /// Producer time of a detect frame, if the current session can tell.
+    fn map_frame_time(session: Option<&Session>, t: &FrameTime) -> Mapping {
+        match *t {
+            FrameTime::Wall(ns) => Mapping::At(ns),
+            FrameTime::Media {
+                session: id,
+                generation,
+                pts_ns,
+            } => {
+                let Some(s) = session.filter(|s| s.id == id) else {
+                    return Mapping::Stale;
+                };
+                let (Some(base), Some(media)) =
+                    (s.media_base_ns, s.normalizer.media_time(generation, pts_ns))
+                else {
+                    return Mapping::NotYet;
+                };
+                Mapping::At(s.wall_base_ns + (media as i64 - base as i64))
+            }
+        }
     }
 
     pub fn handle(&mut self, ev: CaptureEvent) {
@@ -194,7 +241,9 @@ impl Recorder {
             data: &data,
         };
         match self.writer.append(&new) {
-            Ok(AppendOutcome::Stored { .. }) => {
+            Ok(AppendOutcome::Stored {
+                fragment_number, ..
+            }) => {
                 s.first_fragment = false;
                 s.discontinuity_next = false;
                 s.last_config_id = Some(config_id);
@@ -202,6 +251,13 @@ impl Recorder {
                 Counters::inc(&c.fragments_stored);
                 c.bytes_stored
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(linker) = self.linker.as_mut() {
+                    let session = self.session.as_ref();
+                    let end = producer_ns + duration_ns;
+                    linker.fragment_stored(fragment_number, producer_ns, end, |t| {
+                        Self::map_frame_time(session, t)
+                    });
+                }
             }
             Ok(AppendOutcome::Refused { reason }) => {
                 Counters::inc(&self.status.counters.fragments_refused);

@@ -28,6 +28,15 @@ pub struct Counters {
     pub fragments_refused: AtomicU64,
     pub bytes_stored: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Decoded frames handed to the detector.
+    pub detect_frames: AtomicU64,
+    /// Frames replaced by a newer one before a worker got to them (detector busy).
+    pub detect_skipped_busy: AtomicU64,
+    /// Frames skipped by the motion gate (still scene).
+    pub detect_skipped_still: AtomicU64,
+    pub inferences: AtomicU64,
+    pub detect_errors: AtomicU64,
+    pub detection_records: AtomicU64,
 }
 
 impl Counters {

@@ -2,11 +2,14 @@
 //! reconnects with backoff. It never touches other cameras.
 
 use super::pipeline::{self, sample_to_au};
-use super::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, Recorder, Shutdown};
+use super::{
+    Backoff, CameraDetect, CameraState, CameraStatus, CaptureEvent, Counters, DetectBranchSpec,
+    DetectFrame, DetectionLinker, DetectionResult, FrameTime, Recorder, Shutdown,
+};
 use crate::clock::SharedClock;
 use crate::config::{CameraConfig, SourceKind};
 use crate::store::StreamWriter;
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -33,28 +36,81 @@ impl CameraHandle {
     }
 }
 
+/// Detection wiring of one camera (see `DetectionPool::register`).
+pub struct DetectWiring {
+    pub handle: CameraDetect,
+    pub spec: DetectBranchSpec,
+    pub results: Receiver<DetectionResult>,
+    pub linker: DetectionLinker,
+    /// Decode this RTSP URL for detection instead of the recorded stream.
+    pub sub_source: Option<String>,
+}
+
 pub fn spawn_camera(
     cam: CameraConfig,
     writer: StreamWriter,
     clock: SharedClock,
     shutdown: Shutdown,
+    status: Arc<CameraStatus>,
+    detect: Option<DetectWiring>,
 ) -> CameraHandle {
-    let status = Arc::new(CameraStatus::new(&cam.name));
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
-    let recorder = Recorder::new(writer, status.clone(), clock, cam.fragment_duration.0);
-    let rec = std::thread::Builder::new()
-        .name(format!("rec-{}", cam.name))
-        .spawn(move || recorder.run(rx))
-        .expect("spawn recorder thread");
+    let mut recorder = Recorder::new(writer, status.clone(), clock, cam.fragment_duration.0);
+    let mut threads = Vec::new();
+    let mut inline_detect = None;
+    let results = match detect {
+        Some(d) => {
+            recorder = recorder.with_linker(d.linker);
+            match d.sub_source {
+                Some(url) => threads.push(spawn_detect_source(
+                    &cam,
+                    url,
+                    d.handle,
+                    d.spec,
+                    shutdown.clone(),
+                )),
+                None => inline_detect = Some((d.handle, d.spec)),
+            }
+            d.results
+        }
+        None => crossbeam_channel::never(),
+    };
+    threads.push(
+        std::thread::Builder::new()
+            .name(format!("rec-{}", cam.name))
+            .spawn(move || recorder.run(rx, results))
+            .expect("spawn recorder thread"),
+    );
     let st = status.clone();
-    let sup = std::thread::Builder::new()
-        .name(format!("cam-{}", cam.name))
-        .spawn(move || supervise(cam, st, tx, shutdown))
-        .expect("spawn supervisor thread");
-    CameraHandle {
-        status,
-        threads: vec![sup, rec],
-    }
+    threads.push(
+        std::thread::Builder::new()
+            .name(format!("cam-{}", cam.name))
+            .spawn(move || {
+                let detect = inline_detect.as_ref().map(|(h, s)| (h, s));
+                supervise(&cam, &st, Some(&tx), &shutdown, detect)
+            })
+            .expect("spawn supervisor thread"),
+    );
+    CameraHandle { status, threads }
+}
+
+/// A detect-only pipeline on a sub-stream, supervised on its own: its failures never touch
+/// the camera's recording.
+fn spawn_detect_source(
+    cam: &CameraConfig,
+    url: String,
+    handle: CameraDetect,
+    spec: DetectBranchSpec,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let mut sub = cam.clone();
+    sub.name = format!("{}-detect", cam.name);
+    sub.source.url = Some(url);
+    let status = Arc::new(CameraStatus::new(&sub.name));
+    std::thread::Builder::new()
+        .name(format!("det-{}", cam.name))
+        .spawn(move || supervise(&sub, &status, None, &shutdown, Some((&handle, &spec))))
+        .expect("spawn detect source thread")
 }
 
 enum SessionEnd {
@@ -63,11 +119,14 @@ enum SessionEnd {
     Retry(String),
 }
 
+/// Runs sessions with backoff until shutdown. `tx` is the recorder (absent on a detect-only
+/// sub-stream); `detect` adds the detect branch.
 fn supervise(
-    cam: CameraConfig,
-    status: Arc<CameraStatus>,
-    tx: Sender<CaptureEvent>,
-    shutdown: Shutdown,
+    cam: &CameraConfig,
+    status: &Arc<CameraStatus>,
+    tx: Option<&Sender<CaptureEvent>>,
+    shutdown: &Shutdown,
+    detect: Option<(&CameraDetect, &DetectBranchSpec)>,
 ) {
     let mut backoff = Backoff::default();
     let mut session = 0u64;
@@ -79,9 +138,13 @@ fn supervise(
         Counters::inc(&status.counters.sessions);
         status.set(CameraState::Starting, "connecting");
         let started = Instant::now();
-        let _ = tx.send(CaptureEvent::SessionStart { session });
-        let (end, streamed) = run_session(&cam, &status, &tx, &shutdown, session);
-        let _ = tx.send(CaptureEvent::SessionEnd { session });
+        if let Some(tx) = tx {
+            let _ = tx.send(CaptureEvent::SessionStart { session });
+        }
+        let (end, streamed) = run_session(cam, status, tx, shutdown, session, detect);
+        if let Some(tx) = tx {
+            let _ = tx.send(CaptureEvent::SessionEnd { session });
+        }
         match end {
             SessionEnd::Shutdown => break,
             SessionEnd::Finished => {
@@ -116,25 +179,43 @@ fn supervise(
 fn run_session(
     cam: &CameraConfig,
     status: &Arc<CameraStatus>,
-    tx: &Sender<CaptureEvent>,
+    tx: Option<&Sender<CaptureEvent>>,
     shutdown: &Shutdown,
     session: u64,
+    detect: Option<(&CameraDetect, &DetectBranchSpec)>,
 ) -> (SessionEnd, bool) {
-    let built = match pipeline::build(cam) {
+    let built = match pipeline::build(cam, tx.is_some(), detect.map(|(_, s)| s)) {
         Ok(b) => b,
         Err(e) => return (SessionEnd::Retry(e.to_string()), false),
     };
     let last_media = Arc::new(AtomicU64::new(0));
+    let generation = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    install_sink(
-        &built.appsink,
-        tx.clone(),
-        status.clone(),
-        session,
-        last_media.clone(),
-        started,
-    );
-
+    if let (Some(sink), Some(tx)) = (&built.appsink, tx) {
+        install_sink(
+            sink,
+            tx.clone(),
+            status.clone(),
+            session,
+            last_media.clone(),
+            started,
+        );
+    }
+    if let (Some(sink), Some((handle, _))) = (&built.detect_sink, detect) {
+        // Frames of the recording pipeline share its clock; a sub-stream's are stamped on arrival.
+        let clock = if tx.is_some() {
+            FrameClock::Media {
+                session,
+                generation: generation.clone(),
+            }
+        } else {
+            FrameClock::Wall {
+                last_media: last_media.clone(),
+                started,
+            }
+        };
+        install_detect_sink(sink, handle.clone(), clock);
+    }
     let pipeline = built.pipeline;
     let end = watch(
         cam,
@@ -144,21 +225,103 @@ fn run_session(
         session,
         &pipeline,
         &last_media,
+        &generation,
         started,
     );
     let _ = pipeline.set_state(gst::State::Null);
     (end, last_media.load(Ordering::Relaxed) > 0)
 }
 
+enum FrameClock {
+    Media {
+        session: u64,
+        generation: Arc<AtomicU64>,
+    },
+    Wall {
+        last_media: Arc<AtomicU64>,
+        started: Instant,
+    },
+}
+
+/// Copies each RGB frame (latest wins) into the detector pool.
+fn install_detect_sink(sink: &gst_app::AppSink, handle: CameraDetect, clock: FrameClock) {
+    let (w, h) = (handle.width, handle.height);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let time = match &clock {
+                    FrameClock::Media {
+                        session,
+                        generation,
+                    } => {
+                        let segment = sample
+                            .segment()
+                            .and_then(|s| s.downcast_ref::<gst::ClockTime>());
+                        let Some(pts) = buffer
+                            .pts()
+                            .and_then(|p| segment.map_or(Some(p), |s| s.to_running_time(p)))
+                        else {
+                            return Ok(gst::FlowSuccess::Ok);
+                        };
+                        FrameTime::Media {
+                            session: *session,
+                            generation: generation.load(Ordering::SeqCst),
+                            pts_ns: pts.nseconds(),
+                        }
+                    }
+                    FrameClock::Wall {
+                        last_media,
+                        started,
+                    } => {
+                        last_media.store(
+                            started.elapsed().as_millis().max(1) as u64,
+                            Ordering::Relaxed,
+                        );
+                        FrameTime::Wall(crate::clock::system_time_to_ns(
+                            std::time::SystemTime::now(),
+                        ))
+                    }
+                };
+                let Ok(map) = buffer.map_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                // GStreamer pads RGB rows to 4 bytes unless the buffer says otherwise.
+                let packed = w as usize * 3;
+                let stride = if map.len() == packed * h as usize {
+                    packed
+                } else {
+                    packed.div_ceil(4) * 4
+                };
+                if map.len() < stride * (h as usize - 1) + packed {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                handle.submit(DetectFrame {
+                    time,
+                    width: w,
+                    height: h,
+                    stride,
+                    data: map.as_slice().to_vec(),
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 fn watch(
     cam: &CameraConfig,
     status: &CameraStatus,
-    tx: &Sender<CaptureEvent>,
+    tx: Option<&Sender<CaptureEvent>>,
     shutdown: &Shutdown,
     session: u64,
     pipeline: &gst::Pipeline,
     last_media: &AtomicU64,
+    generation: &AtomicU64,
     started: Instant,
 ) -> SessionEnd {
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
@@ -211,7 +374,10 @@ fn watch(
             }
             MessageView::Eos(_) => {
                 if cam.source.kind == SourceKind::File && cam.source.loop_playback() {
-                    let _ = tx.send(CaptureEvent::LoopRestart { session });
+                    generation.fetch_add(1, Ordering::SeqCst);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(CaptureEvent::LoopRestart { session });
+                    }
                     if let Err(e) = pipeline.seek_simple(
                         gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
                         gst::ClockTime::ZERO,

@@ -27,6 +27,119 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
+    #[serde(default)]
+    pub detect: DetectGlobalConfig,
+}
+
+/// `[detect]`: what all cameras' detection shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectGlobalConfig {
+    /// Path of libonnxruntime.so (default: searched, see docs/detection.md).
+    #[serde(default)]
+    pub onnxruntime: Option<PathBuf>,
+    /// Model id (`models/*.toml`) or manifest path.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Inference worker threads (each runs one frame at a time).
+    #[serde(default = "default_one")]
+    pub workers: u32,
+    /// ONNX Runtime intra-op threads per worker.
+    #[serde(default = "default_one")]
+    pub intra_threads: u32,
+}
+
+impl Default for DetectGlobalConfig {
+    fn default() -> Self {
+        Self {
+            onnxruntime: None,
+            model: default_model(),
+            workers: 1,
+            intra_threads: 1,
+        }
+    }
+}
+
+fn default_model() -> String {
+    "yolov3-tiny-coco".into()
+}
+fn default_one() -> u32 {
+    1
+}
+
+/// `[camera.detect]`: object detection on this camera's frames.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraDetectConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Frames per second handed to the detector.
+    #[serde(default = "default_detect_fps")]
+    pub fps: f64,
+    /// Shard stream receiving the records (created if missing).
+    #[serde(default = "default_detect_stream")]
+    pub stream: String,
+    /// Keep only these labels.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// Minimum box area as a fraction of the frame (0..1).
+    #[serde(default)]
+    pub min_area: f32,
+    /// Decode this RTSP sub-stream for detection instead of the recorded stream.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Decode only key frames (near-zero decode cost; detect fps is then at most the key-frame rate).
+    #[serde(default)]
+    pub keyframes_only: bool,
+    /// Skip inference while the scene is still.
+    #[serde(default = "default_true")]
+    pub motion: bool,
+    /// Per-pixel luma change that counts as motion (0..255).
+    #[serde(default = "default_motion_delta")]
+    pub motion_pixel_delta: u8,
+    /// Fraction of changed pixels that counts as motion.
+    #[serde(default = "default_motion_fraction")]
+    pub motion_min_fraction: f32,
+    /// An empty record this often when nothing is detected.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: HumanDuration,
+    /// Model id or manifest path for this camera (default: `[detect] model`).
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+    /// Polygons (normalized 0..1) where detections are ignored.
+    #[serde(default)]
+    pub masks: Vec<Vec<[f32; 2]>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// Normalized (x, y) corners; a detection is in the zone when its box's bottom centre is.
+    pub polygon: Vec<[f32; 2]>,
+}
+
+fn default_detect_fps() -> f64 {
+    2.0
+}
+fn default_detect_stream() -> String {
+    "detections".into()
+}
+fn default_min_score() -> f32 {
+    0.5
+}
+fn default_motion_delta() -> u8 {
+    25
+}
+fn default_motion_fraction() -> f32 {
+    0.005
+}
+fn default_heartbeat() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 /// A shard stream created at start (`[[stream]]`).
@@ -204,6 +317,8 @@ pub struct CameraConfig {
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: HumanDuration,
     pub source: SourceConfig,
+    #[serde(default)]
+    pub detect: Option<CameraDetectConfig>,
 }
 
 fn default_true() -> bool {
@@ -380,6 +495,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl CameraConfig {
+    /// The detection settings when detection is on for this camera.
+    pub fn detection(&self) -> Option<&CameraDetectConfig> {
+        self.detect.as_ref().filter(|d| d.enabled)
+    }
+
     /// Effective segment roll size: a quarter of the tightest budget, so retention always has
     /// closed segments to delete before a budget is exceeded.
     pub fn segment_size(&self, storage: &StorageConfig) -> u64 {

@@ -205,8 +205,67 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             add(at("stall_timeout"), "must be at least 1s".into());
         }
         validate_source(&cam.source, &|f| at(&format!("source.{f}")), &mut add);
+        if let Some(d) = &cam.detect {
+            validate_detect(d, &|f| at(&format!("detect.{f}")), &mut add);
+        }
     }
     problems
+}
+
+fn validate_detect(
+    d: &super::CameraDetectConfig,
+    at: &dyn Fn(&str) -> String,
+    add: &mut impl FnMut(String, String),
+) {
+    if !(d.fps > 0.0 && d.fps <= 30.0) {
+        add(
+            at("fps"),
+            format!("{} is out of range: 0 < fps <= 30", d.fps),
+        );
+    }
+    if !(0.0..=1.0).contains(&d.min_score) {
+        add(
+            at("min_score"),
+            format!("{} is out of range: 0 ..= 1", d.min_score),
+        );
+    }
+    if !(0.0..=1.0).contains(&d.min_area) {
+        add(
+            at("min_area"),
+            format!("{} is out of range: 0 ..= 1", d.min_area),
+        );
+    }
+    if !(0.0..=1.0).contains(&d.motion_min_fraction) {
+        add(
+            at("motion_min_fraction"),
+            format!("{} is out of range: 0 ..= 1", d.motion_min_fraction),
+        );
+    }
+    if d.heartbeat.0 < Duration::from_secs(1) {
+        add(at("heartbeat"), "must be at least 1s".into());
+    }
+    if let Some(url) = &d.source {
+        if let Err(msg) = check_rtsp_url(url) {
+            add(at("source"), msg);
+        }
+    }
+    let point_ok = |p: &[f32; 2]| (0.0..=1.0).contains(&p[0]) && (0.0..=1.0).contains(&p[1]);
+    for (i, z) in d.zones.iter().enumerate() {
+        if z.polygon.len() < 3 || !z.polygon.iter().all(point_ok) {
+            add(
+                at(&format!("zone[{i}].polygon")),
+                "needs at least 3 points with x and y in 0..1".into(),
+            );
+        }
+    }
+    for (i, m) in d.masks.iter().enumerate() {
+        if m.len() < 3 || !m.iter().all(point_ok) {
+            add(
+                at(&format!("masks[{i}]")),
+                "needs at least 3 points with x and y in 0..1".into(),
+            );
+        }
+    }
 }
 
 fn validate_source(

@@ -24,7 +24,7 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    /// The shape without leading batch dims of 1, e.g. [1,2535,4] -> [2535,4].
+    /// The shape without leading batch dims of 1, e.g. `[1,2535,4]` -> `[2535,4]`.
     fn dims(&self) -> Vec<usize> {
         let mut d: Vec<usize> = self.shape.iter().map(|&x| x.max(0) as usize).collect();
         while d.len() > 1 && d[0] == 1 {
@@ -101,7 +101,7 @@ impl Geometry {
     }
 }
 
-/// `yolo_boxes_scores`: boxes [1,N,4], scores [1,N,C] (objectness already multiplied in).
+/// `yolo_boxes_scores`: boxes `[1,N,4]`, scores `[1,N,C]` (objectness already multiplied in).
 pub fn yolo_boxes_scores(
     boxes: View,
     scores: View,
@@ -127,7 +127,7 @@ pub fn yolo_boxes_scores(
     Ok(())
 }
 
-/// `yolov5`: one tensor [1,N,5+C]: box, objectness, class probabilities; score = obj * class.
+/// `yolov5`: one tensor `[1,N,5+C]`: box, objectness, class probabilities; score = obj * class.
 pub fn yolov5(
     t: View,
     g: Geometry,
@@ -156,7 +156,7 @@ pub fn yolov5(
     Ok(())
 }
 
-/// `yolov8`: one tensor [1,4+C,N] (channels first), or [1,N,4+C]; no objectness.
+/// `yolov8`: one tensor `[1,4+C,N]` (channels first), or `[1,N,4+C]`; no objectness.
 /// `classes` (the label count) tells the two layouts apart; otherwise the longer side is N.
 pub fn yolov8(
     t: View,
@@ -216,8 +216,8 @@ pub struct SsdOutputs<'a> {
     pub count: Option<View<'a>>,
 }
 
-/// `ssd` (TF Object Detection API): boxes [1,N,4], classes [1,N], scores [1,N], optional count
-/// [1]. Class ids are shifted by `class_offset`; ids that end up negative (background) are dropped.
+/// `ssd` (TF Object Detection API): boxes `[1,N,4]`, classes `[1,N]`, scores `[1,N]`, optional count
+/// `[1]`. Class ids are shifted by `class_offset`; ids that end up negative (background) are dropped.
 pub fn ssd(
     t: SsdOutputs,
     class_offset: i64,

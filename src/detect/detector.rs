@@ -89,7 +89,7 @@ impl std::fmt::Debug for Detector {
 
 impl Detector {
     /// Loads and checks the model: sha256 (when the manifest has one), the input tensor's shape
-    /// and type against the manifest (e.g. [1,3,416,416] float32), named outputs and class count.
+    /// and type against the manifest (e.g. `[1,3,416,416]` float32), named outputs and class count.
     /// Initialises the runtime from the default places if `runtime::init` was not called.
     pub fn load(
         manifest: &ModelManifest,

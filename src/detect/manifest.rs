@@ -282,7 +282,7 @@ impl ModelManifest {
 
     /// Where the model file may be, in search order. A bare `file` name is looked up in
     /// vendor/models (next to the manifest's models/ directory, the cwd, the source tree),
-    /// /usr/share/vidgest/models, <exe>/../share/vidgest/models, and next to the manifest; a path is
+    /// /usr/share/vidgest/models, `<exe>/../share/vidgest/models`, and next to the manifest; a path is
     /// taken relative to the manifest (or as is when absolute).
     pub fn model_candidates(&self, manifest_dir: &Path) -> Vec<PathBuf> {
         let f = Path::new(&self.file);
@@ -334,7 +334,7 @@ fn exe_dir() -> Option<PathBuf> {
         .and_then(|e| e.parent().map(Path::to_path_buf))
 }
 
-/// Directories searched for manifests by id: ./models, <exe>/../share/vidgest/models, the source
+/// Directories searched for manifests by id: ./models, `<exe>/../share/vidgest/models`, the source
 /// tree's models/.
 pub fn manifest_dirs() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("models")];

@@ -1,5 +1,6 @@
 //! Motion gate: skips inference while the scene is still. Each frame is reduced to a small
-//! grayscale grid (cell means, so sensor noise averages out) and compared with the previous one;
+//! grayscale grid (cell means, so sensor noise averages out) and compared with the last frame
+//! that passed the gate;
 //! inference runs when enough cells changed by more than `pixel_delta`.
 
 use super::detector::RgbFrame;
@@ -72,9 +73,14 @@ impl MotionGate {
             .zip(&self.cur)
             .filter(|(a, b)| a.abs_diff(**b) > d)
             .count();
-        std::mem::swap(&mut self.prev, &mut self.cur);
         self.last_fraction = changed as f32 / (GRID_W * GRID_H) as f32;
-        self.last_fraction >= self.min_changed_fraction
+        let moving = self.last_fraction >= self.min_changed_fraction;
+        // The reference is the last frame that passed: slow changes (a pan, a creeping zoom)
+        // accumulate until they count, instead of hiding below the per-frame threshold.
+        if moving {
+            std::mem::swap(&mut self.prev, &mut self.cur);
+        }
+        moving
     }
 
     /// Fraction of cells that changed at the last `check` (1.0 on warm-up).

@@ -52,7 +52,7 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// Search order: explicit path (config; when given, nothing else is tried), $ORT_DYLIB_PATH,
-/// <exe dir>/../lib/vidgest, ./vendor/onnxruntime/lib (cwd), <source tree>/vendor/onnxruntime/lib,
+/// `<exe dir>/../lib/vidgest`, ./vendor/onnxruntime/lib (cwd), `<source tree>/vendor/onnxruntime/lib`,
 /// /usr/lib/vidgest. Returns the first that exists.
 pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
     candidates(explicit).into_iter().find(|p| p.is_file())

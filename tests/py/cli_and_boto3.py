@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kinlib import Check, aws, b64, client, expect_error, raw_post, read_shard, shard_for_key, wait_active  # noqa: E402
+from kinlib import Check, aws, client, raw_post, read_shard, shard_for_key, wait_active  # noqa: E402
 
 SHARD0, SHARD1 = "shardId-000000000000", "shardId-000000000001"
 HALF = 2**127
@@ -147,10 +147,22 @@ def part_boto3(ep, ck, configured):
     ck("boto3 StreamARN", s["StreamARN"].startswith("arn:aws:kinesis:") and s["StreamARN"].endswith(":stream/" + name),
        s["StreamARN"])
     ck("boto3 StreamCreationTimestamp", isinstance(s["StreamCreationTimestamp"], datetime.datetime))
-    expect_error(lambda: c.create_stream(StreamName=name, ShardCount=2), "ResourceInUseException")
-    ck("boto3 create_stream twice -> ResourceInUseException", True)
-    d = c.describe_stream(StreamName=name)["StreamDescription"]
+    ck.error("boto3 create_stream twice -> ResourceInUseException",
+             lambda: c.create_stream(StreamName=name, ShardCount=2),
+             "ResourceInUseException")
+    full = c.describe_stream(StreamName=name)
+    d = full["StreamDescription"]
     check_two_shards(ck, "boto3 describe_stream", d["Shards"])
+    ck("boto3 describe_stream HasMoreShards false", d.get("HasMoreShards") is False, repr(d.get("HasMoreShards")))
+    # the real service (and kinesalite) answer every request with an x-amzn-RequestId header
+    ck("responses carry x-amzn-RequestId", bool(full["ResponseMetadata"].get("RequestId")),
+       repr(full["ResponseMetadata"].get("HTTPHeaders")))
+    from botocore.exceptions import ClientError
+    try:
+        c.describe_stream(StreamName="no-such-stream")
+    except ClientError as e:
+        ck("error responses carry x-amzn-RequestId", bool(e.response["ResponseMetadata"].get("RequestId")),
+           repr(e.response["ResponseMetadata"].get("HTTPHeaders")))
     ck("boto3 list_streams", name in c.list_streams()["StreamNames"])
     ls = c.list_shards(StreamName=name)
     check_two_shards(ck, "boto3 list_shards", ls["Shards"])
@@ -242,21 +254,22 @@ def part_boto3(ep, ck, configured):
     c.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=24)
     ck("boto3 decrease retention 24", c.describe_stream(StreamName=name)
        ["StreamDescription"]["RetentionPeriodHours"] == 24)
-    expect_error(lambda: c.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=12),
-                 "InvalidArgumentException")
-    ck("boto3 increase retention below current -> InvalidArgumentException", True)
-    expect_error(lambda: c.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=48),
-                 "InvalidArgumentException")
-    ck("boto3 decrease retention above current -> InvalidArgumentException", True)
-    expect_error(lambda: c.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=23),
-                 "InvalidArgumentException")
-    ck("boto3 decrease retention below 24 h -> InvalidArgumentException", True)
+    ck.error("boto3 increase retention below current -> InvalidArgumentException",
+             lambda: c.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=12),
+             "InvalidArgumentException")
+    ck.error("boto3 decrease retention above current -> InvalidArgumentException",
+             lambda: c.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=48),
+             "InvalidArgumentException")
+    ck.error("boto3 decrease retention below 24 h -> InvalidArgumentException",
+             lambda: c.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=23),
+             "InvalidArgumentException")
     return name, sent
 
 
 def part_errors(ep, ck, name):
     c = client(ep)
     raw = client(ep, validate=False)
+    first_seq = c.put_record(StreamName=name, PartitionKey="cam-1", Data=b"x")["SequenceNumber"]
     target = "Kinesis_20131202."
 
     st, h, body = raw_post(ep, target + "PutRecord", '{"StreamName": "%s", "PartitionKey": ' % name)
@@ -278,41 +291,40 @@ def part_errors(ep, ck, name):
     ck("number where a string belongs -> 400 SerializationException", st == 400 and isinstance(body, dict)
        and body.get("__type", "").endswith("SerializationException"), repr((st, body)))
 
+    E = ck.error
     for what, fn in (
         ("PutRecord", lambda: raw.put_record(PartitionKey="a", Data=b"x")),
         ("DescribeStream", lambda: raw.describe_stream()),
         ("GetShardIterator", lambda: raw.get_shard_iterator(ShardId=SHARD0, ShardIteratorType="LATEST")),
     ):
-        expect_error(fn, "ValidationException")
-        ck("missing StreamName in %s -> ValidationException" % what, True)
-    expect_error(lambda: raw.put_record(StreamName=name, Data=b"x"), "ValidationException")
-    ck("missing PartitionKey -> ValidationException", True)
-    expect_error(lambda: raw.put_record(StreamName=name, PartitionKey="k" * 257, Data=b"x"), "ValidationException")
-    ck("PartitionKey of 257 chars -> ValidationException", True)
-    expect_error(lambda: c.put_record(StreamName=name, PartitionKey="a", Data=b"x" * (1024 * 1024 + 1)),
-                 "ValidationException")
-    ck("PutRecord Data of 1 MiB + 1 -> ValidationException", True)
-    expect_error(lambda: c.put_records(StreamName=name, Records=[{"PartitionKey": "a", "Data": b"x" * (1024 * 1024 + 1)}]),
-                 "ValidationException")
-    ck("PutRecords entry of 1 MiB + 1 -> ValidationException", True)
+        E("missing StreamName in %s -> ValidationException" % what, fn, "ValidationException")
+    E("missing PartitionKey -> ValidationException",
+      lambda: raw.put_record(StreamName=name, Data=b"x"), "ValidationException")
+    E("PartitionKey of 257 chars -> ValidationException",
+      lambda: raw.put_record(StreamName=name, PartitionKey="k" * 257, Data=b"x"), "ValidationException")
+    E("PutRecord Data of 1 MiB + 1 -> ValidationException",
+      lambda: c.put_record(StreamName=name, PartitionKey="a", Data=b"x" * (1024 * 1024 + 1)), "ValidationException")
+    E("PutRecords entry of 1 MiB + 1 -> ValidationException",
+      lambda: c.put_records(StreamName=name, Records=[{"PartitionKey": "a", "Data": b"x" * (1024 * 1024 + 1)}]),
+      "ValidationException")
     r = c.put_record(StreamName=name, PartitionKey="big", Data=b"y" * (1024 * 1024 - 3))
     ck("PutRecord of exactly 1 MiB (partition key + data) accepted", r["SequenceNumber"].isdigit())
     if not KINESALITE:  # kinesalite checks the Data length alone
-        expect_error(lambda: c.put_record(StreamName=name, PartitionKey="big", Data=b"y" * (1024 * 1024 - 2)),
-                     "InvalidArgumentException")
-        ck("PutRecord of 1 MiB + 1 (partition key + data, Data <= 1 MiB) -> InvalidArgumentException", True)
-    expect_error(lambda: raw.put_records(StreamName=name, Records=[]), "ValidationException")
-    ck("PutRecords with 0 records -> ValidationException", True)
-    expect_error(lambda: raw.put_records(StreamName=name, Records=[{"PartitionKey": "a", "Data": b"x"}] * 501),
-                 "ValidationException")
-    ck("PutRecords with 501 records -> ValidationException", True)
-    expect_error(lambda: raw.get_records(ShardIterator="A" * 200, Limit=0), "ValidationException")
-    ck("GetRecords Limit 0 -> ValidationException", True)
-    expect_error(lambda: raw.get_records(ShardIterator="A" * 200, Limit=10001), "ValidationException")
-    ck("GetRecords Limit 10001 -> ValidationException", True)
-    expect_error(lambda: raw.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="SIDEWAYS"),
-                 "ValidationException")
-    ck("unknown ShardIteratorType -> ValidationException", True)
+        E("PutRecord of 1 MiB + 1 (partition key + data, Data <= 1 MiB) -> InvalidArgumentException",
+          lambda: c.put_record(StreamName=name, PartitionKey="big", Data=b"y" * (1024 * 1024 - 2)),
+          "InvalidArgumentException")
+    E("PutRecords with 0 records -> ValidationException",
+      lambda: raw.put_records(StreamName=name, Records=[]), "ValidationException")
+    E("PutRecords with 501 records -> ValidationException",
+      lambda: raw.put_records(StreamName=name, Records=[{"PartitionKey": "a", "Data": b"x"}] * 501),
+      "ValidationException")
+    E("GetRecords Limit 0 -> ValidationException",
+      lambda: raw.get_records(ShardIterator="A" * 200, Limit=0), "ValidationException")
+    E("GetRecords Limit 10001 -> ValidationException",
+      lambda: raw.get_records(ShardIterator="A" * 200, Limit=10001), "ValidationException")
+    E("unknown ShardIteratorType -> ValidationException",
+      lambda: raw.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="SIDEWAYS"),
+      "ValidationException")
 
     for what, fn in (
         ("DescribeStream", lambda: c.describe_stream(StreamName="no-such-stream")),
@@ -325,28 +337,31 @@ def part_errors(ep, ck, name):
         ("DeleteStream", lambda: c.delete_stream(StreamName="no-such-stream")),
         ("IncreaseStreamRetentionPeriod", lambda: c.increase_stream_retention_period(
             StreamName="no-such-stream", RetentionPeriodHours=48)),
+        ("DecreaseStreamRetentionPeriod", lambda: c.decrease_stream_retention_period(
+            StreamName="no-such-stream", RetentionPeriodHours=24)),
     ):
-        expect_error(fn, "ResourceNotFoundException")
-        ck("unknown stream in %s -> ResourceNotFoundException" % what, True)
-    expect_error(lambda: c.get_shard_iterator(StreamName=name, ShardId="shardId-000000000007",
-                                              ShardIteratorType="TRIM_HORIZON"), "ResourceNotFoundException")
-    ck("unknown shard shardId-000000000007 -> ResourceNotFoundException", True)
-    expect_error(lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="AT_SEQUENCE_NUMBER"),
-                 "InvalidArgumentException")
-    ck("AT_SEQUENCE_NUMBER without StartingSequenceNumber -> InvalidArgumentException", True)
-    expect_error(lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="AT_TIMESTAMP"),
-                 "InvalidArgumentException")
-    ck("AT_TIMESTAMP without Timestamp -> InvalidArgumentException", True)
-    expect_error(lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="TRIM_HORIZON",
-                                              StartingSequenceNumber="1"), "InvalidArgumentException")
-    ck("TRIM_HORIZON with StartingSequenceNumber -> InvalidArgumentException", True)
+        E("unknown stream in %s -> ResourceNotFoundException" % what, fn, "ResourceNotFoundException")
+    E("unknown shard shardId-000000000007 -> ResourceNotFoundException",
+      lambda: c.get_shard_iterator(StreamName=name, ShardId="shardId-000000000007", ShardIteratorType="TRIM_HORIZON"),
+      "ResourceNotFoundException")
+    E("AT_SEQUENCE_NUMBER without StartingSequenceNumber -> InvalidArgumentException",
+      lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="AT_SEQUENCE_NUMBER"),
+      "InvalidArgumentException")
+    E("AT_TIMESTAMP without Timestamp -> InvalidArgumentException",
+      lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="AT_TIMESTAMP"),
+      "InvalidArgumentException")
+    for typ in ("TRIM_HORIZON", "LATEST"):
+        E("%s with a StartingSequenceNumber -> InvalidArgumentException" % typ,
+          lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType=typ,
+                                       StartingSequenceNumber=first_seq),
+          "InvalidArgumentException")
     for bad in ("garbage", "A" * 200, "AAAAAAAAAAE" + "=" * 5):
-        expect_error(lambda: c.get_records(ShardIterator=bad), "InvalidArgumentException")
-    ck("malformed shard iterators -> InvalidArgumentException", True)
+        E("malformed shard iterator %r -> InvalidArgumentException" % bad[:12],
+          lambda: c.get_records(ShardIterator=bad), "InvalidArgumentException")
     it = c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     tampered = it[:-6] + ("AAAA" if it[-6:-2] != "AAAA" else "BBBB") + it[-2:]
-    expect_error(lambda: c.get_records(ShardIterator=tampered), "InvalidArgumentException")
-    ck("tampered shard iterator -> InvalidArgumentException", True)
+    E("tampered shard iterator -> InvalidArgumentException",
+      lambda: c.get_records(ShardIterator=tampered), "InvalidArgumentException")
 
     # after all of that the daemon still serves
     ck("still serving after the errors", name in c.list_streams()["StreamNames"])
@@ -367,10 +382,12 @@ def part_expired(ep, ck, ttl_ms):
     ck("fresh iterator reads", [x["Data"] for x in g["Records"]] == [b"one"])
     nxt = g["NextShardIterator"]
     time.sleep(ttl_ms / 1000.0 * 1.5 + 0.3)
-    expect_error(lambda: c.get_records(ShardIterator=it), "ExpiredIteratorException")
-    ck("iterator older than the TTL (%d ms) -> ExpiredIteratorException" % ttl_ms, True)
-    expect_error(lambda: c.get_records(ShardIterator=nxt), "ExpiredIteratorException")
-    ck("NextShardIterator older than the TTL -> ExpiredIteratorException", True)
+    ck.error("iterator older than the TTL (%d ms) -> ExpiredIteratorException" % ttl_ms,
+             lambda: c.get_records(ShardIterator=it),
+             "ExpiredIteratorException")
+    ck.error("NextShardIterator older than the TTL -> ExpiredIteratorException",
+             lambda: c.get_records(ShardIterator=nxt),
+             "ExpiredIteratorException")
     it = c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     ck("a new iterator reads again", [x["Data"] for x in c.get_records(ShardIterator=it)["Records"]] == [b"one"])
 
@@ -397,7 +414,7 @@ def main():
         part_errors(a.endpoint, ck, name)
     if "expired" in parts:
         part_expired(a.endpoint, ck, a.iterator_ttl_ms)
-    print("kinesis: %d checks passed in %.1fs" % (ck.n, time.time() - t0))
+    ck.finish(time.time() - t0)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Each step records the HTTP status and either the response body or the error code
 
 Normalizations (everything else is compared exactly: ShardId routing, record order, PartitionKey,
 Data bytes, error codes, HTTP status, field names, counts, retention hours, stream status):
-  * ResponseMetadata dropped: request ids, dates, connection headers, retry counters differ per run.
+  * ResponseMetadata reduced to whether the answer carried a request id (x-amzn-RequestId, which
+    the real service always sends): ids, dates, connection headers, retry counters differ per run.
   * SequenceNumber of a record -> "<shard>#<rank>": rank among all record sequence numbers the run
     saw on that shard. Values are opaque and service specific (real ones are ~56 digits);
     only their order per shard means anything to a client. The value itself must be a decimal
@@ -76,12 +77,13 @@ class Recorder:
         try:
             r = getattr(c, method)(**params)
             status = r["ResponseMetadata"]["HTTPStatusCode"]
-            r.pop("ResponseMetadata", None)
+            r["request-id"] = bool(r.pop("ResponseMetadata").get("RequestId"))
             self.steps.append((label, shard, status, r))
             return r
         except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            self.steps.append((label, shard, status, {"__type": e.response["Error"].get("Code")}))
+            meta = e.response.get("ResponseMetadata", {})
+            self.steps.append((label, shard, meta.get("HTTPStatusCode"), {
+                "__type": e.response["Error"].get("Code"), "request-id": bool(meta.get("RequestId"))}))
             return None
 
     def post(self, label, target, body):
@@ -89,7 +91,8 @@ class Recorder:
         if isinstance(parsed, dict):
             t = parsed.get("__type", "")
             parsed = {"__type": t.split("#")[-1]} if t else parsed
-        self.steps.append((label, None, status, {"body": parsed, "content-type": headers.get("content-type")}))
+        self.steps.append((label, None, status, {"body": parsed, "content-type": headers.get("content-type"),
+                                                 "request-id": bool(headers.get("x-amzn-requestid"))}))
 
 
 def script(rec, preexisting):
@@ -120,6 +123,7 @@ def script(rec, preexisting):
              Data=b"ehkmax", ExplicitHashKey=str(2**128 - 1))
     rec.call("PutRecord key + data = 1 MiB", "put_record", StreamName=STREAM, PartitionKey="big",
              Data=b"B" * (1024 * 1024 - 3))
+    first_seq = next(st[3]["SequenceNumber"] for st in rec.steps if st[3].get("ShardId") == SHARD0)
     mixture = []
     for i in range(12):
         r = {"PartitionKey": "cam-%d" % (i % 4 + 1), "Data": ("batch %d " % i).encode() * (1 + 50 * (i % 3))}
@@ -175,6 +179,9 @@ def script(rec, preexisting):
     rec.call("GetRecords Limit 0", "get_records", validate=False, ShardIterator="A" * 200, Limit=0)
     rec.call("GetShardIterator AT_SEQUENCE_NUMBER without number", "get_shard_iterator", StreamName=STREAM,
              ShardId=SHARD0, ShardIteratorType="AT_SEQUENCE_NUMBER")
+    for typ in ("TRIM_HORIZON", "LATEST"):
+        rec.call("GetShardIterator %s with a StartingSequenceNumber" % typ, "get_shard_iterator", StreamName=STREAM,
+                 ShardId=SHARD0, ShardIteratorType=typ, StartingSequenceNumber=first_seq)
     tgt = "Kinesis_20131202."
     rec.post("raw malformed JSON", tgt + "ListStreams", '{"Limit": ')
     rec.post("raw unknown operation", tgt + "Nope", "{}")

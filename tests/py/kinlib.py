@@ -186,14 +186,41 @@ def b64(b):
 
 
 class Check:
-    """Counts named checks; prints one line each; raises on the first failure with context."""
+    """Named checks, one line each. A failed check is reported and the run goes on (so one run
+    lists every deviation); finish() exits 1 when any failed. Steps that later steps depend on
+    still raise."""
 
     def __init__(self, prefix):
         self.prefix = prefix
         self.n = 0
+        self.failed = []
 
     def __call__(self, name, cond, detail=""):
         self.n += 1
-        if not cond:
-            raise AssertionError("%s: check failed: %s %s" % (self.prefix, name, detail))
-        print("%s: ok %s" % (self.prefix, name), flush=True)
+        if cond:
+            print("%s: ok %s" % (self.prefix, name), flush=True)
+        else:
+            self.failed.append((name, detail))
+            print("%s: FAIL %s %s" % (self.prefix, name, detail), flush=True)
+        return cond
+
+    def error(self, name, fn, code, status=400):
+        """fn() must fail with error `code` and HTTP `status`."""
+        from botocore.exceptions import ClientError
+
+        try:
+            r = fn()
+        except ClientError as e:
+            got = error_code(e)
+            return self(name, got[0] == code and got[1] == status,
+                        "expected %s/HTTP %d, got %s/HTTP %s: %s" % (code, status, got[0], got[1], got[2]))
+        r.pop("ResponseMetadata", None)
+        return self(name, False, "expected %s/HTTP %d, the call succeeded: %s" % (code, status, repr(r)[:300]))
+
+    def finish(self, seconds):
+        if self.failed:
+            print("%s: %d of %d checks FAILED:" % (self.prefix, len(self.failed), self.n))
+            for name, detail in self.failed:
+                print("  - %s %s" % (name, detail))
+            sys.exit(1)
+        print("%s: %d checks passed in %.1fs" % (self.prefix, self.n, seconds))

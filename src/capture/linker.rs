@@ -1,0 +1,214 @@
+//! Links detection results to the stored fragment that holds their frame and publishes them as
+//! records (schema: docs/records.md). A result waits until the fragment covering its producer
+//! time is committed, so every record's `fragment_number` names playable video.
+
+use super::{CameraStatus, Counters, DetectionResult, FrameTime};
+use crate::clock::{format_rfc3339, UnixNanos};
+use crate::streams::{PutRecord, StreamStore};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const RECORD_SCHEMA: &str = "vidgest.detection/1";
+/// Results waiting for their fragment (a few fragments' worth at most detect fps).
+const MAX_PENDING: usize = 512;
+/// Fragments remembered for results that arrive after their fragment was stored.
+const RECENT_FRAGMENTS: usize = 32;
+
+/// Where a result's frame sits in producer time, as far as the recorder can tell now.
+pub enum Mapping {
+    At(UnixNanos),
+    /// Its loop generation has not started recording yet: ask again later.
+    NotYet,
+    /// From an older session: its video is already stored or gone.
+    Stale,
+}
+
+pub struct RecordSink {
+    pub streams: Arc<StreamStore>,
+    pub stream: String,
+    pub device: String,
+    pub heartbeat: Duration,
+}
+
+pub struct DetectionLinker {
+    sink: RecordSink,
+    status: Arc<CameraStatus>,
+    model: String,
+    pending: VecDeque<DetectionResult>,
+    recent: VecDeque<(u64, UnixNanos, UnixNanos)>,
+    last_record: Instant,
+    last_error_log: Option<Instant>,
+}
+
+impl DetectionLinker {
+    pub fn new(sink: RecordSink, status: Arc<CameraStatus>, model: String) -> Self {
+        Self {
+            sink,
+            status,
+            model,
+            pending: VecDeque::new(),
+            recent: VecDeque::new(),
+            last_record: Instant::now(),
+            last_error_log: None,
+        }
+    }
+
+    pub fn push(&mut self, r: DetectionResult) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(r);
+    }
+
+    /// A fragment covering producer time `[start, end)` was committed as `number`.
+    pub fn fragment_stored(
+        &mut self,
+        number: u64,
+        start: UnixNanos,
+        end: UnixNanos,
+        map: impl Fn(&FrameTime) -> Mapping,
+    ) {
+        if self.recent.len() >= RECENT_FRAGMENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((number, start, end));
+        let mut records = Vec::new();
+        let mut keep = VecDeque::new();
+        for r in self.pending.drain(..) {
+            match map(&r.time) {
+                Mapping::At(t) if t < end => {
+                    let holder = self
+                        .recent
+                        .iter()
+                        .rev()
+                        .find(|(_, s, e)| *s <= t && t < *e)
+                        .map(|(n, _, _)| *n);
+                    match holder {
+                        Some(n) if !r.detections.is_empty() => {
+                            records.push(record(&self.sink, &self.status.name, &r, t, n))
+                        }
+                        Some(_) => {}
+                        // Before every fragment we remember (a refused or lost fragment).
+                        None => {
+                            tracing::debug!(camera = %self.status.name, "detection without a stored fragment dropped")
+                        }
+                    }
+                }
+                Mapping::At(_) | Mapping::NotYet => keep.push_back(r),
+                Mapping::Stale => {}
+            }
+        }
+        self.pending = keep;
+        if records.is_empty() && self.last_record.elapsed() >= self.sink.heartbeat {
+            records.push(heartbeat(
+                &self.sink,
+                &self.status.name,
+                &self.model,
+                start,
+                number,
+            ));
+        }
+        self.publish(records);
+    }
+
+    fn publish(&mut self, records: Vec<PutRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len() as u64;
+        match self.sink.streams.put_many(&self.sink.stream, records) {
+            Ok(results) => {
+                let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+                self.status
+                    .counters
+                    .detection_records
+                    .fetch_add(ok, std::sync::atomic::Ordering::Relaxed);
+                self.last_record = Instant::now();
+                if ok < n {
+                    self.log_error(format!("{} of {n} detection records were rejected", n - ok));
+                }
+            }
+            Err(e) => self.log_error(format!(
+                "cannot write detection records to stream `{}`: {e}",
+                self.sink.stream
+            )),
+        }
+    }
+
+    fn log_error(&mut self, msg: String) {
+        Counters::inc(&self.status.counters.detect_errors);
+        if self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+        {
+            self.last_error_log = Some(Instant::now());
+            tracing::error!(camera = %self.status.name, "{msg}");
+        }
+    }
+}
+
+fn record(
+    sink: &RecordSink,
+    camera: &str,
+    r: &DetectionResult,
+    t: UnixNanos,
+    fragment: u64,
+) -> PutRecord {
+    let detections: Vec<_> = r
+        .detections
+        .iter()
+        .map(|d| {
+            json!({
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": (d.score * 1000.0).round() / 1000.0,
+                "box": { "x": d.bbox.x, "y": d.bbox.y, "w": d.bbox.w, "h": d.bbox.h },
+                "zones": d.zones,
+            })
+        })
+        .collect();
+    let body = json!({
+        "schema": RECORD_SCHEMA,
+        "type": "detection",
+        "device": sink.device,
+        "camera": camera,
+        "timestamp": format_rfc3339(t),
+        "timestamp_ns": t,
+        "fragment_number": fragment.to_string(),
+        "model": r.model,
+        "inference_ms": (r.inference_ms * 10.0).round() / 10.0,
+        "detections": detections,
+    });
+    PutRecord {
+        partition_key: camera.to_string(),
+        explicit_hash_key: None,
+        data: serde_json::to_vec(&body).expect("record serializes"),
+    }
+}
+
+fn heartbeat(
+    sink: &RecordSink,
+    camera: &str,
+    model: &str,
+    t: UnixNanos,
+    fragment: u64,
+) -> PutRecord {
+    let body = json!({
+        "schema": RECORD_SCHEMA,
+        "type": "heartbeat",
+        "device": sink.device,
+        "camera": camera,
+        "timestamp": format_rfc3339(t),
+        "timestamp_ns": t,
+        "fragment_number": fragment.to_string(),
+        "model": model,
+        "detections": [],
+    });
+    PutRecord {
+        partition_key: camera.to_string(),
+        explicit_hash_key: None,
+        data: serde_json::to_vec(&body).expect("record serializes"),
+    }
+}
