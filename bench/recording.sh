@@ -37,7 +37,7 @@ QUIET_WAIT=${QUIET_WAIT:-600}
 FRAGMENT_S=2
 CACHE=$ROOT/target/bench-cache
 RESULTS=$ROOT/target/bench-results
-WORK=$ROOT/target/bench-work
+WORK=$ROOT/target/bench-work/recording
 VIDGEST=$ROOT/target/release/vidgest
 CAMERA=$ROOT/target/release/examples/test_camera
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -140,13 +140,14 @@ stop_pids() {
 start_camera() {
     local n=$1 dir=$2 i
     mkfifo "$dir/cam.in"
+    : >"$dir/cam.out"
     "$CAMERA" --mounts "$n" --file "$SRC" <"$dir/cam.in" >"$dir/cam.out" 2>"$dir/cam.err" &
     CAM_PID=$!
     STARTED+=("$CAM_PID")
     exec {CAM_FD}>"$dir/cam.in"
     URL=
     for ((i = 0; i < 100; i++)); do
-        URL=$(sed -n 's/^READY //p' "$dir/cam.out")
+        URL=$(sed -n 's/^READY //p' "$dir/cam.out" 2>/dev/null || true)
         [[ -n $URL ]] && return 0
         running "$CAM_PID" || break
         sleep 0.1

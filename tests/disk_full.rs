@@ -128,7 +128,7 @@ fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
     );
     let (_, last_before) = first_and_last(&daemon.data_dir).unwrap();
     std::fs::remove_file(&filler).unwrap();
-    let resumed = eventually(Duration::from_secs(60), "recording to resume", || {
+    let resumed = eventually(Duration::from_secs(120), "recording to resume", || {
         read_fragments(&daemon.data_dir, "cam")
             .into_iter()
             .find(|f| f.fragment_number > last_before)

@@ -91,11 +91,12 @@ fn boto3_script_answers_like_kinesalite() {
         .expect("run vendor/venv/bin/python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
     assert!(
         out.status.success(),
-        "vidgest answers differently from kinesalite:\n{stdout}\n{stderr}"
+        "vidgest answers differently from kinesalite \
+         (normalizations: top of tests/py/diff_script.py):\n{stdout}\n{stderr}"
     );
+    eprintln!("{stdout}{stderr}");
     assert!(stdout.contains("transcripts identical"), "{stdout}");
     assert!(daemon.is_running(), "daemon died during the script");
     assert!(daemon.terminate().success(), "SIGTERM exits 0");

@@ -22,7 +22,9 @@ const NS: i64 = 1_000_000_000;
 
 #[test]
 fn records_rtsp_h264_into_key_frame_aligned_fragments() {
-    let cam = TestCamera::start(&["--codec", "h264", "--fps", "30", "--gop", "30"]);
+    let cam = TestCamera::start(&[
+        "--codec", "h264", "--fps", "15", "--gop", "15", "--width", "320", "--height", "240",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &rtsp_config(&[("front", &cam.mount_url(0))]));
     // At least 10 s of video: six 2 s fragments.
@@ -44,31 +46,23 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
             f.fragment_number
         );
     }
-    // Cuts happen at the first key frame at or after the 2 s target; with a 1 s GOP that is
-    // 2 s, or up to one GOP more if the camera lagged (a loaded machine drops source frames).
-    let mut durations: Vec<i64> = frags[..frags.len() - 1]
-        .iter()
-        .map(|f| f.duration_ns / 1_000_000)
-        .collect();
-    for (f, ms) in frags.iter().zip(&durations) {
+    // Cuts happen at the first key frame at or after the 2 s target: with a 1 s GOP that is 2 s,
+    // or later only if the camera lagged (a loaded machine drops source frames). The exact rule
+    // is checked on the packets below.
+    for f in &frags[..frags.len() - 1] {
+        let ms = f.duration_ns / 1_000_000;
         assert!(
-            (1900..=3100).contains(ms),
+            (1900..=4100).contains(&ms),
             "fragment {} lasts {ms} ms",
             f.fragment_number
         );
-        let fps = f.sample_count as f64 * 1000.0 / *ms as f64;
+        let fps = f.sample_count as f64 * 1000.0 / ms as f64;
         assert!(
-            (20.0..=31.0).contains(&fps),
+            (8.0..=16.0).contains(&fps),
             "fragment {} has {fps:.1} fps",
             f.fragment_number
         );
     }
-    durations.sort();
-    let median = durations[durations.len() / 2];
-    assert!(
-        (1950..=2050).contains(&median),
-        "median fragment lasts {median} ms"
-    );
     // Producer timestamps are contiguous; server timestamps follow them and increase.
     for w in frags.windows(2) {
         let gap = w[1].producer_ns - w[0].producer_end_ns();
@@ -95,19 +89,34 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
     let probe = ffprobe(&file);
     let stream = &probe["streams"][0];
     assert_eq!(stream["codec_name"], "h264");
-    assert_eq!(stream["width"], 640);
-    assert_eq!(stream["height"], 480);
+    assert_eq!(stream["width"], 320);
+    assert_eq!(stream["height"], 240);
     let packets = probe["packets"].as_array().unwrap();
     let total: u32 = frags.iter().map(|f| f.sample_count).sum();
     assert_eq!(packets.len() as u32, total);
+    let pts = |p: &serde_json::Value| p["pts_time"].as_str().unwrap().parse::<f64>().unwrap();
     let mut index = 0usize;
-    for f in &frags {
-        let flags = packets[index]["flags"].as_str().unwrap();
+    for (k, f) in frags.iter().enumerate() {
+        let own = &packets[index..index + f.sample_count as usize];
+        let flags = own[0]["flags"].as_str().unwrap();
         assert!(
             flags.starts_with('K'),
             "first packet of fragment {} is not a key frame",
             f.fragment_number
         );
+        // No key frame at or after the target inside a fragment: there it must have been cut.
+        if k + 1 < frags.len() {
+            for p in &own[1..] {
+                if p["flags"].as_str().unwrap().starts_with('K') {
+                    let offset = pts(p) - pts(&own[0]);
+                    assert!(
+                        offset < 1.99,
+                        "fragment {} has a key frame {offset:.2} s in",
+                        f.fragment_number
+                    );
+                }
+            }
+        }
         index += f.sample_count as usize;
     }
     assert_decodes(&file);
@@ -156,9 +165,11 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
         .unwrap()
         .parse()
         .unwrap();
+    // The clip holds fragments 2..=4 (the range starts and ends inside them).
+    let expected = (frags[3].producer_end_ns() - frags[1].producer_ns) as f64 / 1e9;
     assert!(
-        (5.5..=6.5).contains(&duration),
-        "clip lasts {duration} s (fragments 2..=4)"
+        (duration - expected).abs() < 0.2,
+        "clip lasts {duration} s, fragments 2..=4 last {expected} s"
     );
     let first_pts: f64 = probe["packets"][0]["pts_time"]
         .as_str()
@@ -206,7 +217,7 @@ fn camera_reconnects_after_server_restart_without_disturbing_others() {
             ("steady", &steady.mount_url(0)),
         ]),
     );
-    eventually(Duration::from_secs(60), "both cameras recording", || {
+    eventually(Duration::from_secs(90), "both cameras recording", || {
         (daemon.fragments("flaky").len() >= 2 && daemon.fragments("steady").len() >= 2)
             .then_some(())
     });

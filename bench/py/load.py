@@ -310,8 +310,24 @@ def measured(a, phase, fn, *args):
     return res
 
 
+def machine_load():
+    """1-minute load average and the number of rustc processes (builds skew numbers on 2 cores)."""
+    with open("/proc/loadavg") as f:
+        load1 = float(f.read().split()[0])
+    rustc = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    rustc += f.read().strip() == "rustc"
+            except OSError:
+                pass
+    return {"load1": load1, "rustc": rustc}
+
+
 def cmd_run(a):
-    out = {"label": a.label, "params": {k: v for k, v in vars(a).items() if k not in ("func",)}}
+    out = {"label": a.label, "params": {k: v for k, v in vars(a).items() if k not in ("func",)},
+           "machine_before": machine_load()}
     stream = "bench-put"
     shards = create_stream(a.endpoint, stream, a.shards)
     print("[%s] put: %d producers x PutRecords(%d x %d B) for %ds into %d shards"
@@ -326,6 +342,7 @@ def cmd_run(a):
     print("[%s] latency: p50 %.2f ms, p99 %.2f ms (%d/%d received)" % (
         a.label, out["latency"]["p50_ms"], out["latency"]["p99_ms"], out["latency"]["received"],
         out["latency"]["sent"]), file=sys.stderr, flush=True)
+    out["machine_after"] = machine_load()
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
 
@@ -375,18 +392,25 @@ def cmd_report(a):
 
     put_ratio = (med(v, "put", "records_per_s") or 0) / (med(k, "put", "records_per_s") or float("inf"))
     p99 = med(v, "latency", "p99_ms")
+    cv, ck = med(v, "put", "server_cpu_us_per_record"), med(k, "put", "server_cpu_us_per_record")
     lines += ["Targets: PutRecords throughput >= 50x kinesalite: **%s** (%.1fx); "
               "put-to-get p99 < 10 ms: **%s** (%s ms)." % (
                   "met" if put_ratio >= 50 else "NOT met", put_ratio,
                   "met" if p99 is not None and p99 < 10 else "NOT met", "n/a" if p99 is None else "%.2f" % p99), ""]
+    if cv and ck:
+        lines += ["Server CPU time per PutRecords record, kinesalite / vidgest: %.1fx (less sensitive to the "
+                  "client and to other load on the 2 shared cores than the throughput ratio)." % (ck / cv), ""]
     lines += ["Per run:", "", "| target | run | put rec/s | put MB/s | get rec/s | get MB/s | p50 ms | p99 ms | "
-              "max ms | latency records received |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "max ms | latency records received | load1 before/after | rustc before/after |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for label in ("vidgest", "kinesalite"):
         for i, r in enumerate(runs.get(label, []), 1):
             L = r["latency"]
-            lines.append("| %s | %d | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %.2f | %d/%d |" % (
+            mb, ma = r.get("machine_before", {}), r.get("machine_after", {})
+            lines.append("| %s | %d | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %.2f | %d/%d | %s/%s | %s/%s |" % (
                 label, i, r["put"]["records_per_s"], r["put"]["mb_per_s"], r["get"]["records_per_s"],
-                r["get"]["mb_per_s"], L["p50_ms"], L["p99_ms"], L["max_ms"] or float("nan"), L["received"], L["sent"]))
+                r["get"]["mb_per_s"], L["p50_ms"], L["p99_ms"], L["max_ms"] or float("nan"), L["received"], L["sent"],
+                mb.get("load1", "?"), ma.get("load1", "?"), mb.get("rustc", "?"), ma.get("rustc", "?")))
     text = "\n".join(lines) + "\n"
     with open(a.out, "w") as f:
         f.write(text)
