@@ -29,6 +29,11 @@ enum Command {
         #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Report the runtime environment: GStreamer, ONNX Runtime, models, disk.
+    Doctor {
+        #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// List configured cameras and what is stored for each.
     Cameras {
         #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Run { config } => cli::run(&config),
         Command::Check { config } => cli::check::check(&config),
+        Command::Doctor { config } => cli::doctor(&config),
         Command::Cameras { config, json } => cli::cameras(&config, json),
         Command::Fragments {
             camera,

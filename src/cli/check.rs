@@ -58,6 +58,7 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
+    problems.extend(detection_problems(&config));
     if let Err(e) = check_writable(&config.agent.data_dir) {
         problems.push(format!(
             "agent.data_dir: {} is not writable: {e}",
@@ -86,4 +87,40 @@ fn check_writable(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(".vidgest-write-test");
     std::fs::write(&probe, b"ok")?;
     std::fs::remove_file(&probe)
+}
+
+/// ONNX Runtime and every model a camera with detection uses: loadable, right shape.
+fn detection_problems(config: &Config) -> Vec<String> {
+    let users: Vec<(usize, &str)> = config
+        .cameras
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            c.detection()
+                .map(|d| (i, d.model.as_deref().unwrap_or(&config.detect.model)))
+        })
+        .collect();
+    if users.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = vidgest::detect::runtime::init(config.detect.onnxruntime.as_deref()) {
+        return vec![format!("detect.onnxruntime: {e} (recording still works; detection stays off)")];
+    }
+    let mut problems = Vec::new();
+    let mut checked = std::collections::HashMap::new();
+    for (i, model) in users {
+        let outcome = checked.entry(model.to_string()).or_insert_with(|| {
+            vidgest::detect::find_manifest(model)
+                .and_then(|p| vidgest::detect::ModelManifest::load(&p))
+                .and_then(|m| {
+                    let file = m.resolve_model(m.dir())?;
+                    vidgest::detect::Detector::load(&m, &file, 1).map(|_| ())
+                })
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = outcome {
+            problems.push(format!("camera[{i}].detect: {e}"));
+        }
+    }
+    problems
 }

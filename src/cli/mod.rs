@@ -80,3 +80,36 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `vidgest doctor`: versions and health of everything the daemon depends on.
+pub fn doctor(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    let mut ok = true;
+    match gstreamer::init() {
+        Ok(()) => println!("gstreamer: {}", gstreamer::version_string()),
+        Err(e) => {
+            ok = false;
+            println!("gstreamer: FAIL: {e}");
+        }
+    }
+    let mut models: Vec<String> = vec![config.detect.model.clone()];
+    for cam in &config.cameras {
+        if let Some(m) = cam.detection().and_then(|d| d.model.clone()) {
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
+    }
+    for m in &models {
+        let report = vidgest::detect::doctor_report(config.detect.onnxruntime.as_deref(), m);
+        ok &= !report.contains("FAIL");
+        print!("{report}");
+    }
+    let data = &config.agent.data_dir;
+    let probe = if data.exists() { data.clone() } else { std::path::PathBuf::from(".") };
+    match vidgest::store::DiskSpace::available(&vidgest::store::Statvfs, &probe) {
+        Ok(free) => println!("data dir: {} ({} free)", data.display(), format_bytes(free)),
+        Err(e) => println!("data dir: {}: cannot read free space: {e}", data.display()),
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
