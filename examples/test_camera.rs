@@ -51,6 +51,9 @@ struct Args {
     /// Serve this pre-encoded MP4 (of --codec) instead of a synthetic source, without re-encoding.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Show this still image (JPEG/PNG) instead of the test pattern (encoded live).
+    #[arg(long, conflicts_with = "file")]
+    image: Option<PathBuf>,
     #[arg(long, value_enum, requires_all = ["user", "password"])]
     auth: Option<AuthKind>,
     #[arg(long)]
@@ -167,10 +170,23 @@ fn launch_line(args: &Args) -> Result<String> {
     }
     let gop = args.gop.unwrap_or(args.fps).max(1);
     // I420 caps: without them x264enc picks High 4:4:4, which most decoders reject.
-    let source = format!(
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1",
-        args.width, args.height, args.fps
-    );
+    let source = match &args.image {
+        Some(image) => {
+            let path = image.to_str().context("--image path is not UTF-8")?;
+            format!(
+                "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! imagefreeze is-live=true \
+                 ! videoconvert ! video/x-raw,format=I420,width={},height={},framerate={}/1",
+                path.replace('"', "\\\""),
+                args.width,
+                args.height,
+                args.fps
+            )
+        }
+        None => format!(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1",
+            args.width, args.height, args.fps
+        ),
+    };
     let encoder = match args.codec {
         Codec::H264 => format!(
             "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0"

@@ -52,7 +52,26 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", post(kinesis::handle))
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::map_response(add_request_id))
         .with_state(state)
+}
+
+/// Every answer carries a request id, as AWS services do (SDKs surface it in errors and logs).
+async fn add_request_id(mut response: axum::response::Response) -> axum::response::Response {
+    let id: u128 = rand::random();
+    let hex = format!("{id:032x}");
+    let value = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    if let Ok(v) = value.parse() {
+        response.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    response
 }
 
 /// Serves until `shutdown` resolves.

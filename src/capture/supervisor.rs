@@ -105,6 +105,9 @@ fn spawn_detect_source(
 ) -> JoinHandle<()> {
     let mut sub = cam.clone();
     sub.name = format!("{}-detect", cam.name);
+    // The sub-stream is an RTSP source whatever the main source is; credentials, transport and
+    // timeouts carry over when the main source is RTSP too.
+    sub.source.kind = crate::config::SourceKind::Rtsp;
     sub.source.url = Some(url);
     let status = Arc::new(CameraStatus::new(&sub.name));
     std::thread::Builder::new()

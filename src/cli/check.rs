@@ -104,7 +104,9 @@ fn detection_problems(config: &Config) -> Vec<String> {
         return Vec::new();
     }
     if let Err(e) = vidgest::detect::runtime::init(config.detect.onnxruntime.as_deref()) {
-        return vec![format!("detect.onnxruntime: {e} (recording still works; detection stays off)")];
+        return vec![format!(
+            "detect.onnxruntime: {e} (recording still works; detection stays off)"
+        )];
     }
     let mut problems = Vec::new();
     let mut checked = std::collections::HashMap::new();

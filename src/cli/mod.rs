@@ -106,10 +106,18 @@ pub fn doctor(config: &Path) -> anyhow::Result<ExitCode> {
         print!("{report}");
     }
     let data = &config.agent.data_dir;
-    let probe = if data.exists() { data.clone() } else { std::path::PathBuf::from(".") };
+    let probe = if data.exists() {
+        data.clone()
+    } else {
+        std::path::PathBuf::from(".")
+    };
     match vidgest::store::DiskSpace::available(&vidgest::store::Statvfs, &probe) {
         Ok(free) => println!("data dir: {} ({} free)", data.display(), format_bytes(free)),
         Err(e) => println!("data dir: {}: cannot read free space: {e}", data.display()),
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

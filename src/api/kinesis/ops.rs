@@ -404,6 +404,12 @@ fn get_shard_iterator(state: &ApiState, req: Request) -> OpResult {
     let name = req.stream_name()?;
     let shard = normalize_shard_id(req.str("ShardId")?);
     let kind = req.str("ShardIteratorType")?;
+    let has_sequence = req.opt_str("StartingSequenceNumber")?.is_some();
+    if has_sequence && matches!(kind, "TRIM_HORIZON" | "LATEST" | "AT_TIMESTAMP") {
+        return Err(KinesisError::invalid_argument(format!(
+            "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} and also a StartingSequenceNumber."
+        )));
+    }
     let start = match kind {
         "TRIM_HORIZON" => StartPosition::TrimHorizon,
         "LATEST" => StartPosition::Latest,
