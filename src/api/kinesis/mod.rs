@@ -45,6 +45,22 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
         Err(AuthError::Unrecognized) => return KinesisError::unrecognized_client().into_response(),
         Err(AuthError::Denied) => return KinesisError::access_denied(&op).into_response(),
     }
+    if op == "PutRecords" {
+        if let Some((stream, records)) = ops::fast_parse_put_records(&body) {
+            return match ops::write_records(&state, stream, records).await {
+                Ok(out) => {
+                    let bytes = serde_json::to_vec(&out).unwrap_or_default();
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+                        bytes,
+                    )
+                        .into_response()
+                }
+                Err(e) => e.into_response(),
+            };
+        }
+    }
     let request: Value = if body.is_empty() {
         Value::Object(Default::default())
     } else {

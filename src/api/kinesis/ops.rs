@@ -27,7 +27,7 @@ pub fn is_read_only(op: &str) -> bool {
 }
 
 pub async fn dispatch(state: &ApiState, op: &str, body: Value) -> OpResult {
-    let req = Request(body);
+    let req = Request(&body);
     match op {
         "CreateStream" => create_stream(state, req).await,
         "DeleteStream" => delete_stream(state, req).await,
@@ -79,7 +79,7 @@ fn shard_json(s: &ShardInfo) -> Value {
     })
 }
 
-async fn create_stream(state: &ApiState, req: Request) -> OpResult {
+async fn create_stream(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.str("StreamName")?.to_string();
     check_stream_name(&name)?;
     let on_demand = req
@@ -117,7 +117,7 @@ async fn create_stream(state: &ApiState, req: Request) -> OpResult {
     Ok(Value::Null)
 }
 
-async fn delete_stream(state: &ApiState, req: Request) -> OpResult {
+async fn delete_stream(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     describe(state, &name)?;
     state.enforce_limits(&name, false);
@@ -128,7 +128,7 @@ async fn delete_stream(state: &ApiState, req: Request) -> OpResult {
     Ok(Value::Null)
 }
 
-fn list_streams(state: &ApiState, req: Request) -> OpResult {
+fn list_streams(state: &ApiState, req: Request<'_>) -> OpResult {
     let limit = req.opt_i64("Limit")?.unwrap_or(100);
     if !(1..=10000).contains(&limit) {
         return Err(KinesisError::validation(
@@ -162,7 +162,7 @@ fn list_streams(state: &ApiState, req: Request) -> OpResult {
     Ok(json!({ "StreamNames": names, "HasMoreStreams": more, "StreamSummaries": summaries }))
 }
 
-fn describe_stream(state: &ApiState, req: Request) -> OpResult {
+fn describe_stream(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let d = describe(state, &name)?;
     let limit = req.opt_i64("Limit")?.unwrap_or(100).clamp(1, 10000) as usize;
@@ -191,7 +191,7 @@ fn describe_stream(state: &ApiState, req: Request) -> OpResult {
     }))
 }
 
-fn describe_stream_summary(state: &ApiState, req: Request) -> OpResult {
+fn describe_stream_summary(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let d = describe(state, &name)?;
     Ok(json!({
@@ -210,7 +210,7 @@ fn describe_stream_summary(state: &ApiState, req: Request) -> OpResult {
     }))
 }
 
-fn list_shards(state: &ApiState, req: Request) -> OpResult {
+fn list_shards(state: &ApiState, req: Request<'_>) -> OpResult {
     // NextToken carries the stream and the last shard returned.
     let (name, after) = match req.opt_str("NextToken")? {
         Some(token) => {
@@ -290,7 +290,7 @@ fn limited(state: &ApiState, stream: &str) -> bool {
         .contains(stream)
 }
 
-async fn put_record(state: &ApiState, req: Request) -> OpResult {
+async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let (key, data, ehk) = record_parts(&req.0, "")?;
     let info = describe(state, &name)?;
@@ -315,7 +315,7 @@ async fn put_record(state: &ApiState, req: Request) -> OpResult {
     Ok(json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number }))
 }
 
-async fn put_records(state: &ApiState, req: Request) -> OpResult {
+async fn put_records(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let records = req
         .opt_array("Records")?
@@ -329,16 +329,102 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
         return Err(KinesisError::validation("records", "'[...]'", c));
     }
     let mut parsed = Vec::with_capacity(records.len());
-    let mut total = 0usize;
     for (i, r) in records.iter().enumerate() {
         let (key, data, ehk) = record_parts(r, &format!("records.{}.member.", i + 1))?;
-        total += key.len() + data.len();
         parsed.push(PutRecord {
             partition_key: key,
             explicit_hash_key: ehk,
             data,
         });
     }
+    let out = write_records(state, name, parsed).await?;
+    serde_json::to_value(out).map_err(|e| KinesisError::internal(e.to_string()))
+}
+
+/// PutRecords of well-formed requests without a generic JSON tree: borrowed strings, base64
+/// decoded straight into the record. Anything unusual returns None and takes the general path,
+/// which produces the service's exact validation errors.
+pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
+    #[derive(serde::Deserialize)]
+    struct Req<'a> {
+        #[serde(rename = "StreamName", borrow)]
+        stream_name: &'a str,
+        #[serde(rename = "Records", borrow)]
+        records: Vec<Rec<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Rec<'a> {
+        #[serde(rename = "Data", borrow)]
+        data: &'a str,
+        #[serde(rename = "PartitionKey", borrow)]
+        partition_key: &'a str,
+        /// Present: take the general path (it validates the key).
+        #[serde(rename = "ExplicitHashKey", borrow, default)]
+        explicit_hash_key: Option<&'a str>,
+    }
+    let req: Req = serde_json::from_slice(body).ok()?;
+    if req.records.is_empty()
+        || req.records.len() > 500
+        || check_stream_name(req.stream_name).is_err()
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(req.records.len());
+    for r in &req.records {
+        let key_chars = r.partition_key.chars().count();
+        if key_chars == 0 || key_chars > 256 || r.explicit_hash_key.is_some() {
+            return None;
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(r.data)
+            .ok()?;
+        if data.len() > 1024 * 1024 {
+            return None;
+        }
+        out.push(PutRecord {
+            partition_key: r.partition_key.to_string(),
+            explicit_hash_key: None,
+            data,
+        });
+    }
+    Some((req.stream_name.to_string(), out))
+}
+
+#[derive(serde::Serialize)]
+pub struct PutRecordsOut {
+    #[serde(rename = "FailedRecordCount")]
+    failed: u32,
+    #[serde(rename = "Records")]
+    records: Vec<PutRecordsEntry>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum PutRecordsEntry {
+    Ok {
+        #[serde(rename = "ShardId")]
+        shard_id: String,
+        #[serde(rename = "SequenceNumber")]
+        sequence_number: String,
+    },
+    Failed {
+        #[serde(rename = "ErrorCode")]
+        code: &'static str,
+        #[serde(rename = "ErrorMessage")]
+        message: String,
+    },
+}
+
+/// The write half of PutRecords: limits, one group commit, per-record results in order.
+pub async fn write_records(
+    state: &ApiState,
+    name: String,
+    parsed: Vec<PutRecord>,
+) -> Result<PutRecordsOut, KinesisError> {
+    let total: usize = parsed
+        .iter()
+        .map(|r| r.partition_key.len() + r.data.len())
+        .sum();
     if total > 5 * 1024 * 1024 {
         return Err(KinesisError::invalid_argument(
             "Records size exceeds 5 MB limit",
@@ -372,35 +458,43 @@ async fn put_records(state: &ApiState, req: Request) -> OpResult {
     .await?
     .into_iter();
     let mut failed = 0;
-    let mut out = Vec::with_capacity(throttled.len());
+    let internal = || PutRecordsEntry::Failed {
+        code: "InternalFailure",
+        message: "Internal service failure.".into(),
+    };
+    let mut records = Vec::with_capacity(throttled.len());
     for t in throttled {
         let entry = match t {
             Some(shard) => {
                 failed += 1;
                 let e = KinesisError::throughput(&name, &shard);
-                json!({ "ErrorCode": e.kind, "ErrorMessage": e.message })
+                PutRecordsEntry::Failed {
+                    code: e.kind,
+                    message: e.message,
+                }
             }
             None => match written.next() {
-                Some(Ok(r)) => {
-                    json!({ "ShardId": r.shard_id, "SequenceNumber": r.sequence_number })
-                }
+                Some(Ok(r)) => PutRecordsEntry::Ok {
+                    shard_id: r.shard_id,
+                    sequence_number: r.sequence_number,
+                },
                 Some(Err(e)) => {
                     failed += 1;
                     tracing::warn!(stream = %name, "PutRecords record failed: {e}");
-                    json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." })
+                    internal()
                 }
                 None => {
                     failed += 1;
-                    json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." })
+                    internal()
                 }
             },
         };
-        out.push(entry);
+        records.push(entry);
     }
-    Ok(json!({ "FailedRecordCount": failed, "Records": out }))
+    Ok(PutRecordsOut { failed, records })
 }
 
-fn get_shard_iterator(state: &ApiState, req: Request) -> OpResult {
+fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let shard = normalize_shard_id(req.str("ShardId")?);
     let kind = req.str("ShardIteratorType")?;
@@ -468,7 +562,7 @@ fn get_shard_iterator(state: &ApiState, req: Request) -> OpResult {
     Ok(json!({ "ShardIterator": it.encode() }))
 }
 
-async fn get_records(state: &ApiState, req: Request) -> OpResult {
+async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
     let raw = req.str("ShardIterator")?;
     let limit = req.opt_i64("Limit")?.unwrap_or(10000);
     if !(1..=10000).contains(&limit) {
@@ -534,7 +628,7 @@ async fn get_records(state: &ApiState, req: Request) -> OpResult {
     }))
 }
 
-fn change_retention(state: &ApiState, req: Request, increase: bool) -> OpResult {
+fn change_retention(state: &ApiState, req: Request<'_>, increase: bool) -> OpResult {
     let name = req.stream_name()?;
     let hours = req
         .opt_i64("RetentionPeriodHours")?

@@ -13,14 +13,14 @@ fn member(field: &str) -> String {
     }
 }
 
-pub struct Request(pub Value);
+pub struct Request<'a>(pub &'a Value);
 
-impl Request {
-    fn get(&self, field: &str) -> Option<&Value> {
+impl<'a> Request<'a> {
+    fn get(&self, field: &str) -> Option<&'a Value> {
         self.0.get(field).filter(|v| !v.is_null())
     }
 
-    pub fn opt_str(&self, field: &str) -> Result<Option<&str>, KinesisError> {
+    pub fn opt_str(&self, field: &str) -> Result<Option<&'a str>, KinesisError> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -30,7 +30,7 @@ impl Request {
         }
     }
 
-    pub fn str(&self, field: &str) -> Result<&str, KinesisError> {
+    pub fn str(&self, field: &str) -> Result<&'a str, KinesisError> {
         self.opt_str(field)?
             .ok_or_else(|| KinesisError::missing(&member(field)))
     }
@@ -64,7 +64,7 @@ impl Request {
         }
     }
 
-    pub fn opt_array(&self, field: &str) -> Result<Option<&Vec<Value>>, KinesisError> {
+    pub fn opt_array(&self, field: &str) -> Result<Option<&'a Vec<Value>>, KinesisError> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
@@ -118,7 +118,7 @@ pub fn record_parts(
     v: &Value,
     prefix: &str,
 ) -> Result<(String, Vec<u8>, Option<u128>), KinesisError> {
-    let r = Request(v.clone());
+    let r = Request(v);
     let data_b64 = r
         .opt_str("Data")?
         .ok_or_else(|| KinesisError::missing(&format!("{prefix}data")))?;
