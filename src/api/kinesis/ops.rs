@@ -292,7 +292,7 @@ fn limited(state: &ApiState, stream: &str) -> bool {
 
 async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
-    let (key, data, ehk) = record_parts(&req.0, "")?;
+    let (key, data, ehk) = record_parts(req.0, "")?;
     let info = describe(state, &name)?;
     if limited(state, &name) {
         let shard = shard_for(&info, &key, ehk);
