@@ -23,7 +23,9 @@ release: bootstrap
 demo: release
 	$(CARGO) run --release --quiet -- run --config configs/demo.toml
 
+# Examples first: integration tests run examples/test_camera as their RTSP camera.
 test: bootstrap
+	$(CARGO) build --examples
 	$(CARGO) test --all-targets -- --test-threads=2
 
 lint:
