@@ -76,7 +76,7 @@ if busy; then
     QUIET_NOTE="NOT quiet: bench/recording.sh or rustc still running after ${QUIET_WAIT} s; numbers are noisy"
     log "warning: $QUIET_NOTE"
 fi
-UPTIME_START=$(uptime)
+UPTIME_START=$(uptime | sed "s/^ *//")
 
 # --- process bookkeeping: the daemon started here is stopped on exit.
 PID=
@@ -188,10 +188,10 @@ EOF
     stop_daemon
     local rc=$STOP_RC
     # Status-line rates inside the window, per camera, and the verdict; appends the CSV row.
-    python3 - "$dir/measure.json" "$dir/vidgest.log" "$n" "$mode" "$rep" "$DETECT_FPS" "$reason" "$rc" "$load1" >>"$RAW" 2>"$dir/verdict.txt" <<'EOF'
+    python3 - "$dir/measure.json" "$dir/vidgest.log" "$n" "$mode" "$rep" "$DETECT_FPS" "$reason" "$rc" "$load1" "$STATUS_S" >>"$RAW" 2>"$dir/verdict.txt" <<'EOF'
 import csv, datetime, json, re, sys
-mpath, logpath, n, mode, rep, fps, reason, rc, load1 = sys.argv[1:]
-n, fps, rc = int(n), float(fps), int(rc)
+mpath, logpath, n, mode, rep, fps, reason, rc, load1, status_s = sys.argv[1:]
+n, fps, rc, status_s = int(n), float(fps), int(rc), float(status_s)
 try:
     m = json.load(open(mpath))
 except (OSError, ValueError):
@@ -210,7 +210,7 @@ if m is not None and not reason:
     for i in range(n):
         cam = f"cam{i}"
         pts = [p for p in by_cam.get(cam, []) if m["window_start"] - 0.5 <= p[0] <= m["window_end"] + 0.5]
-        if len(pts) < 2 or pts[-1][0] - pts[0][0] < 10:
+        if len(pts) < 2 or pts[-1][0] - pts[0][0] < 2 * status_s - 1:
             reason = f"{cam}: too few status lines in the window ({len(pts)})"
             break
         (ta, a), (tb, b) = pts[0], pts[-1]
@@ -278,13 +278,13 @@ for n in $COUNTS; do
         done
     done
 done
-UPTIME_END=$(uptime)
+UPTIME_END=$(uptime | sed "s/^ *//")
 
 {
     echo "## Detection benchmark (daemon), $(date '+%Y-%m-%d %H:%M %Z')"
     echo
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; $QUIET_NOTE"
-    echo "- uptime at start: \`$(echo "$UPTIME_START" | sed 's/^ *//')\`; at end: \`$(echo "$UPTIME_END" | sed 's/^ *//')\`"
+    echo "- uptime at start: \`$UPTIME_START\`; at end: \`$UPTIME_END\`"
     echo "- vidgest $REV (binary built $BUILT), $(gst-launch-1.0 --version 2>/dev/null | sed -n 2p), ONNX Runtime $(readlink "$ORT_LIB" | sed 's/libonnxruntime.so.//'), model yolov3-tiny-coco 416x416, [detect] workers = 1, intra_threads = 1"
     echo "- cameras: kind = \"test\" (videotestsrc ball), 640x480 15 fps, x264 ultrafast zerolatency 2048 kbit/s encoded in-process, 2 s fragments; with detection: [camera.detect] fps = $DETECT_FPS, motion = false"
     echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; CPU = utime+stime of the vidgest process over the window; camera-minute = 1 camera for 60 s; % core = CPU s per camera per wall s"

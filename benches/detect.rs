@@ -176,8 +176,8 @@ fn main() {
             pipe_one(k, &mut s);
         }
     }
-    let bare_hwm = bare.quit();
-    let self_hwm = status_kb("VmHWM");
+    let bare_mem = bare.quit();
+    let self_mem = (status_kb("VmHWM"), status_kb("VmRSS"));
 
     report(&Report {
         s,
@@ -187,8 +187,8 @@ fn main() {
         min_score,
         ort: format!("{} ({})", rt.version, rt.library.display()),
         model: format!("{MODEL} ({}, {w}x{h})", model_file.display()),
-        self_hwm,
-        bare_hwm,
+        self_mem,
+        bare_mem,
         load_start,
     });
 }
@@ -231,8 +231,9 @@ struct Report {
     min_score: f32,
     ort: String,
     model: String,
-    self_hwm: u64,
-    bare_hwm: u64,
+    /// (VmHWM, VmRSS) in KiB at the end.
+    self_mem: (u64, u64),
+    bare_mem: (u64, u64),
     load_start: String,
 }
 
@@ -296,13 +297,16 @@ fn report(r: &Report) {
         "| throughput, bare session.run back to back | {:.1} frames/s |",
         r.iters as f64 / (bare.total / 1e3)
     );
+    let mib = |kb: u64| kb as f64 / 1024.0;
     println!(
-        "| peak RSS (VmHWM), this process: Detector + GStreamer photo decode + tensors | {:.1} MiB |",
-        r.self_hwm as f64 / 1024.0
+        "| RSS, pipeline process (Detector + GStreamer photo decode + 5 tensors): peak VmHWM / VmRSS at end | {:.1} / {:.1} MiB |",
+        mib(r.self_mem.0),
+        mib(r.self_mem.1)
     );
     println!(
-        "| peak RSS (VmHWM), bare child: ort Session + tensors | {:.1} MiB |",
-        r.bare_hwm as f64 / 1024.0
+        "| RSS, bare child (ort Session + 5 tensors): peak VmHWM / VmRSS at end | {:.1} / {:.1} MiB |",
+        mib(r.bare_mem.0),
+        mib(r.bare_mem.1)
     );
     println!();
 }
@@ -401,13 +405,17 @@ impl Bare {
         self.ask(&format!("max {i}")).parse().expect("score")
     }
 
-    /// Stops the child; returns its VmHWM in KiB.
-    fn quit(mut self) -> u64 {
-        let hwm = self.ask("quit").parse().expect("VmHWM");
+    /// Stops the child; returns its VmHWM and VmRSS in KiB.
+    fn quit(mut self) -> (u64, u64) {
+        let answer = self.ask("quit");
+        let mem: Vec<u64> = answer
+            .split_whitespace()
+            .map(|v| v.parse().expect("VmHWM VmRSS"))
+            .collect();
         drop(self.tx);
         let st = self.child.wait().expect("wait for bare child");
         assert!(st.success(), "bare child: {st}");
-        hwm
+        (mem[0], mem[1])
     }
 }
 
@@ -485,7 +493,7 @@ fn bare_child() {
                 scores.iter().copied().fold(f32::MIN, f32::max).to_string()
             }
             "quit" => {
-                writeln!(tx, "{}", status_kb("VmHWM")).unwrap();
+                writeln!(tx, "{} {}", status_kb("VmHWM"), status_kb("VmRSS")).unwrap();
                 tx.flush().unwrap();
                 return;
             }

@@ -177,7 +177,7 @@ def main():
     by_name = {}
     for k, (name, t) in th1.items():
         by_name[name] = by_name.get(name, 0) + t - th0.get(k, (name, 0))[1]
-    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:12]
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:40]
     print(json.dumps({
         "alive": ok,
         "died": died,

@@ -191,10 +191,18 @@ pub fn fragment(
     let moof_len = encode(&moof)?.len();
     moof.traf[0].trun[0].data_offset = Some(to_i32(moof_len as i64 + 8)?);
 
-    let payload: Vec<u8> = samples.iter().flat_map(|s| s.data).copied().collect();
-    let mut out = Vec::with_capacity(moof_len + 16 + payload.len());
+    // The mdat is written by hand: one copy of each sample straight into the output (mp4-atom's
+    // Mdat would need the payload assembled in a buffer of its own first).
+    let payload_len: usize = samples.iter().map(|s| s.data.len()).sum();
+    let mdat_len = u32::try_from(payload_len + 8)
+        .map_err(|_| MediaError::InvalidFragment(format!("{payload_len} bytes of samples")))?;
+    let mut out = Vec::with_capacity(moof_len + 8 + payload_len);
     moof.encode(&mut out)?;
-    Mdat { data: payload }.encode(&mut out)?;
+    out.extend_from_slice(&mdat_len.to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    for s in samples {
+        out.extend_from_slice(s.data);
+    }
     Ok(out)
 }
 
