@@ -76,7 +76,7 @@ fn first_and_last(data_dir: &Path) -> Option<(u64, u64)> {
 #[test]
 fn minimum_free_disk_is_kept_by_deleting_oldest_segments() {
     let fs = Tmpfs::mount("12m");
-    let mut daemon = Daemon::start(&fs.path(), &config("6MiB", "delete_oldest"));
+    let daemon = Daemon::start(&fs.path(), &config("6MiB", "delete_oldest"));
     // ~500 KB/s: the 6 MiB the reserve leaves fill in seconds; recording must go on after that.
     eventually(Duration::from_secs(90), "retention to make room", || {
         first_and_last(&daemon.data_dir).filter(|(first, last)| *first > 1 && *last > first + 6)
@@ -101,7 +101,7 @@ fn minimum_free_disk_is_kept_by_deleting_oldest_segments() {
 #[test]
 fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
     let fs = Tmpfs::mount("16m");
-    let mut daemon = Daemon::start(&fs.path(), &config("0", "delete_oldest"));
+    let daemon = Daemon::start(&fs.path(), &config("0", "delete_oldest"));
     eventually(Duration::from_secs(60), "a first fragment", || {
         first_and_last(&daemon.data_dir)
     });

@@ -73,7 +73,7 @@ fn wait_listening(port: u16, what: &str) {
 fn aws_cli_and_boto3_operations_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let mut daemon = Daemon::start(dir.path(), &config(port));
+    let daemon = Daemon::start(dir.path(), &config(port));
     wait_listening(port, "vidgest API listening");
     let endpoint = format!("http://127.0.0.1:{port}");
     let out = run_py(&[

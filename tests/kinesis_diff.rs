@@ -75,7 +75,7 @@ fn boto3_script_answers_like_kinesalite() {
         "[agent]\ndata_dir = \"{{data_dir}}\"\n[api]\nlisten = \"127.0.0.1:{vport}\"\n\
          [[stream]]\nname = \"detections\"\nshards = 2\nretention_hours = 24\n"
     );
-    let mut daemon = Daemon::start(dir.path(), &config);
+    let daemon = Daemon::start(dir.path(), &config);
     wait_listening(kport, "kinesalite listening");
     wait_listening(vport, "vidgest API listening");
 

@@ -15,7 +15,7 @@ pub fn vidgest_bin() -> &'static str {
 
 /// A `vidgest run` process with its stderr captured for assertions.
 pub struct Daemon {
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     pub log: Arc<Mutex<String>>,
     pub data_dir: PathBuf,
     pub config: PathBuf,
@@ -26,11 +26,16 @@ impl Daemon {
     pub fn start(dir: &Path, config_toml: &str) -> Daemon {
         let data_dir = dir.join("data");
         let config = dir.join("vidgest.toml");
-        std::fs::write(
-            &config,
-            config_toml.replace("{data_dir}", &data_dir.display().to_string()),
-        )
-        .unwrap();
+        let mut text = config_toml.replace("{data_dir}", &data_dir.display().to_string());
+        // Tests run in parallel: never the default 127.0.0.1:8080.
+        if !text.contains("[api]") {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            text.push_str(&format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap();
         Self::start_with(data_dir, config)
     }
 
@@ -56,7 +61,7 @@ impl Daemon {
             }
         });
         Daemon {
-            child: Some(child),
+            child: Mutex::new(Some(child)),
             log,
             data_dir,
             config,
@@ -67,20 +72,30 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap();
+        child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Panics with the daemon's log when it has exited (so waits fail fast, with the reason).
+    pub fn assert_running(&self) {
+        if !self.is_running() {
+            panic!("vidgest exited unexpectedly; its log:\n{}", self.log_text());
+        }
     }
 
     /// SIGTERM and wait; returns the exit status.
-    pub fn terminate(mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
+    pub fn terminate(self) -> ExitStatus {
+        let mut child = self.child.lock().unwrap().take().unwrap();
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         wait_timeout(&mut child, Duration::from_secs(30))
     }
 
     /// SIGKILL (no chance to flush) and wait.
-    pub fn kill9(mut self) {
-        let mut child = self.child.take().unwrap();
+    pub fn kill9(self) {
+        let mut child = self.child.lock().unwrap().take().unwrap();
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -91,13 +106,15 @@ impl Daemon {
 
     /// All fragments of `camera` (empty when nothing is stored yet).
     pub fn fragments(&self, camera: &str) -> Vec<FragmentMeta> {
+        self.assert_running();
         read_fragments(&self.data_dir, camera)
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let child = self.child.get_mut().map(|c| c.take()).unwrap_or(None);
+        if let Some(mut c) = child {
             let _ = c.kill();
             let _ = c.wait();
         }
