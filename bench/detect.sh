@@ -19,7 +19,7 @@
 # threads, /proc/<pid>/stat) over DURATION, plus CPU by thread name, VmHWM and the largest VmRSS
 # (sampled every second). The status lines logged inside the window give the per-camera rates of
 # detect_frames, inferences, busy/still skips and fragments. A run is invalid (and the script exits
-# 1 at the end) when vidgest dies, a camera stores no fragment in the window, or, with detection,
+# 1 at the end) when vidgest dies, a camera stores under 80 % of the expected fragments, or, with detection,
 # a camera's inference rate is outside 90..110 % of DETECT_FPS (or any inference happens without).
 # Output: target/bench-results/detect-<date>.md (+ .csv raw runs, -threads.txt CPU by thread).
 set -euo pipefail
@@ -33,6 +33,7 @@ COUNTS=${COUNTS:-"1 4"}
 DETECT_FPS=${DETECT_FPS:-2}
 QUIET_WAIT=${QUIET_WAIT:-900}
 STATUS_S=5
+FRAGMENT_S=2
 RESULTS=$ROOT/target/bench-results
 WORK=$ROOT/target/bench-work/detect
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -108,7 +109,7 @@ write_config() {
         printf '[storage]\nmin_free = "1GiB"\n'
         printf '[detect]\nonnxruntime = "%s"\nmodel = "%s"\nworkers = 1\nintra_threads = 1\n' "$ORT_LIB" "$MANIFEST"
         for ((i = 0; i < n; i++)); do
-            printf '[[camera]]\nname = "cam%d"\nfragment_duration = "2s"\nretention = "1h"\n' "$i"
+            printf '[[camera]]\nname = "cam%d"\nfragment_duration = "%ds"\nretention = "1h"\n' "$i" "$FRAGMENT_S"
             printf '[camera.source]\nkind = "test"\npattern = "ball"\ncodec = "h264"\nwidth = 640\nheight = 480\nfps = 15\n'
             if [[ $mode == detect ]]; then
                 printf '[camera.detect]\nenabled = true\nfps = %s\nmotion = false\nstream = "detections"\n' "$DETECT_FPS"
@@ -117,7 +118,7 @@ write_config() {
     } >"$dir/vidgest.toml"
 }
 
-CSV_HEAD="date,cameras,mode,repeat,ok,reason,wall_s,cpu_s,cpu_s_per_cam_min,hwm_mib,rss_max_mib,threads,infer_per_s_min,infer_per_s_max,frames_per_s_min,busy_per_s,still,fragments_min,detect_thread_cpu_s,load1"
+CSV_HEAD="date,cameras,mode,repeat,ok,reason,wall_s,cpu_s,cpu_s_per_cam_min,hwm_mib,rss_max_mib,threads,infer_per_s_min,infer_per_s_max,frames_per_s_min,busy_per_s,still,fragments_per_s_min,dropped,detect_thread_cpu_s,decode_thread_cpu_s,load1"
 echo "$CSV_HEAD" >"$RAW"
 : >"$THREADS"
 FAILED=0
@@ -188,16 +189,16 @@ EOF
     stop_daemon
     local rc=$STOP_RC
     # Status-line rates inside the window, per camera, and the verdict; appends the CSV row.
-    python3 - "$dir/measure.json" "$dir/vidgest.log" "$n" "$mode" "$rep" "$DETECT_FPS" "$reason" "$rc" "$load1" "$STATUS_S" >>"$RAW" 2>"$dir/verdict.txt" <<'EOF'
+    python3 - "$dir/measure.json" "$dir/vidgest.log" "$n" "$mode" "$rep" "$DETECT_FPS" "$reason" "$rc" "$load1" "$STATUS_S" "$FRAGMENT_S" >>"$RAW" 2>"$dir/verdict.txt" <<'EOF'
 import csv, datetime, json, re, sys
-mpath, logpath, n, mode, rep, fps, reason, rc, load1, status_s = sys.argv[1:]
-n, fps, rc, status_s = int(n), float(fps), int(rc), float(status_s)
+mpath, logpath, n, mode, rep, fps, reason, rc, load1, status_s, frag_s = sys.argv[1:]
+n, fps, rc, status_s, frag_s = int(n), float(fps), int(rc), float(status_s), float(frag_s)
 try:
     m = json.load(open(mpath))
 except (OSError, ValueError):
     m = None
 LINE = re.compile(r"^(\S+Z)\s+INFO\s+status:.*?\bcamera=(\S+)")
-FIELD = re.compile(r"\b(fragments|detect_frames|inferences|still|busy)=(\d+)")
+FIELD = re.compile(r"\b(fragments|dropped|detect_frames|inferences|still|busy)=(\d+)")
 by_cam = {}
 for line in open(logpath, errors="replace"):
     g = LINE.match(line)
@@ -215,8 +216,9 @@ if m is not None and not reason:
             break
         (ta, a), (tb, b) = pts[0], pts[-1]
         dt = tb - ta
-        rates[cam] = {k: (b.get(k, 0) - a.get(k, 0)) / dt for k in ("fragments", "detect_frames", "inferences", "still", "busy")}
+        rates[cam] = {k: (b.get(k, 0) - a.get(k, 0)) / dt for k in ("fragments", "dropped", "detect_frames", "inferences", "still", "busy")}
         rates[cam]["fragments_n"] = b.get("fragments", 0) - a.get("fragments", 0)
+        rates[cam]["dropped_n"] = b.get("dropped", 0) - a.get("dropped", 0)
 if not reason:
     if m is None or not m["alive"]:
         reason = "vidgest died during the window"
@@ -224,8 +226,8 @@ if not reason:
         reason = f"vidgest exited with status {rc}"
 if not reason:
     for cam, r in rates.items():
-        if r["fragments_n"] < 1:
-            reason = f"{cam}: no fragment stored in the window"
+        if r["fragments_n"] < 1 or r["fragments"] < 0.8 / frag_s:
+            reason = f"{cam}: {r['fragments']:.2f} fragments/s stored, want about {1 / frag_s:g}"
         elif mode == "detect" and not (0.9 * fps <= r["inferences"] <= 1.1 * fps):
             reason = f"{cam}: {r['inferences']:.2f} inferences/s, want {fps:g} +-10 %"
         elif mode == "off" and r["inferences"] > 0:
@@ -239,14 +241,18 @@ mn = lambda k: round(min(r[k] for r in vals), 3) if vals else ""
 mx = lambda k: round(max(r[k] for r in vals), 3) if vals else ""
 cpu = m["cpu_s"] if m else ""
 wall = m["wall_s"] if m else ""
-det_cpu = round(sum(v for k, v in m["thread_cpu_s"].items() if k.startswith("detect-")), 2) if m else ""
+# detect-N: inference workers; detect-queue:sr (name cut to 15 chars): the detect branch's
+# streaming thread (H.264 decode, videorate, scale and convert to 416x416 RGB), all cameras.
+thread_sum = lambda pred: round(sum(v for k, v in m["thread_cpu_s"].items() if pred(k)), 2) if m else ""
+det_cpu = thread_sum(lambda k: re.fullmatch(r"detect-\d+", k) is not None)
+dec_cpu = thread_sum(lambda k: k.startswith("detect-queue"))
 csv.writer(sys.stdout).writerow([
     datetime.datetime.now().strftime("%Y-%m-%dT%H:%M:%S"), n, mode, rep, ok, reason, wall, cpu,
     round(cpu / (n * wall / 60), 4) if m else "",
     round(m["hwm_kb"] / 1024, 1) if m else "", round(m["rss_max_kb"] / 1024, 1) if m else "",
     m["threads"] if m else "", mn("inferences"), mx("inferences"), mn("detect_frames"),
     round(sum(r["busy"] for r in vals) / max(len(vals), 1), 3), round(sum(r["still"] for r in vals), 3),
-    min((r["fragments_n"] for r in vals), default=""), det_cpu, load1,
+    mn("fragments"), sum(r["dropped_n"] for r in vals), det_cpu, dec_cpu, load1,
 ])
 EOF
     local verdict
@@ -286,7 +292,7 @@ UPTIME_END=$(uptime | sed "s/^ *//")
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; $QUIET_NOTE"
     echo "- uptime at start: \`$UPTIME_START\`; at end: \`$UPTIME_END\`"
     echo "- vidgest $REV (binary built $BUILT), $(gst-launch-1.0 --version 2>/dev/null | sed -n 2p), ONNX Runtime $(readlink "$ORT_LIB" | sed 's/libonnxruntime.so.//'), model yolov3-tiny-coco 416x416, [detect] workers = 1, intra_threads = 1"
-    echo "- cameras: kind = \"test\" (videotestsrc ball), 640x480 15 fps, x264 ultrafast zerolatency 2048 kbit/s encoded in-process, 2 s fragments; with detection: [camera.detect] fps = $DETECT_FPS, motion = false"
+    echo "- cameras: kind = \"test\" (videotestsrc ball), 640x480 15 fps, x264 ultrafast zerolatency 2048 kbit/s encoded in-process, ${FRAGMENT_S} s fragments; with detection: [camera.detect] fps = $DETECT_FPS, motion = false"
     echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; CPU = utime+stime of the vidgest process over the window; camera-minute = 1 camera for 60 s; % core = CPU s per camera per wall s"
 } >"$WORK/header.md"
 python3 - "$RAW" "$WORK/header.md" "$DETECT_FPS" >"$REPORT" <<'EOF'
@@ -305,34 +311,37 @@ def agg(n, mode):
         "valid": len(rs), "runs": len(groups.get((n, mode), [])),
         "cpu": f("cpu_s_per_cam_min"), "hwm": f("hwm_mib"), "rss": f("rss_max_mib"),
         "wall": f("wall_s"), "cpu_s": f("cpu_s"), "det": f("detect_thread_cpu_s"),
+        "dec": f("decode_thread_cpu_s"), "frag": min((float(r["fragments_per_s_min"]) for r in rs), default=float("nan")),
+        "dropped": sum(int(r["dropped"]) for r in rs),
         "inf_min": min((float(r["infer_per_s_min"]) for r in rs), default=float("nan")),
         "inf_max": max((float(r["infer_per_s_max"]) for r in rs), default=float("nan")),
         "busy": f("busy_per_s"), "threads": f("threads"),
     }
 counts = sorted({n for n, _ in groups})
-print("\n| cameras | detection | CPU s per camera-minute | % of a core per camera | VmHWM MiB | max VmRSS MiB | threads | inferences/s per camera (min..max) | valid runs |")
-print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
+print("\n| cameras | detection | CPU s per camera-minute | % of a core per camera | VmHWM MiB | max VmRSS MiB | threads | inferences/s per camera (min..max) | fragments/s per camera (min) | dropped | valid runs |")
+print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 for n in counts:
     for mode in ("off", "detect"):
         a = agg(n, mode)
         label = "off" if mode == "off" else f"{fps:g} fps"
         inf = f"{a['inf_min']:.2f}..{a['inf_max']:.2f}" if a["valid"] else "-"
-        print(f"| {n} | {label} | {a['cpu']:.2f} | {a['cpu'] / 60 * 100:.1f} | {a['hwm']:.0f} | {a['rss']:.0f} | {a['threads']:.0f} | {inf} | {a['valid']}/{a['runs']} |")
+        print(f"| {n} | {label} | {a['cpu']:.2f} | {a['cpu'] / 60 * 100:.1f} | {a['hwm']:.0f} | {a['rss']:.0f} | {a['threads']:.0f} | {inf} | {a['frag']:.2f} | {a['dropped']} | {a['valid']}/{a['runs']} |")
 print(f"\nCost of detection at {fps:g} fps per camera (median with detection − median without):\n")
-print("| cameras | extra CPU s per camera-minute | extra % of a core per camera | extra CPU ms per inferred frame | of which detect-N thread (inference) ms per frame | extra VmHWM MiB |")
-print("|---:|---:|---:|---:|---:|---:|")
+print("| cameras | extra CPU s per camera-minute | extra % of a core per camera | extra CPU ms per inferred frame | inference thread (detect-N) CPU ms per frame | decode branch (detect-queue) CPU ms per frame | extra VmHWM MiB |")
+print("|---:|---:|---:|---:|---:|---:|---:|")
 for n in counts:
     off, on = agg(n, "off"), agg(n, "detect")
     d = on["cpu"] - off["cpu"]
     per_inf_ms = d / 60 / fps * 1000
-    det_ms = on["det"] / on["wall"] / n / fps * 1000 if on["valid"] else float("nan")
-    print(f"| {n} | {d:.2f} | {d / 60 * 100:.1f} | {per_inf_ms:.1f} | {det_ms:.1f} | {on['hwm'] - off['hwm']:+.0f} |")
+    per_frame = lambda cpu_s: cpu_s / on["wall"] / n / fps * 1000 if on["valid"] else float("nan")
+    print(f"| {n} | {d:.2f} | {d / 60 * 100:.1f} | {per_inf_ms:.1f} | {per_frame(on['det']):.1f} | {per_frame(on['dec']):.1f} | {on['hwm'] - off['hwm']:+.0f} |")
 bad = [r for r in rows if r["ok"] != "1"]
 if bad:
     print("\nInvalid runs (excluded from the medians):\n")
     for r in bad:
         print(f"- {r['cameras']} cameras, {r['mode']}, repeat {r['repeat']}: {r['reason']}")
 EOF
+rm -rf "$WORK"
 cat "$REPORT"
 echo
 log "report: $REPORT"

@@ -180,6 +180,7 @@ fn main() {
     let self_mem = (status_kb("VmHWM"), status_kb("VmRSS"));
 
     report(&Report {
+        full,
         s,
         iters,
         warmup,
@@ -224,6 +225,7 @@ fn stat(v: &[Duration]) -> Stat {
 }
 
 struct Report {
+    full: bool,
     s: Samples,
     iters: usize,
     warmup: usize,
@@ -259,6 +261,9 @@ fn report(r: &Report) {
         if r.threads == 1 { "" } else { "s" },
         r.min_score
     );
+    if cfg!(debug_assertions) || !r.full {
+        println!("- **smoke pass or unoptimized build: not a measurement** (run `cargo bench --bench detect`)");
+    }
     println!("- model {}; ONNX Runtime {}", r.model, r.ort);
     println!(
         "- {cores} cores, {cpu}; load average {} at start, {} at end",

@@ -175,6 +175,11 @@ impl DetectionPool {
                 let det = Detector::load(&manifest, &model_file, self.shared.intra_threads)?;
                 let size = det.input_size();
                 entry.push(det);
+                // Loading parses a 35 MB model through temporary buffers; hand them back to the OS.
+                // SAFETY: malloc_trim only releases free heap memory.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
                 size
             }
         };
