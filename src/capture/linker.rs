@@ -163,8 +163,13 @@ fn record(
             json!({
                 "label": d.label,
                 "class_id": d.class_id,
-                "score": (d.score * 1000.0).round() / 1000.0,
-                "box": { "x": d.bbox.x, "y": d.bbox.y, "w": d.bbox.w, "h": d.bbox.h },
+                "score": round(d.score, 1e3),
+                "box": {
+                    "x": round(d.bbox.x, 1e4),
+                    "y": round(d.bbox.y, 1e4),
+                    "w": round(d.bbox.w, 1e4),
+                    "h": round(d.bbox.h, 1e4),
+                },
                 "zones": d.zones,
             })
         })
@@ -186,6 +191,11 @@ fn record(
         explicit_hash_key: None,
         data: serde_json::to_vec(&body).expect("record serializes"),
     }
+}
+
+/// Rounds in f64 so the JSON shows `0.636`, not the f32's `0.6359999775886536`.
+fn round(v: f32, scale: f64) -> f64 {
+    (v as f64 * scale).round() / scale
 }
 
 fn heartbeat(
