@@ -58,14 +58,7 @@ impl Daemon {
         let detection = start_detection(config);
         for cam in config.cameras.iter().filter(|c| c.enabled) {
             let writer = store
-                .open_stream(
-                    &cam.name,
-                    StreamOptions {
-                        retention: cam.retention.0,
-                        max_bytes: cam.max_bytes.map(|b| b.0),
-                        segment_size: cam.segment_size(&config.storage),
-                    },
-                )
+                .open_stream(&cam.name, stream_options(config, cam))
                 .with_context(|| format!("camera {}: cannot open its stream", cam.name))?;
             tracing::info!(camera = %cam.name, source = ?cam.source, "starting camera");
             let status = Arc::new(CameraStatus::new(&cam.name));
@@ -82,6 +75,7 @@ impl Daemon {
             ));
         }
         for cam in config.cameras.iter().filter(|c| !c.enabled) {
+            store.set_stream_options(&cam.name, stream_options(config, cam));
             tracing::info!(camera = %cam.name, "camera disabled in config");
         }
         let retention = spawn_retention(
@@ -144,6 +138,14 @@ impl Daemon {
             .iter()
             .map(|c| (c.status.name.clone(), c.status.state().0))
             .collect()
+    }
+}
+
+fn stream_options(config: &Config, cam: &crate::config::CameraConfig) -> StreamOptions {
+    StreamOptions {
+        retention: cam.retention.0,
+        max_bytes: cam.max_bytes.map(|b| b.0),
+        segment_size: cam.segment_size(&config.storage),
     }
 }
 

@@ -138,19 +138,23 @@ impl Recorder {
                     s.wall_base_ns = self.clock.now_ns();
                 }
                 let n = s.normalizer.push(au, &self.status.counters);
-                if n.gap_before {
-                    let ready = s.fragmenter.finish();
-                    self.store(ready);
-                    if let Some(s) = self.session.as_mut() {
-                        s.discontinuity_next = true;
-                    }
-                }
+                // Units returned with a gap were taken before it: they close the old fragment.
                 for unit in n.units {
                     let Some(s) = self.session.as_mut() else {
                         return;
                     };
                     let ready = s.fragmenter.push(unit);
                     self.store(ready);
+                }
+                if n.gap_before {
+                    let Some(s) = self.session.as_mut() else {
+                        return;
+                    };
+                    let ready = s.fragmenter.finish();
+                    self.store(ready);
+                    if let Some(s) = self.session.as_mut() {
+                        s.discontinuity_next = true;
+                    }
                 }
             }
             CaptureEvent::LoopRestart { session } => {

@@ -130,14 +130,19 @@ pub(super) fn enforce_for(
         }
     }
 
-    // Minimum free disk.
-    while free_space(store).is_some_and(|free| free < store.opts.min_free + incoming) {
-        let Some(row) = oldest_closed(st, None)? else {
-            break;
-        };
-        report
-            .deleted
-            .push(delete_segment(store, st, row, "minimum free disk")?);
+    // Minimum free disk: delete what the shortfall needs, measured once. Re-reading statvfs
+    // after each deletion could empty every camera when the space is held by something else
+    // (other files, or deleted segments a reader still has open).
+    if let Some(free) = free_space(store) {
+        let mut shortfall = (store.opts.min_free + incoming).saturating_sub(free);
+        while shortfall > 0 {
+            let Some(row) = oldest_closed(st, None)? else {
+                break;
+            };
+            let deleted = delete_segment(store, st, row, "minimum free disk")?;
+            shortfall = shortfall.saturating_sub(deleted.bytes.max(1));
+            report.deleted.push(deleted);
+        }
     }
     Ok(report)
 }

@@ -86,6 +86,16 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Retention and budget for a stream that is not being written now (a disabled camera),
+    /// so its old video still ages out.
+    pub fn set_stream_options(&self, name: &str, opts: StreamOptions) {
+        if let Some(s) = self.lock().streams.get_mut(name) {
+            s.opts = Some(opts);
+        }
+    }
+}
+
 fn open_stream_row(
     st: &mut State,
     name: &str,
