@@ -43,8 +43,8 @@ THREADS=$RESULTS/detect-$STAMP-threads.txt
 MANIFEST=$ROOT/models/yolov3-tiny.toml
 ORT_LIB=$ROOT/vendor/onnxruntime/lib/libonnxruntime.so
 
-log() { echo "[bench] $*" >&2; }
-die() { log "error: $*"; exit 2; }
+# shellcheck source=bench/lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 
 command -v python3 >/dev/null || die "python3 not found"
 for v in DURATION WARMUP REPEATS QUIET_WAIT; do
@@ -66,17 +66,7 @@ BUILT=$(date -r "$ROOT/target/release/vidgest" '+%Y-%m-%d %H:%M')
 VIDGEST=$WORK/bin/vidgest
 
 # --- wait for a quiet machine: another benchmark or a build would be measured with us.
-busy() { pgrep -f bench/recording.sh >/dev/null || pgrep -x rustc >/dev/null; }
-waited=0
-while busy && ((waited < QUIET_WAIT)); do
-    ((waited == 0)) && log "bench/recording.sh or rustc is running; waiting up to ${QUIET_WAIT}s (polling every 15 s)"
-    sleep 15; waited=$((waited + 15))
-done
-QUIET_NOTE="machine quiet at start (waited ${waited} s)"
-if busy; then
-    QUIET_NOTE="NOT quiet: bench/recording.sh or rustc still running after ${QUIET_WAIT} s; numbers are noisy"
-    log "warning: $QUIET_NOTE"
-fi
+wait_for_quiet 15 bench/recording.sh
 UPTIME_START=$(uptime | sed "s/^ *//")
 
 # --- process bookkeeping: the daemon started here is stopped on exit.
@@ -84,12 +74,6 @@ PID=
 cleanup() { [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-running() {
-    local st
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && ${st:0:1} != Z ]]
-}
 
 stop_daemon() {
     local deadline=$((SECONDS + 20))

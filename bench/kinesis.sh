@@ -39,8 +39,8 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 RUNS=$RESULTS/kinesis-$STAMP
 REPORT=$RESULTS/kinesis-$STAMP.md
 
-log() { echo "[bench] $*" >&2; }
-die() { log "error: $*"; exit 2; }
+# shellcheck source=bench/lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 
 [[ -x $PY ]] || die "$PY missing: run scripts/bootstrap"
 [[ -f $KINESALITE/package.json ]] || die "$KINESALITE missing: run scripts/bootstrap"
@@ -62,12 +62,7 @@ if [[ " $TARGETS " == *" vidgest "* ]]; then
     VIDGEST=$WORK/bin/vidgest
 fi
 
-waited=0
-while pgrep -x rustc >/dev/null && ((waited < QUIET_WAIT)); do
-    ((waited == 0)) && log "rustc is running; waiting up to ${QUIET_WAIT}s for it to finish"
-    sleep 5; waited=$((waited + 5))
-done
-pgrep -x rustc >/dev/null && log "warning: rustc still running; numbers will be noisy"
+wait_for_quiet 5
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

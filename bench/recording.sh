@@ -45,8 +45,8 @@ RAW=$RESULTS/recording-$STAMP.csv
 REPORT=$RESULTS/recording-$STAMP.md
 THREADS=$RESULTS/recording-$STAMP-threads.txt
 
-log() { echo "[bench] $*" >&2; }
-die() { log "error: $*"; exit 2; }
+# shellcheck source=bench/lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 
 for tool in ffmpeg ffprobe gst-launch-1.0 python3 ss; do
     command -v "$tool" >/dev/null || die "$tool not found (run scripts/bootstrap)"
@@ -92,12 +92,7 @@ SRC_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "
 [[ $SRC_BPS =~ ^[0-9]+$ ]] || die "cannot read the bitrate of $SRC"
 
 # --- wait for a quieter machine (other builds make the numbers noisy, not wrong).
-waited=0
-while pgrep -x rustc >/dev/null && ((waited < QUIET_WAIT)); do
-    ((waited == 0)) && log "rustc is running; waiting up to ${QUIET_WAIT}s for it to finish"
-    sleep 10; waited=$((waited + 10))
-done
-pgrep -x rustc >/dev/null && log "warning: rustc still running; numbers will be noisy"
+wait_for_quiet 10
 
 # --- process bookkeeping: everything started here is stopped on exit.
 STARTED=()
@@ -109,13 +104,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# True while pid exists and is not a zombie (our children stay zombies until waited for).
-running() {
-    local st
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && ${st:0:1} != Z ]]
-}
 
 # Sends SIGTERM to the given pids, SIGKILL after 15 s; sets STOP_RC to the first pid's status.
 stop_pids() {
