@@ -454,44 +454,12 @@ impl SourceConfig {
         if let Some(user) = &self.username {
             return Some((user.clone(), self.password.clone().unwrap_or_default()));
         }
-        let url = self.url.as_deref()?;
-        let rest = url.split_once("://")?.1;
-        let authority = rest.split('/').next()?;
-        let (userinfo, _) = authority.rsplit_once('@')?;
-        let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-        Some((percent_decode(u), percent_decode(p)))
+        crate::probe::url_credentials(self.url.as_deref()?)
     }
     /// The URL without userinfo (what GStreamer gets as `location`).
     pub fn url_without_credentials(&self) -> Option<String> {
-        let url = self.url.as_deref()?;
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Some(url.to_string());
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        Some(format!("{scheme}://{host}{path}"))
+        Some(crate::probe::strip_userinfo(self.url.as_deref()?))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl CameraConfig {

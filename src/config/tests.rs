@@ -185,3 +185,18 @@ name = "metrics"
         "{p:?}"
     );
 }
+
+#[test]
+fn url_credentials_are_percent_decoded() {
+    let text = GOOD.replace(
+        "rtsp://admin:s3cret@127.0.0.1:8554/cam",
+        "rtsp://us%C3%A9r:p%40ss%2Fé@127.0.0.1:8554/cam",
+    );
+    let c = Config::parse(&text).unwrap();
+    let src = &c.camera("front").unwrap().source;
+    assert_eq!(src.credentials(), Some(("usér".into(), "p@ss/é".into())));
+    assert_eq!(
+        src.url_without_credentials().unwrap(),
+        "rtsp://127.0.0.1:8554/cam"
+    );
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use error::ProbeError;
 pub use target::redact_url;
+pub(crate) use target::{strip_userinfo, url_credentials};
 
 /// How to probe. `timeout` applies to each step (connect, OPTIONS, DESCRIBE) separately.
 #[derive(Clone)]

@@ -77,6 +77,19 @@ impl Target {
     }
 }
 
+/// User and password from a URL's userinfo, percent-decoded; None without a user name.
+pub(crate) fn url_credentials(url: &str) -> Option<(String, String)> {
+    let parsed = rtsp_types::Url::parse(url.trim()).ok()?;
+    let user = percent_decode(parsed.username());
+    if user.is_empty() {
+        return None;
+    }
+    Some((
+        user,
+        parsed.password().map(percent_decode).unwrap_or_default(),
+    ))
+}
+
 /// The URL with any userinfo removed (for URLs a camera sends back, e.g. `Content-Base`);
 /// falls back to masking when it does not parse.
 pub(crate) fn strip_userinfo(url: &str) -> String {
