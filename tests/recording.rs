@@ -108,10 +108,12 @@ fn records_rtsp_h264_into_key_frame_aligned_fragments() {
         if k + 1 < frags.len() {
             for p in &own[1..] {
                 if p["flags"].as_str().unwrap().starts_with('K') {
+                    // The fragmenter cuts at elapsed >= 2 s in nanoseconds; a key frame just
+                    // before that may read as 2.000 s once rounded to 90 kHz ticks.
                     let offset = pts(p) - pts(&own[0]);
                     assert!(
-                        offset < 1.99,
-                        "fragment {} has a key frame {offset:.2} s in",
+                        offset < 2.0 + 1.0 / 90_000.0,
+                        "fragment {} has a key frame {offset:.6} s in",
                         f.fragment_number
                     );
                 }
