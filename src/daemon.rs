@@ -8,6 +8,7 @@ use crate::capture::{
 };
 use crate::clock::{system_clock, SharedClock};
 use crate::config::{format_bytes, Config};
+use crate::datadir::DataDirLock;
 use crate::store::{self, Statvfs, Store, StoreOptions, StreamOptions};
 use crate::streams::{StreamStore, StreamsOptions};
 use anyhow::Context;
@@ -24,6 +25,8 @@ fn status_log_interval() -> Duration {
 }
 
 pub struct Daemon {
+    /// Exclusive hold on the data dir, released last (after every store is closed).
+    lock: Option<DataDirLock>,
     detection: Option<(DetectionPool, Vec<std::thread::JoinHandle<()>>)>,
     pub store: Arc<Store>,
     pub streams: Arc<StreamStore>,
@@ -34,7 +37,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn start(config: &Config, clock: SharedClock) -> anyhow::Result<Daemon> {
+    /// Starts every part on a data dir this process holds (`DataDirLock::acquire`).
+    pub fn start(config: &Config, clock: SharedClock, lock: DataDirLock) -> anyhow::Result<Daemon> {
         gstreamer::init().context("cannot initialise GStreamer")?;
         let root = store::video_root(&config.agent.data_dir);
         let store = Store::open(
@@ -85,6 +89,7 @@ impl Daemon {
             shutdown.clone(),
         );
         Ok(Daemon {
+            lock: Some(lock),
             detection,
             store,
             streams,
@@ -110,6 +115,7 @@ impl Daemon {
         if let Some(r) = self.retention.take() {
             let _ = r.join();
         }
+        drop(self.lock.take());
     }
 
     pub fn log_status(&self) {
@@ -123,6 +129,7 @@ impl Daemon {
                 stored = %format_bytes(Counters::get(&c.bytes_stored)),
                 dropped = Counters::get(&c.dropped_queue_full),
                 refused = Counters::get(&c.fragments_refused),
+                resyncs = Counters::get(&c.clock_resyncs),
                 detect_frames = Counters::get(&c.detect_frames),
                 inferences = Counters::get(&c.inferences),
                 still = Counters::get(&c.detect_skipped_still),
@@ -266,6 +273,8 @@ fn spawn_retention(
 /// Runs until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
+    // Before anything touches the data dir: a second daemon there would corrupt both.
+    let lock = DataDirLock::acquire(&config.agent.data_dir)?;
     // Bind first: a taken port is a clear start-up error, not a half-running daemon.
     let listener = std::net::TcpListener::bind(&config.api.listen).with_context(|| {
         format!(
@@ -274,7 +283,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )
     })?;
     listener.set_nonblocking(true)?;
-    let daemon = Daemon::start(&config, system_clock())?;
+    let daemon = Daemon::start(&config, system_clock(), lock)?;
     tracing::info!(
         cameras = daemon.cameras.len(),
         streams = config.streams.len(),

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod datadir;
 pub mod detect;
 pub mod media;
 pub mod playback;

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 /// Producer-time gap between consecutive fragments that counts as a discontinuity.
 const DISCONTINUITY_NS: i64 = 50_000_000;
+/// How far a fragment's producer end may run ahead of the wall clock before the media clock is
+/// mapped to the wall clock anew. Fragments are stored after they end, so a healthy source is
+/// never ahead; a source faster than real time (an unpaced file, a camera replaying a buffer,
+/// a clock running fast) is.
+const AHEAD_LIMIT_NS: i64 = 2_000_000_000;
 
 pub struct Recorder {
     writer: StreamWriter,
@@ -21,6 +26,7 @@ pub struct Recorder {
     fragment_duration: Duration,
     session: Option<Session>,
     last_refusal_log: Option<Instant>,
+    last_resync_log: Option<Instant>,
     linker: Option<DetectionLinker>,
 }
 
@@ -53,6 +59,7 @@ impl Recorder {
             fragment_duration,
             session: None,
             last_refusal_log: None,
+            last_resync_log: None,
             linker: None,
         }
     }
@@ -116,7 +123,7 @@ impl Recorder {
                 self.session = Some(Session {
                     id: session,
                     normalizer: Normalizer::new(),
-                    fragmenter: Fragmenter::new(self.fragment_duration),
+                    fragmenter: Fragmenter::new(self.fragment_duration, &self.status.name),
                     wall_base_ns: 0,
                     media_base_ns: None,
                     first_fragment: true,
@@ -191,10 +198,16 @@ impl Recorder {
         if s.broken {
             return;
         }
+        let duration_ns = ready.duration_ns() as i64;
+        if !self.keep_up_with_wall_clock(&ready, duration_ns) {
+            return;
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
         let media_base = s.media_base_ns.unwrap_or(ready.start_pts_ns());
         let to_wall = |media_ns: u64| s.wall_base_ns + (media_ns as i64 - media_base as i64);
         let producer_ns = to_wall(ready.start_pts_ns());
-        let duration_ns = ready.duration_ns() as i64;
 
         // Decode times on the 90 kHz clock, from absolute wall-mapped times so consecutive
         // fragments line up exactly and rounding never accumulates.
@@ -292,6 +305,178 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// The guard against sources faster than real time: when `ready` would end more than
+    /// `AHEAD_LIMIT_NS` after now, the media clock is re-mapped so that it ends now (never
+    /// before the last stored fragment ends), counted and logged. Returns false when even that
+    /// cannot place it (the source keeps running ahead): the fragment is dropped and counted,
+    /// so a runaway source cannot fill the disk with video from the future.
+    fn keep_up_with_wall_clock(&mut self, ready: &ReadyFragment, duration_ns: i64) -> bool {
+        let Some(s) = self.session.as_mut() else {
+            return false;
+        };
+        let media_base = s.media_base_ns.unwrap_or(ready.start_pts_ns());
+        let start = s.wall_base_ns + (ready.start_pts_ns() as i64 - media_base as i64);
+        let now = self.clock.now_ns();
+        let ahead = start + duration_ns - now;
+        if ahead <= AHEAD_LIMIT_NS {
+            return true;
+        }
+        let earliest = self.writer.last_fragment_end().unwrap_or(i64::MIN);
+        let shift = ahead.min(start - earliest).max(0);
+        s.wall_base_ns -= shift;
+        s.discontinuity_next = true;
+        let c = &self.status.counters;
+        Counters::inc(&c.clock_resyncs);
+        let still_ahead = ahead - shift;
+        let keep = still_ahead <= AHEAD_LIMIT_NS;
+        if !keep {
+            Counters::inc(&c.fragments_dropped_ahead);
+        }
+        if self
+            .last_resync_log
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+        {
+            self.last_resync_log = Some(Instant::now());
+            tracing::warn!(
+                camera = %self.status.name,
+                ahead_s = format!("{:.1}", ahead as f64 / 1e9),
+                resyncs = Counters::get(&c.clock_resyncs),
+                dropped = Counters::get(&c.fragments_dropped_ahead),
+                "media time runs ahead of the wall clock (source faster than real time?): \
+                 timestamps resynced{}",
+                if keep { "" } else { "; fragments from the future are dropped" }
+            );
+        }
+        keep
+    }
+}
+
 fn ns_to_ticks(ns: i64) -> u64 {
     (ns.max(0) as u128 * TIMESCALE as u128 / 1_000_000_000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::RawAu;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::{FsyncPolicy, OnFull};
+    use crate::media::{Codec, CodecConfig};
+    use crate::store::{Statvfs, Store, StoreOptions, StoreReader, StreamOptions};
+
+    const START: i64 = 1_764_000_000_000_000_000;
+
+    fn codec() -> Arc<CodecConfig> {
+        // A real avcC from x264 (64x64, High profile).
+        let hex = "01640014ffe1001b67640014acd94426c05a8303035280000003008000001e478a14cb01000568ebecb22c";
+        let record = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        Arc::new(CodecConfig {
+            codec: Codec::H264,
+            width: 64,
+            height: 64,
+            record,
+        })
+    }
+
+    fn au(n: u64, cfg: &Arc<CodecConfig>) -> CaptureEvent {
+        CaptureEvent::Au {
+            session: 1,
+            au: RawAu {
+                data: vec![0, 0, 0, 2, 0x65, n as u8],
+                pts_ns: Some(n * 100_000_000),
+                dts_ns: None,
+                duration_ns: None,
+                is_key: n.is_multiple_of(10),
+                config: cfg.clone(),
+                after_gap: false,
+            },
+        }
+    }
+
+    /// 10 fps, a key frame every second, 1 s fragments; the clock moves `wall_per_frame_ms`
+    /// per frame.
+    fn record(
+        frames: std::ops::Range<u64>,
+        wall_per_frame_ms: u64,
+    ) -> (Arc<CameraStatus>, Vec<crate::store::FragmentMeta>, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let store = Store::open(
+            &dir.path().join("video"),
+            StoreOptions {
+                fsync: FsyncPolicy::Never,
+                max_bytes: None,
+                min_free: 0,
+                on_full: OnFull::DeleteOldest,
+                segment_duration: Duration::from_secs(600),
+            },
+            clock.clone(),
+            Arc::new(Statvfs),
+        )
+        .unwrap();
+        let writer = store
+            .open_stream(
+                "cam",
+                StreamOptions {
+                    retention: Duration::from_secs(3600),
+                    max_bytes: None,
+                    segment_size: 1 << 20,
+                },
+            )
+            .unwrap();
+        let status = Arc::new(CameraStatus::new("cam"));
+        let mut rec = Recorder::new(
+            writer,
+            status.clone(),
+            clock.clone(),
+            Duration::from_secs(1),
+        );
+        let cfg = codec();
+        rec.handle(CaptureEvent::SessionStart { session: 1 });
+        for n in frames {
+            rec.handle(au(n, &cfg));
+            clock.advance(Duration::from_millis(wall_per_frame_ms));
+        }
+        drop(rec);
+        let frags = StoreReader::open(&dir.path().join("video"))
+            .unwrap()
+            .fragments("cam", None, None, 10_000)
+            .unwrap();
+        (status, frags, clock.now_ns())
+    }
+
+    #[test]
+    fn real_time_source_is_never_resynced() {
+        let (status, frags, _) = record(0..300, 100);
+        assert_eq!(Counters::get(&status.counters.clock_resyncs), 0);
+        assert_eq!(frags.len(), 29);
+        assert!(frags.iter().skip(1).all(|f| !f.discontinuity));
+    }
+
+    #[test]
+    fn source_faster_than_real_time_is_resynced_and_bounded() {
+        // Media runs 10x faster than the wall clock: 30 s of media in 3 s.
+        let (status, frags, now) = record(0..300, 10);
+        let c = &status.counters;
+        assert!(Counters::get(&c.clock_resyncs) > 0);
+        assert!(Counters::get(&c.fragments_dropped_ahead) > 0);
+        for f in &frags {
+            assert!(
+                f.producer_ns + f.duration_ns <= f.server_ns + AHEAD_LIMIT_NS,
+                "fragment {} ends {} ms after it was stored",
+                f.fragment_number,
+                (f.producer_ns + f.duration_ns - f.server_ns) / 1_000_000
+            );
+        }
+        // Stored fragments never overlap, and the video stored cannot exceed the wall time.
+        for w in frags.windows(2) {
+            assert!(w[1].producer_ns >= w[0].producer_ns + w[0].duration_ns);
+        }
+        let stored: i64 = frags.iter().map(|f| f.duration_ns).sum();
+        assert!(stored <= now - START + AHEAD_LIMIT_NS, "{stored} ns stored");
+    }
 }

@@ -28,6 +28,10 @@ pub struct Counters {
     pub fragments_refused: AtomicU64,
     pub bytes_stored: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Times the media clock ran ahead of the wall clock and was re-mapped to it.
+    pub clock_resyncs: AtomicU64,
+    /// Fragments dropped because their media time stayed ahead of the wall clock.
+    pub fragments_dropped_ahead: AtomicU64,
     /// Decoded frames handed to the detector.
     pub detect_frames: AtomicU64,
     /// Frames replaced by a newer one before a worker got to them (detector busy).

@@ -193,6 +193,8 @@ fn run_session(
     };
     let last_media = Arc::new(AtomicU64::new(0));
     let generation = Arc::new(AtomicU64::new(0));
+    // Running time where the last recorded access unit ends (a looping file restarts there).
+    let media_end = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     if let (Some(sink), Some(tx)) = (&built.appsink, tx) {
         install_sink(
@@ -201,6 +203,7 @@ fn run_session(
             status.clone(),
             session,
             last_media.clone(),
+            media_end.clone(),
             started,
         );
     }
@@ -229,6 +232,7 @@ fn run_session(
         &pipeline,
         &last_media,
         &generation,
+        &media_end,
         started,
     );
     let _ = pipeline.set_state(gst::State::Null);
@@ -325,6 +329,7 @@ fn watch(
     pipeline: &gst::Pipeline,
     last_media: &AtomicU64,
     generation: &AtomicU64,
+    media_end: &AtomicU64,
     started: Instant,
 ) -> SessionEnd {
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
@@ -381,10 +386,8 @@ fn watch(
                     if let Some(tx) = tx {
                         let _ = tx.send(CaptureEvent::LoopRestart { session });
                     }
-                    if let Err(e) = pipeline.seek_simple(
-                        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
-                        gst::ClockTime::ZERO,
-                    ) {
+                    let loop_len = Duration::from_nanos(media_end.swap(0, Ordering::SeqCst));
+                    if let Err(e) = restart_file(pipeline, loop_len) {
                         return SessionEnd::Retry(format!("cannot loop the file: {e}"));
                     }
                 } else if cam.source.kind == SourceKind::File {
@@ -396,6 +399,38 @@ fn watch(
             _ => {}
         }
     }
+}
+
+/// Starts a file over from its beginning; `loop_len` is the running time where the last loop's
+/// last access unit ended.
+///
+/// A flushing seek restarts running time at 0, but a PLAYING pipeline only hands its elements a
+/// new base time on a PAUSED -> PLAYING change. Our sinks are `async=false` (clocksync paces
+/// before them), so no sink loses state on the flush and the old base time stays: every buffer
+/// of the next loop then looks late to `clocksync` and the file is read as fast as the disk
+/// allows (the `make demo` runaway). So the pipeline is paused around the seek and given the
+/// base time of the next loop ourselves: the old one plus the loop's length. The schedule stays
+/// absolute (loop N starts exactly N loop lengths after the first), so neither the last frame's
+/// duration nor the time the restart takes accumulates as drift over hours of loops.
+fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), String> {
+    pipeline
+        .set_state(gst::State::Paused)
+        .map_err(|e| format!("cannot pause: {e}"))?;
+    pipeline
+        .seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::ClockTime::ZERO,
+        )
+        .map_err(|e| format!("seek to the start refused: {e}"))?;
+    if let Some(base) = pipeline.base_time().filter(|_| !loop_len.is_zero()) {
+        // No start time: the pipeline keeps the base time we set instead of computing one.
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(base + gst::ClockTime::from_nseconds(loop_len.as_nanos() as u64));
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("cannot resume: {e}"))?;
+    Ok(())
 }
 
 /// GStreamer error texts can carry the RTSP URL; strip userinfo from anything URL-like.
@@ -420,9 +455,11 @@ fn install_sink(
     status: Arc<CameraStatus>,
     session: u64,
     last_media: Arc<AtomicU64>,
+    media_end: Arc<AtomicU64>,
     started: Instant,
 ) {
     let mut cache = None;
+    let mut prev_pts: Option<u64> = None;
     let gap = AtomicBool::new(false);
     let mut last_drop_log: Option<Instant> = None;
     appsink.set_callbacks(
@@ -438,6 +475,15 @@ fn install_sink(
                     Ordering::Relaxed,
                 );
                 Counters::inc(&status.counters.access_units);
+                if let Some(pts) = au.pts_ns {
+                    // Units without a duration last as long as the step from their predecessor.
+                    let step = au
+                        .duration_ns
+                        .or_else(|| prev_pts.map(|p| pts.saturating_sub(p)))
+                        .unwrap_or(0);
+                    prev_pts = Some(pts);
+                    media_end.fetch_max(pts + step, Ordering::Relaxed);
+                }
                 au.after_gap = gap.load(Ordering::Relaxed);
                 match tx.try_send(CaptureEvent::Au { session, au }) {
                     Ok(()) => gap.store(false, Ordering::Relaxed),

@@ -1,8 +1,10 @@
 //! Groups access units into key-frame-aligned fragments of a target duration.
 //!
 //! A fragment is cut only in front of a key frame, once the pending run is at least the target
-//! long, or when the codec configuration changes. GOPs longer than the 10 s hard maximum cannot
-//! be cut without breaking decodability, so they are logged instead.
+//! long (within half a frame interval: a 1 s GOP often measures 0.99999 s on the media clock),
+//! or when the codec configuration changes. GOPs longer than the 10 s hard maximum cannot be cut
+//! without breaking decodability: fragments then follow the GOP and a warning names the measured
+//! GOP and the camera setting to change.
 
 use super::CodecConfig;
 use std::sync::Arc;
@@ -46,17 +48,50 @@ const FALLBACK_FRAME_NS: u64 = 33_333_333;
 
 #[derive(Debug)]
 pub struct Fragmenter {
+    /// Camera name for log lines.
+    camera: String,
     target_ns: u64,
     pending: Vec<AccessUnit>,
-    warned_long_gop: bool,
+    /// Decode-time step between the last two access units (the frame interval).
+    frame_ns: u64,
+    /// Decode time of the last key frame, to measure the GOP.
+    last_key_dts_ns: Option<u64>,
+    /// The longest GOP measured above the fragment maximum (warned once).
+    long_gop_ns: Option<u64>,
 }
 
 impl Fragmenter {
-    pub fn new(target: Duration) -> Self {
+    pub fn new(target: Duration, camera: &str) -> Self {
         Self {
+            camera: camera.to_string(),
             target_ns: target.as_nanos() as u64,
             pending: Vec::new(),
-            warned_long_gop: false,
+            frame_ns: 0,
+            last_key_dts_ns: None,
+            long_gop_ns: None,
+        }
+    }
+
+    /// The camera's GOP when it was measured longer than the 10 s fragment maximum.
+    pub fn long_gop(&self) -> Option<Duration> {
+        self.long_gop_ns.map(Duration::from_nanos)
+    }
+
+    fn note_key_frame(&mut self, dts_ns: u64) {
+        if let Some(prev) = self.last_key_dts_ns.replace(dts_ns) {
+            let gop = dts_ns.saturating_sub(prev);
+            if gop > MAX_FRAGMENT.as_nanos() as u64 && self.long_gop_ns.is_none_or(|g| gop > g) {
+                self.long_gop_ns = Some(gop);
+                tracing::warn!(
+                    camera = %self.camera,
+                    gop_s = format!("{:.1}", gop as f64 / 1e9),
+                    "the camera sends a key frame only every {:.1} s, longer than the 10 s fragment maximum: \
+                     fragments follow the GOP (recording continues, seeking and clips get coarser); \
+                     set the camera's I-frame interval (GOP, \"smart codec\" off) to at most {:.0} s",
+                    gop as f64 / 1e9,
+                    (self.target_ns as f64 / 1e9).max(1.0)
+                );
+            }
         }
     }
 
@@ -65,27 +100,30 @@ impl Fragmenter {
     pub fn push(&mut self, au: AccessUnit) -> Option<ReadyFragment> {
         let Some(first) = self.pending.first() else {
             if au.is_key {
+                self.note_key_frame(au.dts_ns);
                 self.pending.push(au);
             }
             return None;
         };
         let elapsed = au.dts_ns.saturating_sub(first.dts_ns);
-        let config_changed = *au.config != *first.config;
-        if au.is_key && (elapsed >= self.target_ns || config_changed) {
-            let ready = self.take(au.dts_ns);
-            self.pending.push(au);
-            return ready;
+        let last_dts = self.pending.last().map_or(first.dts_ns, |l| l.dts_ns);
+        let step = au.dts_ns.saturating_sub(last_dts);
+        if step > 0 {
+            self.frame_ns = step;
         }
-        if config_changed {
+        let config_changed = *au.config != *first.config;
+        if config_changed && !au.is_key {
             // New parameters without a key frame cannot be decoded with the old init: wait.
             return None;
         }
-        if elapsed > MAX_FRAGMENT.as_nanos() as u64 && !self.warned_long_gop {
-            self.warned_long_gop = true;
-            tracing::warn!(
-                elapsed_ms = elapsed / 1_000_000,
-                "no key frame for more than 10 s: fragments will exceed the 10 s maximum; lower the camera's GOP / I-frame interval"
-            );
+        if au.is_key {
+            self.note_key_frame(au.dts_ns);
+        }
+        // Half a frame of tolerance: a GOP equal to the target must not double the fragment.
+        if au.is_key && (elapsed + self.frame_ns / 2 >= self.target_ns || config_changed) {
+            let ready = self.take(au.dts_ns);
+            self.pending.push(au);
+            return ready;
         }
         self.pending.push(au);
         None
@@ -144,7 +182,7 @@ mod tests {
     #[test]
     fn cuts_at_first_key_frame_after_target() {
         let c = cfg(0);
-        let mut f = Fragmenter::new(Duration::from_secs(2));
+        let mut f = Fragmenter::new(Duration::from_secs(2), "t");
         let mut out = Vec::new();
         // 10 fps, key frame every 1.5 s, for 7 s.
         for i in 0..70u64 {
@@ -163,7 +201,7 @@ mod tests {
     #[test]
     fn drops_leading_non_key_frames() {
         let c = cfg(0);
-        let mut f = Fragmenter::new(Duration::from_secs(1));
+        let mut f = Fragmenter::new(Duration::from_secs(1), "t");
         assert!(f.push(au(0, false, &c)).is_none());
         assert!(f.push(au(100, true, &c)).is_none());
         let r = f.finish().unwrap();
@@ -174,7 +212,7 @@ mod tests {
     #[test]
     fn codec_change_cuts_early_at_the_next_key_frame() {
         let (a, b) = (cfg(0), cfg(1));
-        let mut f = Fragmenter::new(Duration::from_secs(2));
+        let mut f = Fragmenter::new(Duration::from_secs(2), "t");
         assert!(f.push(au(0, true, &a)).is_none());
         assert!(f.push(au(100, false, &a)).is_none());
         // Non-key frame with new parameters is held back (not decodable with the old init).
@@ -184,5 +222,38 @@ mod tests {
         assert_eq!(r.end_dts_ns, 300_000_000);
         assert_eq!(*r.config, *a);
         assert_eq!(*f.finish().unwrap().config, *b);
+    }
+
+    #[test]
+    fn gop_equal_to_target_cuts_every_gop_despite_rounding() {
+        // 30 fps stamped in whole microseconds: a 1 s GOP of 30 frames measures 0.99999 s.
+        let c = cfg(0);
+        let mut f = Fragmenter::new(Duration::from_secs(1), "t");
+        let mut out = Vec::new();
+        for i in 0..300u64 {
+            let ns = i * 33_333_000;
+            let mut a = au(0, i % 30 == 0, &c);
+            a.dts_ns = ns;
+            a.pts_ns = ns;
+            out.extend(f.push(a));
+        }
+        assert_eq!(out.len(), 9, "one fragment per GOP, not per two GOPs");
+        assert!(out.iter().all(|r| r.samples.len() == 30));
+        assert!(f.long_gop().is_none());
+    }
+
+    #[test]
+    fn gop_longer_than_maximum_is_followed_and_measured() {
+        let c = cfg(0);
+        let mut f = Fragmenter::new(Duration::from_secs(2), "t");
+        let mut out = Vec::new();
+        // 10 fps, a key frame every 20 s, for 60 s.
+        for i in 0..600u64 {
+            out.extend(f.push(au(i * 100, i % 200 == 0, &c)));
+        }
+        out.extend(f.finish());
+        let durs: Vec<u64> = out.iter().map(|r| r.duration_ns() / 1_000_000).collect();
+        assert_eq!(durs, vec![20_000, 20_000, 20_000]);
+        assert_eq!(f.long_gop(), Some(Duration::from_secs(20)));
     }
 }

@@ -36,6 +36,11 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("video index {path}: {source}")]
+    Schema {
+        path: PathBuf,
+        source: schema::SchemaError,
+    },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -138,7 +143,7 @@ impl Store {
             path: db_path.clone(),
             source: e,
         };
-        let conn = Connection::open(&db_path).map_err(idx)?;
+        let mut conn = Connection::open(&db_path).map_err(idx)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(idx)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(idx)?;
@@ -147,7 +152,13 @@ impl Store {
             FsyncPolicy::Never => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync).map_err(idx)?;
-        schema::create(&conn).map_err(idx)?;
+        schema::open(&mut conn).map_err(|e| match e {
+            schema::SchemaError::Sql(e) => idx(e),
+            newer => StoreError::Schema {
+                path: db_path.clone(),
+                source: newer,
+            },
+        })?;
         let mut state = State {
             conn,
             streams: HashMap::new(),
