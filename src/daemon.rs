@@ -49,6 +49,7 @@ impl Daemon {
             streams.clone(),
             Auth::new(&config.api.tokens),
             clock.clone(),
+            crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?,
         );
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);

@@ -20,15 +20,23 @@ pub struct ApiState {
     pub auth: Arc<Auth>,
     pub clock: SharedClock,
     pub limits: Arc<kinesis::Limits>,
+    /// Signs shard iterators (one secret per data directory).
+    pub iterator_key: Arc<kinesis::IteratorKey>,
     /// Streams that apply the real service's per-shard throughput limits.
     pub limited_streams: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ApiState {
-    pub fn new(streams: Arc<StreamStore>, auth: Auth, clock: SharedClock) -> Self {
+    pub fn new(
+        streams: Arc<StreamStore>,
+        auth: Auth,
+        clock: SharedClock,
+        iterator_key: kinesis::IteratorKey,
+    ) -> Self {
         Self {
             streams,
             auth: Arc::new(auth),
+            iterator_key: Arc::new(iterator_key),
             limits: Arc::new(kinesis::Limits::new(clock.clone())),
             clock,
             limited_streams: Arc::default(),

@@ -9,7 +9,7 @@ mod ops;
 mod request;
 
 pub use error::KinesisError;
-pub use iterator::{ShardIterator, DEFAULT_TTL_MS};
+pub use iterator::{IteratorKey, IteratorKeyError, ShardIterator, DEFAULT_TTL_MS};
 pub use limits::Limits;
 
 use super::auth::AuthError;

@@ -1,6 +1,6 @@
 //! One function per Kinesis operation.
 
-use super::iterator::{self, ShardIterator};
+use super::iterator::{self, IteratorAge, ShardIterator};
 use super::request::{check_stream_name, record_parts, Request};
 use super::{stream_arn, KinesisError, ACCOUNT};
 use crate::api::ApiState;
@@ -559,7 +559,7 @@ fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
         issued_ms: state.clock.now_ns() / 1_000_000,
         stream_created_ns: info.created_ns,
     };
-    Ok(json!({ "ShardIterator": it.encode() }))
+    Ok(json!({ "ShardIterator": it.encode(&state.iterator_key) }))
 }
 
 async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
@@ -576,15 +576,19 @@ async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
             },
         ));
     }
-    let it = ShardIterator::decode(raw)
-        .ok_or_else(|| KinesisError::invalid_argument("Invalid ShardIterator."))?;
+    let invalid = || KinesisError::invalid_argument("Invalid ShardIterator.");
+    let it = ShardIterator::decode(raw, &state.iterator_key).ok_or_else(invalid)?;
     let now_ms = state.clock.now_ns() / 1_000_000;
     let ttl = iterator::ttl_ms();
-    if now_ms - it.issued_ms > ttl {
-        return Err(KinesisError::expired_iterator(format!(
-            "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
-            it.issued_ms, now_ms
-        )));
+    match it.age(now_ms, ttl) {
+        IteratorAge::Fresh => {}
+        IteratorAge::Invalid => return Err(invalid()),
+        IteratorAge::Expired => {
+            return Err(KinesisError::expired_iterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
+                it.issued_ms, now_ms
+            )))
+        }
     }
     let info = describe(state, &it.stream)?;
     if info.created_ns != it.stream_created_ns {
@@ -623,7 +627,7 @@ async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
     };
     Ok(json!({
         "Records": records,
-        "NextShardIterator": next.encode(),
+        "NextShardIterator": next.encode(&state.iterator_key),
         "MillisBehindLatest": batch.millis_behind_latest,
     }))
 }
