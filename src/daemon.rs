@@ -297,6 +297,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let server = rt.spawn(crate::api::serve(
         tokio::net::TcpListener::from_std(listener).context("cannot use the listener")?,
         daemon.api.clone(),
+        crate::api::HttpOptions::from(&config.api),
         async move {
             let _ = api_stopped.await;
         },
