@@ -53,6 +53,7 @@ impl Daemon {
             streams.clone(),
             Auth::new(&config.api.tokens),
             clock.clone(),
+            crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?,
         );
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
@@ -305,6 +306,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let server = rt.spawn(crate::api::serve(
         tokio::net::TcpListener::from_std(listener).context("cannot use the listener")?,
         daemon.api.clone(),
+        crate::api::HttpOptions::from(&config.api),
         async move {
             let _ = api_stopped.await;
         },

@@ -2,16 +2,21 @@
 //! REST, metrics and UI routes join here in later issues.
 
 mod auth;
+mod body;
 pub mod kinesis;
+mod server;
 
 pub use auth::{Auth, Scope};
+pub use server::{serve_with, Handshake, HttpOptions, Plain};
 
 use crate::clock::SharedClock;
 use crate::streams::StreamStore;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Everything request handlers share.
 #[derive(Clone)]
@@ -20,18 +25,29 @@ pub struct ApiState {
     pub auth: Arc<Auth>,
     pub clock: SharedClock,
     pub limits: Arc<kinesis::Limits>,
+    /// Signs shard iterators (one secret per data directory).
+    pub iterator_key: Arc<kinesis::IteratorKey>,
     /// Streams that apply the real service's per-shard throughput limits.
     pub limited_streams: Arc<Mutex<HashSet<String>>>,
+    /// How long a client may take to send a request body (`serve` sets it from its options).
+    pub body_timeout: Duration,
 }
 
 impl ApiState {
-    pub fn new(streams: Arc<StreamStore>, auth: Auth, clock: SharedClock) -> Self {
+    pub fn new(
+        streams: Arc<StreamStore>,
+        auth: Auth,
+        clock: SharedClock,
+        iterator_key: kinesis::IteratorKey,
+    ) -> Self {
         Self {
             streams,
             auth: Arc::new(auth),
+            iterator_key: Arc::new(iterator_key),
             limits: Arc::new(kinesis::Limits::new(clock.clone())),
             clock,
             limited_streams: Arc::default(),
+            body_timeout: HttpOptions::default().body_timeout,
         }
     }
 
@@ -48,10 +64,16 @@ impl ApiState {
     }
 }
 
+/// Body size limits are per route: the Kinesis route reads its body itself with a limit per
+/// operation (`kinesis::body_limit`); other routes get a small default.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", post(kinesis::handle))
+        .route(
+            "/",
+            post(kinesis::handle).layer(DefaultBodyLimit::disable()),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))
         .layer(axum::middleware::map_response(add_request_id))
         .with_state(state)
 }
@@ -74,13 +96,13 @@ async fn add_request_id(mut response: axum::response::Response) -> axum::respons
     response
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves plain HTTP until `shutdown` resolves (limits and timeouts from `opts`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: ApiState,
+    mut state: ApiState,
+    opts: HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    state.body_timeout = opts.body_timeout;
+    serve_with(listener, Plain, router(state), opts, shutdown).await
 }

@@ -181,6 +181,16 @@ pub struct ApiConfig {
     /// it as their access key id).
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client must send a request's headers within this; it also closes keep-alive
+    /// connections left idle this long.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// A client must send a request's body within this.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
 }
 
 impl Default for ApiConfig {
@@ -188,8 +198,21 @@ impl Default for ApiConfig {
         Self {
             listen: default_listen(),
             tokens: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_body_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 #[derive(Clone, Deserialize)]

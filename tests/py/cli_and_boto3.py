@@ -3,7 +3,7 @@
 of the script itself). Driven by tests/kinesis_api.rs; exits non-zero on the first failed check.
 
     vendor/venv/bin/python tests/py/cli_and_boto3.py --endpoint http://127.0.0.1:PORT \
-        [--configured-stream detections] [--only cli,boto3,errors | --only expired --iterator-ttl-ms N]
+        [--configured-stream detections] [--only cli,boto3,errors,sizes | --only expired --iterator-ttl-ms N]
 
 Expected error codes and HTTP status are those of the real service as kinesalite reproduces them
 (probed with kinesalite 3.3.3; see tests/py/diff_script.py for the side-by-side comparison).
@@ -124,10 +124,13 @@ def part_cli(ep, ck):
 
     aws(ep, "delete-stream", "--stream-name", name)
     deadline = time.time() + 30
-    while name in aws(ep, "list-streams")["StreamNames"]:
-        assert time.time() < deadline, "deleted stream still listed"
+    while name in aws(ep, "list-streams")["StreamNames"] and time.time() < deadline:
         time.sleep(0.1)
-    ck("cli delete-stream", True)
+    listed = aws(ep, "list-streams")["StreamNames"]
+    ck("cli delete-stream: no longer listed", name not in listed, repr(listed))
+    p = aws(ep, "describe-stream-summary", "--stream-name", name, check=False)
+    ck("cli delete-stream: describe-stream-summary -> ResourceNotFoundException",
+       p.returncode != 0 and "ResourceNotFoundException" in p.stderr, p.stderr)
 
 
 def part_boto3(ep, ck, configured):
@@ -159,7 +162,8 @@ def part_boto3(ep, ck, configured):
        repr(full["ResponseMetadata"].get("HTTPHeaders")))
     from botocore.exceptions import ClientError
     try:
-        c.describe_stream(StreamName="no-such-stream")
+        r = c.describe_stream(StreamName="no-such-stream")
+        ck("error responses carry x-amzn-RequestId", False, "describe_stream of an unknown stream succeeded: %r" % r)
     except ClientError as e:
         ck("error responses carry x-amzn-RequestId", bool(e.response["ResponseMetadata"].get("RequestId")),
            repr(e.response["ResponseMetadata"].get("HTTPHeaders")))
@@ -313,6 +317,23 @@ def part_errors(ep, ck, name):
         E("PutRecord of 1 MiB + 1 (partition key + data, Data <= 1 MiB) -> InvalidArgumentException",
           lambda: c.put_record(StreamName=name, PartitionKey="big", Data=b"y" * (1024 * 1024 - 2)),
           "InvalidArgumentException")
+    if not KINESALITE:  # as for PutRecord: a whole-request client error, never a retryable InternalFailure
+        E("PutRecords entry of 1 MiB + 1 (partition key + data, Data <= 1 MiB) -> InvalidArgumentException",
+          lambda: c.put_records(StreamName=name, Records=[{"PartitionKey": "big", "Data": b"y" * (1024 * 1024 - 2)}]),
+          "InvalidArgumentException")
+    for limit in (-5, 0, 10001):
+        E("DescribeStream Limit %d -> ValidationException" % limit,
+          lambda: raw.describe_stream(StreamName=name, Limit=limit), "ValidationException")
+    E("AT_TIMESTAMP an hour in the future -> InvalidArgumentException",
+      lambda: c.get_shard_iterator(StreamName=name, ShardId=SHARD0, ShardIteratorType="AT_TIMESTAMP",
+                                   Timestamp=time.time() + 3600),
+      "InvalidArgumentException",
+      message_contains="The timestampInMillis parameter cannot be greater than the currentTimestampInMillis")
+    for bad in ("NaN", "Infinity", "1764000000"):
+        st, h, body = raw_post(ep, target + "GetShardIterator", json.dumps(
+            {"StreamName": name, "ShardId": SHARD0, "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": bad}))
+        ck("Timestamp %r (a string) -> 400 SerializationException" % bad, st == 400 and isinstance(body, dict)
+           and body.get("__type", "").endswith("SerializationException"), repr((st, body)))
     E("PutRecords with 0 records -> ValidationException",
       lambda: raw.put_records(StreamName=name, Records=[]), "ValidationException")
     E("PutRecords with 501 records -> ValidationException",
@@ -369,6 +390,49 @@ def part_errors(ep, ck, name):
     ck("put after errors", r["ShardId"] == SHARD0)
 
 
+def part_sizes(ep, ck, name):
+    """PutRecords between 2 and 5 MiB (the service's limit is 5 MiB of data + keys, ~7 MB of JSON),
+    and the answers to requests over the limits: the service's JSON errors, never plain text."""
+    c = client(ep, timeout=120)
+    MiB = 1024 * 1024
+    for total_mib, n in ((2, 2), (3, 4), (5, 5)):
+        per = total_mib * MiB // n
+        recs = [{"PartitionKey": "s%d" % i, "Data": bytes([i]) * (per - 2)} for i in range(n)]
+        size = sum(len(r["PartitionKey"]) + len(r["Data"]) for r in recs)
+        r = c.put_records(StreamName=name, Records=recs)
+        ck("PutRecords of %d records, %d bytes (%d MiB) accepted" % (n, size, total_mib),
+           r["FailedRecordCount"] == 0 and len(r["Records"]) == n, repr(r)[:300])
+        if total_mib == 5:
+            # read the 5 MiB batch back, byte for byte
+            back = {}
+            for a in r["Records"]:
+                it = c.get_shard_iterator(StreamName=name, ShardId=a["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                          StartingSequenceNumber=a["SequenceNumber"])["ShardIterator"]
+                g = c.get_records(ShardIterator=it, Limit=1)["Records"]
+                if g:
+                    back[g[0]["PartitionKey"]] = g[0]["Data"]
+            ck("the 5 MiB PutRecords reads back intact",
+               all(back.get(q["PartitionKey"]) == q["Data"] for q in recs), repr(sorted(back)))
+    # just over 5 MiB of data + keys (under the body limit): the service's InvalidArgumentException
+    recs = [{"PartitionKey": "o%d" % i, "Data": b"o" * (MiB - 2)} for i in range(5)] + \
+        [{"PartitionKey": "o5", "Data": b"o"}]
+    ck.error("PutRecords of 5 MiB + 3 bytes -> InvalidArgumentException",
+             lambda: c.put_records(StreamName=name, Records=recs), "InvalidArgumentException")
+    # 6 MiB of data is 8 MiB of base64: over the body limit; boto3 still gets a JSON error (413)
+    recs = [{"PartitionKey": "b%d" % i, "Data": b"b" * (MiB - 2)} for i in range(6)]
+    ck.error("PutRecords body over the 8 MiB limit -> HTTP 413 InvalidArgumentException",
+             lambda: c.put_records(StreamName=name, Records=recs), "InvalidArgumentException", status=413)
+    big = json.dumps({"StreamName": name, "PartitionKey": "a", "Data": "QUFB" * (3 * MiB // 4)})  # 3 MiB
+    st, h, body = raw_post(ep, "Kinesis_20131202.PutRecord", big)
+    ck("PutRecord body over its limit -> 413 with a JSON InvalidArgumentException and x-amzn-ErrorType",
+       st == 413 and isinstance(body, dict) and body.get("__type") == "InvalidArgumentException"
+       and h.get("x-amzn-errortype") == "InvalidArgumentException", repr((st, h, body))[:300])
+    st, h, body = raw_post(ep, "Kinesis_20131202.ListStreams", "{" + " " * (2 * MiB) + "}")
+    ck("ListStreams body over 1 MiB -> 413 JSON error", st == 413 and isinstance(body, dict)
+       and body.get("__type") == "InvalidArgumentException", repr((st, body))[:300])
+    ck("still serving after the oversized requests", name in c.list_streams()["StreamNames"])
+
+
 def part_expired(ep, ck, ttl_ms):
     """Needs a server started with a short iterator lifetime (vidgest: VIDGEST_ITERATOR_TTL_MS)."""
     assert ttl_ms > 0, "--only expired needs --iterator-ttl-ms"
@@ -412,6 +476,8 @@ def main():
         name, _ = part_boto3(a.endpoint, ck, a.configured_stream)
     if "errors" in parts:
         part_errors(a.endpoint, ck, name)
+    if "sizes" in parts:
+        part_sizes(a.endpoint, ck, name)
     if "expired" in parts:
         part_expired(a.endpoint, ck, a.iterator_ttl_ms)
     ck.finish(time.time() - t0)

@@ -179,6 +179,10 @@ def script(rec, preexisting):
     rec.call("GetRecords Limit 0", "get_records", validate=False, ShardIterator="A" * 200, Limit=0)
     rec.call("GetShardIterator AT_SEQUENCE_NUMBER without number", "get_shard_iterator", StreamName=STREAM,
              ShardId=SHARD0, ShardIteratorType="AT_SEQUENCE_NUMBER")
+    rec.call("GetShardIterator AT_TIMESTAMP an hour ahead", "get_shard_iterator", StreamName=STREAM,
+             ShardId=SHARD0, ShardIteratorType="AT_TIMESTAMP", Timestamp=time.time() + 3600)
+    for limit in (-5, 0, 10001):
+        rec.call("DescribeStream Limit %d" % limit, "describe_stream", validate=False, StreamName=STREAM, Limit=limit)
     for typ in ("TRIM_HORIZON", "LATEST"):
         rec.call("GetShardIterator %s with a StartingSequenceNumber" % typ, "get_shard_iterator", StreamName=STREAM,
                  ShardId=SHARD0, ShardIteratorType=typ, StartingSequenceNumber=first_seq)
@@ -186,6 +190,9 @@ def script(rec, preexisting):
     rec.post("raw malformed JSON", tgt + "ListStreams", '{"Limit": ')
     rec.post("raw unknown operation", tgt + "Nope", "{}")
     rec.post("raw bad base64", tgt + "PutRecord", json.dumps({"StreamName": STREAM, "PartitionKey": "a", "Data": "!!!!"}))
+    for bad in ("NaN", "Infinity"):
+        rec.post("raw Timestamp %s" % bad, tgt + "GetShardIterator", json.dumps(
+            {"StreamName": STREAM, "ShardId": SHARD0, "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": bad}))
 
     rec.call("IncreaseStreamRetentionPeriod 48", "increase_stream_retention_period", StreamName=STREAM,
              RetentionPeriodHours=48)

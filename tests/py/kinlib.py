@@ -204,16 +204,21 @@ class Check:
             print("%s: FAIL %s %s" % (self.prefix, name, detail), flush=True)
         return cond
 
-    def error(self, name, fn, code, status=400):
-        """fn() must fail with error `code` and HTTP `status`."""
+    def error(self, name, fn, code, status=400, message_contains=None):
+        """fn() must fail with error `code` and HTTP `status` (and a message containing
+        `message_contains` when given)."""
         from botocore.exceptions import ClientError
 
         try:
             r = fn()
         except ClientError as e:
             got = error_code(e)
-            return self(name, got[0] == code and got[1] == status,
-                        "expected %s/HTTP %d, got %s/HTTP %s: %s" % (code, status, got[0], got[1], got[2]))
+            ok = got[0] == code and got[1] == status
+            if message_contains is not None:
+                ok = ok and message_contains in (got[2] or "")
+            return self(name, ok, "expected %s/HTTP %d%s, got %s/HTTP %s: %s" % (
+                code, status, "" if message_contains is None else " with %r" % message_contains,
+                got[0], got[1], got[2]))
         r.pop("ResponseMetadata", None)
         return self(name, False, "expected %s/HTTP %d, the call succeeded: %s" % (code, status, repr(r)[:300]))
 

@@ -1,6 +1,6 @@
 //! Kinesis error responses: HTTP status, `x-amzn-ErrorType` and `{"__type", "message"}`.
 
-use super::{json_response, ACCOUNT};
+use super::{Protocol, ACCOUNT};
 use crate::streams::StreamError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -74,6 +74,29 @@ impl KinesisError {
             format!("The token is not authorized to perform {op} (needs scope write)."),
         )
     }
+    /// A body over the operation's limit: the service's error shape, HTTP 413.
+    pub fn body_too_large(op: &str, limit: usize) -> Self {
+        let what = match op {
+            "PutRecords" => " (at most 500 records and 5 MiB of data and partition keys)",
+            "PutRecord" => " (a record holds at most 1 MiB of data and partition key)",
+            _ => "",
+        };
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..Self::invalid_argument(format!(
+                "The request body exceeds the {limit}-byte limit of {op}{what}."
+            ))
+        }
+    }
+    pub fn body_timeout(t: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..Self::new(
+                "RequestTimeoutException",
+                format!("The request body was not received within {t:?}."),
+            )
+        }
+    }
     pub fn internal(msg: impl Into<String>) -> Self {
         Self {
             kind: "InternalFailure",
@@ -93,9 +116,11 @@ impl KinesisError {
     }
 }
 
-impl IntoResponse for KinesisError {
-    fn into_response(self) -> Response {
-        let mut r = json_response(
+impl KinesisError {
+    /// The error in the request's wire format: `{"__type", "message"}` (JSON or CBOR) and the
+    /// `x-amzn-ErrorType` header.
+    pub fn respond(self, proto: Protocol) -> Response {
+        let mut r = proto.respond(
             self.status,
             &serde_json::json!({ "__type": self.kind, "message": self.message }),
         );
@@ -103,5 +128,11 @@ impl IntoResponse for KinesisError {
             r.headers_mut().insert("x-amzn-ErrorType", v);
         }
         r
+    }
+}
+
+impl IntoResponse for KinesisError {
+    fn into_response(self) -> Response {
+        self.respond(Protocol::Json)
     }
 }

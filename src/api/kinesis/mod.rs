@@ -2,6 +2,7 @@
 //! names, base64 data, epoch-second timestamps, error `__type` names and statuses as the real
 //! service, so aws-cli, boto3 and the AWS SDKs work with `--endpoint-url`.
 
+mod cbor;
 mod error;
 mod iterator;
 mod limits;
@@ -9,12 +10,13 @@ mod ops;
 mod request;
 
 pub use error::KinesisError;
-pub use iterator::{ShardIterator, DEFAULT_TTL_MS};
+pub use iterator::{IteratorKey, IteratorKeyError, ShardIterator, DEFAULT_TTL_MS};
 pub use limits::Limits;
 
 use super::auth::AuthError;
+use super::body::{read_limited, BodyError};
 use super::{ApiState, Scope};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,17 +24,67 @@ use serde_json::Value;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub use cbor::CONTENT_TYPE as CBOR_CONTENT_TYPE;
 /// The account id in ARNs and messages (there is no account here).
 pub const ACCOUNT: &str = "000000000000";
 pub const REGION: &str = "us-east-1";
 
-pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Request body limits per operation. The service limits decoded data (PutRecords: 5 MiB of data
+/// and partition keys; a record: 1 MiB); base64 in JSON adds a third, plus field names.
+pub const PUT_RECORDS_BODY_LIMIT: usize = 8 * 1024 * 1024;
+pub const PUT_RECORD_BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub const OTHER_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn body_limit(op: &str) -> usize {
+    match op {
+        "PutRecords" => PUT_RECORDS_BODY_LIMIT,
+        "PutRecord" => PUT_RECORD_BODY_LIMIT,
+        _ => OTHER_BODY_LIMIT,
+    }
+}
+
+/// The wire format of a request, and so of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Json,
+    Cbor,
+}
+
+impl Protocol {
+    fn of(headers: &HeaderMap) -> Self {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if mime.eq_ignore_ascii_case(CBOR_CONTENT_TYPE) {
+            Protocol::Cbor
+        } else {
+            Protocol::Json
+        }
+    }
+
+    pub(crate) fn respond(self, status: StatusCode, body: &Value) -> Response {
+        match self {
+            Protocol::Json => json_response(status, body),
+            Protocol::Cbor => (
+                status,
+                [(header::CONTENT_TYPE, CBOR_CONTENT_TYPE)],
+                cbor::encode(body),
+            )
+                .into_response(),
+        }
+    }
+}
+
+pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let proto = Protocol::of(&headers);
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some(op) = target.strip_prefix(TARGET_PREFIX) else {
-        return KinesisError::unknown_operation().into_response();
+        return KinesisError::unknown_operation().respond(proto);
     };
     let op = op.to_string();
     let scope = if ops::is_read_only(&op) {
@@ -40,12 +92,24 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
     } else {
         Scope::Write
     };
+    // Auth before the body is read: an unauthenticated client cannot make us buffer megabytes.
     match state.auth.check(&headers, scope) {
         Ok(()) => {}
-        Err(AuthError::Unrecognized) => return KinesisError::unrecognized_client().into_response(),
-        Err(AuthError::Denied) => return KinesisError::access_denied(&op).into_response(),
+        Err(AuthError::Unrecognized) => return KinesisError::unrecognized_client().respond(proto),
+        Err(AuthError::Denied) => return KinesisError::access_denied(&op).respond(proto),
     }
-    if op == "PutRecords" {
+    let body = match read_limited(&headers, body, body_limit(&op), state.body_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { limit }) => {
+            return KinesisError::body_too_large(&op, limit).respond(proto)
+        }
+        Err(BodyError::Timeout(t)) => return KinesisError::body_timeout(t).respond(proto),
+        Err(e @ BodyError::Read(_)) => {
+            tracing::debug!(operation = %op, "kinesis API: {e}");
+            return KinesisError::serialization(e.to_string()).respond(proto);
+        }
+    };
+    if op == "PutRecords" && proto == Protocol::Json {
         if let Some((stream, records)) = ops::fast_parse_put_records(&body) {
             return match ops::write_records(&state, stream, records).await {
                 Ok(out) => {
@@ -57,31 +121,35 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Byt
                     )
                         .into_response()
                 }
-                Err(e) => e.into_response(),
+                Err(e) => e.respond(proto),
             };
         }
     }
     let request: Value = if body.is_empty() {
         Value::Object(Default::default())
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) | Err(_) => {
-                return KinesisError::serialization(
+        let parsed = match proto {
+            Protocol::Json => match serde_json::from_slice(&body) {
+                Ok(v @ Value::Object(_)) => Ok(v),
+                Ok(_) | Err(_) => Err(KinesisError::serialization(
                     "Start of structure or map found where not expected.",
-                )
-                .into_response()
-            }
+                )),
+            },
+            Protocol::Cbor => cbor::decode(&body),
+        };
+        match parsed {
+            Ok(v) => v,
+            Err(e) => return e.respond(proto),
         }
     };
     let result = ops::dispatch(&state, &op, request).await;
     match result {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(body) => proto.respond(StatusCode::OK, &body),
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::error!(operation = %op, "kinesis API: {}", e.message);
             }
-            e.into_response()
+            e.respond(proto)
         }
     }
 }

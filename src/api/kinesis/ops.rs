@@ -1,10 +1,12 @@
 //! One function per Kinesis operation.
 
-use super::iterator::{self, ShardIterator};
+use super::iterator::{self, IteratorAge, ShardIterator};
 use super::request::{check_stream_name, record_parts, Request};
 use super::{stream_arn, KinesisError, ACCOUNT};
 use crate::api::ApiState;
-use crate::streams::{PutRecord, ShardInfo, StartPosition, StreamInfo, StreamStore};
+use crate::streams::{
+    PutRecord, ShardInfo, StartPosition, StreamInfo, StreamStore, MAX_RECORD_BYTES,
+};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,6 +45,22 @@ pub async fn dispatch(state: &ApiState, op: &str, body: Value) -> OpResult {
         "DecreaseStreamRetentionPeriod" => change_retention(state, req, false),
         _ => Err(KinesisError::unknown_operation()),
     }
+}
+
+/// `min <= value <= max`, or the service's ValidationException for the bound that is broken.
+fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), KinesisError> {
+    let constraint = if value < min {
+        format!("Member must have value greater than or equal to {min}")
+    } else if value > max {
+        format!("Member must have value less than or equal to {max}")
+    } else {
+        return Ok(());
+    };
+    Err(KinesisError::validation(
+        field,
+        &format!("'{value}'"),
+        &constraint,
+    ))
 }
 
 /// Runs blocking store work (fsync, file reads) off the async workers.
@@ -165,7 +183,9 @@ fn list_streams(state: &ApiState, req: Request<'_>) -> OpResult {
 fn describe_stream(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let d = describe(state, &name)?;
-    let limit = req.opt_i64("Limit")?.unwrap_or(100).clamp(1, 10000) as usize;
+    let limit = req.opt_i64("Limit")?.unwrap_or(100);
+    check_range("limit", limit, 1, 10000)?;
+    let limit = limit as usize;
     let after = req
         .opt_str("ExclusiveStartShardId")?
         .map(normalize_shard_id);
@@ -421,6 +441,19 @@ pub async fn write_records(
     name: String,
     parsed: Vec<PutRecord>,
 ) -> Result<PutRecordsOut, KinesisError> {
+    // Data alone is checked while parsing (ValidationException); key + data here, for the whole
+    // request like PutRecord, rather than as a retryable per-record InternalFailure.
+    if let Some((i, size)) = parsed
+        .iter()
+        .map(|r| r.partition_key.len() + r.data.len())
+        .enumerate()
+        .find(|(_, size)| *size > MAX_RECORD_BYTES)
+    {
+        return Err(KinesisError::invalid_argument(format!(
+            "Record size exceeds the maximum allowed size of 1 MiB: partition key + data of records.{} are {size} bytes.",
+            i + 1
+        )));
+    }
     let total: usize = parsed
         .iter()
         .map(|r| r.partition_key.len() + r.data.len())
@@ -527,11 +560,20 @@ fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
             }
         }
         "AT_TIMESTAMP" => {
-            let ts = req.opt_f64("Timestamp")?.ok_or_else(|| {
+            let ts = req.opt_timestamp("Timestamp")?.ok_or_else(|| {
                 KinesisError::invalid_argument(
                     "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
                 )
             })?;
+            let now_ms = state.clock.now_ns() / 1_000_000;
+            let ts_ms = ts * 1000.0;
+            if ts_ms > now_ms as f64 {
+                return Err(KinesisError::invalid_argument(format!(
+                    "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {}, currentTimestampInMillis: {now_ms}",
+                    ts_ms as i64
+                )));
+            }
+            // (saturating cast: a timestamp long before 1970 reads from the trim horizon)
             StartPosition::AtTimestamp((ts * 1e9) as i64)
         }
         other => {
@@ -559,32 +601,26 @@ fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
         issued_ms: state.clock.now_ns() / 1_000_000,
         stream_created_ns: info.created_ns,
     };
-    Ok(json!({ "ShardIterator": it.encode() }))
+    Ok(json!({ "ShardIterator": it.encode(&state.iterator_key) }))
 }
 
 async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
     let raw = req.str("ShardIterator")?;
     let limit = req.opt_i64("Limit")?.unwrap_or(10000);
-    if !(1..=10000).contains(&limit) {
-        return Err(KinesisError::validation(
-            "limit",
-            &limit.to_string(),
-            if limit < 1 {
-                "Member must have value greater than or equal to 1"
-            } else {
-                "Member must have value less than or equal to 10000"
-            },
-        ));
-    }
-    let it = ShardIterator::decode(raw)
-        .ok_or_else(|| KinesisError::invalid_argument("Invalid ShardIterator."))?;
+    check_range("limit", limit, 1, 10000)?;
+    let invalid = || KinesisError::invalid_argument("Invalid ShardIterator.");
+    let it = ShardIterator::decode(raw, &state.iterator_key).ok_or_else(invalid)?;
     let now_ms = state.clock.now_ns() / 1_000_000;
     let ttl = iterator::ttl_ms();
-    if now_ms - it.issued_ms > ttl {
-        return Err(KinesisError::expired_iterator(format!(
-            "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
-            it.issued_ms, now_ms
-        )));
+    match it.age(now_ms, ttl) {
+        IteratorAge::Fresh => {}
+        IteratorAge::Invalid => return Err(invalid()),
+        IteratorAge::Expired => {
+            return Err(KinesisError::expired_iterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
+                it.issued_ms, now_ms
+            )))
+        }
     }
     let info = describe(state, &it.stream)?;
     if info.created_ns != it.stream_created_ns {
@@ -623,7 +659,7 @@ async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
     };
     Ok(json!({
         "Records": records,
-        "NextShardIterator": next.encode(),
+        "NextShardIterator": next.encode(&state.iterator_key),
         "MillisBehindLatest": batch.millis_behind_latest,
     }))
 }

@@ -51,13 +51,23 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub fn opt_f64(&self, field: &str) -> Result<Option<f64>, KinesisError> {
+    /// A timestamp: a number of epoch seconds, never NaN or infinite. Strings are refused as the
+    /// service refuses them (no "NaN", "Infinity" or "1764000000" in quotes).
+    pub fn opt_timestamp(&self, field: &str) -> Result<Option<f64>, KinesisError> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(Value::String(s)) => s.parse::<f64>().map(Some).map_err(|_| {
-                KinesisError::serialization(format!("Invalid timestamp for field {field}"))
-            }),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|s| s.is_finite())
+                .map(Some)
+                .ok_or_else(|| {
+                    KinesisError::serialization(format!(
+                        "Invalid number for field {field}: can not be converted to milliseconds since epoch"
+                    ))
+                }),
+            Some(Value::String(_)) => Err(KinesisError::serialization(
+                "class java.lang.String can not be converted to milliseconds since epoch",
+            )),
             Some(_) => Err(KinesisError::serialization(format!(
                 "Unexpected value type for field {field}"
             ))),
@@ -126,9 +136,10 @@ pub fn record_parts(
         .decode(data_b64)
         .map_err(|_| KinesisError::serialization("Base64 encoded data is invalid"))?;
     if data.len() > 1024 * 1024 {
+        let n = data.len();
         return Err(KinesisError::validation(
             &format!("{prefix}data"),
-            "'java.nio.HeapByteBuffer'",
+            &format!("'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]'"),
             "Member must have length less than or equal to 1048576",
         ));
     }
