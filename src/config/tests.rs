@@ -200,3 +200,98 @@ fn url_credentials_are_percent_decoded() {
         "rtsp://127.0.0.1:8554/cam"
     );
 }
+
+/// The problems for `text` plus the Debug of nothing else: every rendering a user may see.
+fn all_output(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(c) => format!("{c:?}"),
+        Err(e) => format!("{e}\n{e:?}"),
+    }
+}
+
+#[test]
+fn secrets_are_not_echoed_by_type_or_syntax_errors() {
+    let base = "[agent]\ndata_dir = \"/d\"\n";
+    let cam = "[[camera]]\nname = \"a\"\n[camera.source]\nkind = \"rtsp\"\n";
+    for (text, secret, path) in [
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = 987654321\n"),
+            "987654321",
+            "camera[0].source.password",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = 13579246\n"),
+            "13579246",
+            "camera[0].source.username",
+        ),
+        (
+            format!("{base}{cam}url = 24680135\n"),
+            "24680135",
+            "camera[0].source.url",
+        ),
+        (
+            format!("{base}[[api.token]]\ntoken = 11223344556677889\n"),
+            "11223344556677889",
+            "api.token[0].token",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = 1979-05-27\n"),
+            "1979",
+            "camera[0].source.password",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = hunter2\n"),
+            "hunter2",
+            "",
+        ),
+    ] {
+        let out = all_output(&text);
+        assert!(out.contains(path), "{out}");
+        assert!(!out.contains(secret), "secret echoed: {out}");
+    }
+}
+
+#[test]
+fn urls_with_unencoded_reserved_characters_are_refused_without_echo() {
+    for (url, secret) in [
+        ("rtsp://admin:s3cr3t/x@10.0.0.1/live", "s3cr3t"),
+        ("rtsp://admin:pa@ss#wXrd@10.0.0.1/live", "wXrd"),
+        ("rtsp://admin:pa?ssw@10.0.0.1/live", "ssw@"),
+        ("rtsp://admin:p%zzword@10.0.0.1/live", "zzword"),
+        ("rtsp://admin:pZss wXrd@10.0.0.1/live", "pZss"),
+    ] {
+        let text = GOOD.replace("rtsp://admin:s3cret@127.0.0.1:8554/cam", url);
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("camera[0].source.url: the user name or password holds characters"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains(secret), "{p:?}");
+        assert!(!p[0].contains("admin"), "{p:?}");
+        // The same for a detection sub-stream.
+        let text = format!("{GOOD}[camera.detect]\nsource = \"{url}\"\n");
+        let p = problems(&text);
+        assert!(
+            p[0].starts_with("camera[1].detect.source: the user name or password"),
+            "{p:?}"
+        );
+        let out = all_output(&text);
+        assert!(!out.contains(secret), "{out}");
+    }
+}
+
+#[test]
+fn detect_source_is_redacted_in_debug_output() {
+    let text =
+        format!("{GOOD}[camera.detect]\nsource = \"rtsp://viewer:Sub%2Fs3cret@10.0.0.3/sub\"\n");
+    let c = Config::parse(&text).unwrap();
+    let d = c.cameras[1].detect.as_ref().unwrap();
+    assert_eq!(
+        d.source.as_ref().unwrap().credentials(),
+        Some(("viewer".into(), "Sub/s3cret".into()))
+    );
+    let dbg = format!("{c:?}");
+    assert!(dbg.contains("rtsp://***:***@10.0.0.3/sub"), "{dbg}");
+    assert!(!dbg.contains("s3cret") && !dbg.contains("viewer"), "{dbg}");
+}

@@ -245,8 +245,8 @@ fn validate_detect(
         add(at("heartbeat"), "must be at least 1s".into());
     }
     if let Some(url) = &d.source {
-        if let Err(msg) = check_rtsp_url(url) {
-            add(at("source"), msg);
+        if let Err(e) = url.validate() {
+            add(at("source"), e.to_string());
         }
     }
     let point_ok = |p: &[f32; 2]| (0.0..=1.0).contains(&p[0]) && (0.0..=1.0).contains(&p[1]);
@@ -302,11 +302,11 @@ fn validate_source(
     not_for("bitrate", !(test || v4l2) && s.bitrate.is_some());
 
     match s.kind {
-        SourceKind::Rtsp => match s.url.as_deref() {
+        SourceKind::Rtsp => match &s.url {
             None => add(at("url"), "required for kind = \"rtsp\"".into()),
             Some(url) => {
-                if let Err(msg) = check_rtsp_url(url) {
-                    add(at("url"), msg);
+                if let Err(e) = url.validate() {
+                    add(at("url"), e.to_string());
                 }
             }
         },
@@ -341,34 +341,6 @@ fn validate_source(
             }
         }
     }
-}
-
-/// Checks shape only; never echoes credentials back.
-fn check_rtsp_url(url: &str) -> Result<(), String> {
-    let shown = crate::probe::redact_url(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // Without a scheme the userinfo cannot be told apart reliably: echo nothing.
-        return Err("missing scheme: write rtsp://host[:port]/path".into());
-    };
-    if !matches!(
-        scheme.to_ascii_lowercase().as_str(),
-        "rtsp" | "rtsps" | "rtspt"
-    ) {
-        return Err(format!(
-            "unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"
-        ));
-    }
-    let authority = rest.split('/').next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return Err(format!("missing host in `{shown}`"));
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':') {
-        if !host_port.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("invalid port `{port}` in `{shown}`"));
-        }
-    }
-    Ok(())
 }
 
 fn is_name(s: &str) -> bool {

@@ -16,9 +16,8 @@ mod target;
 
 use std::time::Duration;
 
+pub use crate::config::redact_url;
 pub use error::ProbeError;
-pub use target::redact_url;
-pub(crate) use target::{strip_userinfo, url_credentials};
 
 /// How to probe. `timeout` applies to each step (connect, OPTIONS, DESCRIBE) separately.
 #[derive(Clone)]

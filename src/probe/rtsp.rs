@@ -10,8 +10,9 @@ use tokio::time::{timeout_at, Instant};
 
 use super::auth::{parse_challenges, Authenticator};
 use super::error::printable;
-use super::target::{strip_userinfo, Target};
+use super::target::Target;
 use super::ProbeError;
+use crate::config::rtsp_url::strip_userinfo;
 
 /// Larger than any sane SDP; a peer streaming endless bytes must not grow memory forever.
 const MAX_RESPONSE: usize = 256 * 1024;
