@@ -1,12 +1,14 @@
 //! The TOML configuration: schema (serde, unknown keys rejected), defaults, and validation that
 //! names the TOML path of every problem (`camera[1].source.url: missing scheme`).
 
+mod listen;
 pub(crate) mod rtsp_url;
 mod units;
 mod validate;
 
+pub use listen::{bind_api_listener, ListenError};
 pub use rtsp_url::{redact_url, RtspUrl, RtspUrlError};
-pub use units::{format_bytes, ByteSize, HumanDuration};
+pub use units::{format_bytes, ByteSize, DurationError, HumanDuration, SizeError, MAX_DURATION};
 pub use validate::{ConfigError, ConfigProblem};
 
 use serde::Deserialize;

@@ -295,3 +295,43 @@ fn detect_source_is_redacted_in_debug_output() {
     assert!(dbg.contains("rtsp://***:***@10.0.0.3/sub"), "{dbg}");
     assert!(!dbg.contains("s3cret") && !dbg.contains("viewer"), "{dbg}");
 }
+
+/// Config validation and the stream store (what `run` calls) agree on stream names.
+#[test]
+fn stream_names_match_the_stream_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::streams::StreamStore::open(
+        dir.path(),
+        crate::streams::StreamsOptions::default(),
+        crate::clock::system_clock(),
+    )
+    .unwrap();
+    let long_ok = "s".repeat(128);
+    let too_long = "s".repeat(129);
+    for name in [
+        "detections",
+        "a.b-c_d",
+        ".hidden",
+        "..",
+        ".",
+        "a/b",
+        "",
+        "ü",
+        long_ok.as_str(),
+        too_long.as_str(),
+    ] {
+        let text = format!("[agent]\ndata_dir = \"/d\"\n[[stream]]\nname = \"{name}\"\n");
+        let config_ok = Config::parse(&text).is_ok();
+        let store_ok = store.create_stream(name, 1, 24).is_ok();
+        assert_eq!(config_ok, store_ok, "stream name {name:?}");
+        // The same rule for a detection records stream.
+        let text = format!(
+            "[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"c\"\n[camera.source]\nkind = \"test\"\n[camera.detect]\nstream = \"{name}\"\n"
+        );
+        assert_eq!(
+            Config::parse(&text).is_ok(),
+            store_ok,
+            "detect stream {name:?}"
+        );
+    }
+}
