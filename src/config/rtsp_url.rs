@@ -21,7 +21,7 @@ pub enum RtspUrlError {
     #[error(
         "the user name or password holds characters that must be percent-encoded (any of / ? # @ [ ] % space, \
          e.g. / as %2F, @ as %40, % as %25; an @ in the path is written %40 too), \
-         or put them in source.username and source.password"
+         or give them separately (source.username and source.password; --username and --password for probe)"
     )]
     UnencodedUserinfo,
     #[error("missing host in `{0}`")]
