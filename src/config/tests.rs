@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashSet;
 
 const GOOD: &str = r#"
 [agent]
@@ -333,5 +334,109 @@ fn stream_names_match_the_stream_store() {
             store_ok,
             "detect stream {name:?}"
         );
+    }
+}
+
+const EXAMPLE: &str = include_str!("../../configs/example.toml");
+
+/// configs/example.toml with its commented-out settings (`#key = ...`, `#[table]`; prose
+/// comments are `# text`) switched on.
+fn example_with_every_setting() -> String {
+    EXAMPLE
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c != ' ' && c != '#') => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_config_parses_as_shipped_and_with_every_setting() {
+    let c = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cameras.len(), 4);
+    assert!(c.cameras[0].detection().is_none());
+    assert!(c.api.tokens.is_empty());
+
+    let full = example_with_every_setting();
+    let c = Config::parse(&full).unwrap_or_else(|e| panic!("{e}\n{full}"));
+    let front = &c.cameras[0];
+    assert!(front.detection().is_some());
+    assert_eq!(front.detect.as_ref().unwrap().zones.len(), 1);
+    assert_eq!(c.api.tokens.len(), 1);
+    assert_eq!(c.streams.len(), 1);
+    assert_eq!(front.source.credentials().unwrap().0, "viewer");
+}
+
+/// The keys serde accepts in one table, read from its unknown-field error: the list follows
+/// the schema without being kept by hand.
+fn schema_fields(text_with_unknown_key: &str) -> Vec<String> {
+    let err = Config::parse(text_with_unknown_key).expect_err("unknown key accepted");
+    let msg = err.problems()[0].message.clone();
+    assert!(msg.contains("unknown field `zzz_unknown`"), "{msg}");
+    let expected = msg.split_once("expected").expect("a list of fields").1;
+    let fields: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert!(!fields.is_empty(), "{msg}");
+    fields
+}
+
+/// Keys of every table at `path` (array elements merged).
+fn keys_at(v: &toml::Value, path: &[&str]) -> HashSet<String> {
+    match (v, path) {
+        (toml::Value::Array(items), _) => items.iter().flat_map(|i| keys_at(i, path)).collect(),
+        (toml::Value::Table(t), []) => t.keys().cloned().collect(),
+        (toml::Value::Table(t), [first, rest @ ..]) => {
+            t.get(*first).map(|v| keys_at(v, rest)).unwrap_or_default()
+        }
+        _ => HashSet::new(),
+    }
+}
+
+#[test]
+fn example_config_documents_every_key() {
+    let full: toml::Value = toml::from_str(&example_with_every_setting()).unwrap();
+    let agent = "[agent]\ndata_dir = \"/d\"\n";
+    let cam = "[[camera]]\nname = \"c\"\n";
+    let src = "[camera.source]\nkind = \"test\"\n";
+    let u = "zzz_unknown = 1\n";
+    let tables: Vec<(&[&str], String)> = vec![
+        (&[], format!("{u}{agent}")),
+        (&["agent"], format!("{agent}{u}")),
+        (&["api"], format!("{agent}[api]\n{u}")),
+        (
+            &["api", "token"],
+            format!("{agent}[[api.token]]\ntoken = \"0123456789abcdef\"\n{u}"),
+        ),
+        (&["storage"], format!("{agent}[storage]\n{u}")),
+        (&["stream"], format!("{agent}[[stream]]\nname = \"s\"\n{u}")),
+        (&["detect"], format!("{agent}[detect]\n{u}")),
+        (&["camera"], format!("{agent}{cam}{u}{src}")),
+        (&["camera", "source"], format!("{agent}{cam}{src}{u}")),
+        (
+            &["camera", "detect"],
+            format!("{agent}{cam}{src}[camera.detect]\n{u}"),
+        ),
+        (
+            &["camera", "detect", "zone"],
+            format!(
+                "{agent}{cam}{src}[[camera.detect.zone]]\nname = \"z\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n{u}"
+            ),
+        ),
+    ];
+    for (path, text) in tables {
+        let documented = keys_at(&full, path);
+        for field in schema_fields(&text) {
+            assert!(
+                documented.contains(&field),
+                "configs/example.toml lacks `{field}` in [{}]",
+                path.join(".")
+            );
+        }
     }
 }
