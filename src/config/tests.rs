@@ -245,6 +245,16 @@ fn secrets_are_not_echoed_by_type_or_syntax_errors() {
             "hunter2",
             "",
         ),
+        (
+            format!("{base}{cam}url = \"rtsp://u:Zq7Xk9@h/x\nusername = \"u\"\n"),
+            "Zq7Xk9",
+            "",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = \"Zq7Xk9\"\npassword = \"Zq7Xk9\"\n"),
+            "Zq7Xk9",
+            "",
+        ),
     ] {
         let out = all_output(&text);
         assert!(out.contains(path), "{out}");

@@ -75,7 +75,7 @@ impl Default for ProbeOptions {
 impl std::fmt::Debug for ProbeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProbeOptions")
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .finish()
