@@ -277,12 +277,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Before anything touches the data dir: a second daemon there would corrupt both.
     let lock = DataDirLock::acquire(&config.agent.data_dir)?;
     // Bind first: a taken port is a clear start-up error, not a half-running daemon.
-    let listener = std::net::TcpListener::bind(&config.api.listen).with_context(|| {
-        format!(
-            "cannot listen on {} (api.listen): is another vidgest running?",
-            config.api.listen
-        )
-    })?;
+    let listener = crate::config::bind_api_listener(&config.api.listen).context("api.listen")?;
     listener.set_nonblocking(true)?;
     let daemon = Daemon::start(&config, system_clock(), lock)?;
     tracing::info!(

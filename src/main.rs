@@ -83,7 +83,8 @@ enum Command {
         /// Prefer the VIDGEST_RTSP_PASSWORD environment variable (not visible in `ps`).
         #[arg(long, env = "VIDGEST_RTSP_PASSWORD", hide_env_values = true)]
         password: Option<String>,
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        /// Per step (connect, OPTIONS, DESCRIBE); more than 0s, at most 1h.
+        #[arg(long, default_value = "5s", value_parser = vidgest::probe::parse_timeout)]
         timeout: std::time::Duration,
     },
 }

@@ -111,3 +111,147 @@ fn fragments_on_an_empty_data_dir_explains_itself() {
     assert!(!ok);
     assert!(err.contains("invalid time `yesterday`"), "{err}");
 }
+
+/// Runs `vidgest run` on `cfg` and expects it to refuse to start: returns its stderr. A daemon
+/// that starts anyway is killed and the test fails.
+fn run_must_refuse(cfg: &str) -> String {
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(harness::vidgest_bin())
+        .args(["run", "--config", cfg])
+        .env("VIDGEST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let status = harness::eventually(Duration::from_secs(60), "vidgest run to exit", || {
+        child.try_wait().unwrap()
+    });
+    let err = std::fs::read_to_string(err_file.path()).unwrap();
+    assert!(!status.success(), "run accepted the config: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+use std::time::Duration;
+
+fn free_listen() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Issue 7, A9: everything `run` rejects, `check` rejects first, naming the field.
+#[test]
+fn check_rejects_everything_run_rejects() {
+    let cases: &[(&str, &str, &str)] = &[
+        // (what, TOML added to a good config, path named in the error)
+        ("stream ..", "[[stream]]\nname = \"..\"\n", "stream[0].name"),
+        ("stream .", "[[stream]]\nname = \".\"\n", "stream[0].name"),
+        (
+            "detect stream ..",
+            "[camera.detect]\nenabled = false\nstream = \"..\"\n",
+            "camera[0].detect.stream",
+        ),
+        (
+            "tiny global budget",
+            "[storage]\nmax_bytes = \"1KiB\"\n",
+            "storage.max_bytes",
+        ),
+        (
+            "budget overflow",
+            "[storage]\nmax_bytes = \"99999999999TiB\"\n",
+            "storage.max_bytes",
+        ),
+        (
+            "segment_duration overflow",
+            "[storage]\nsegment_duration = \"18446744073709551615s\"\n",
+            "storage.segment_duration",
+        ),
+        (
+            "retention_interval overflow",
+            "[storage]\nretention_interval = \"600000000000years\"\n",
+            "storage.retention_interval",
+        ),
+        (
+            "listen address not on this host",
+            "[api]\nlisten = \"192.0.2.1:18080\"\n",
+            "api.listen",
+        ),
+        (
+            "password with an unencoded /",
+            "[[camera]]\nname = \"door\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"rtsp://admin:s3cr3t/x@127.0.0.1:1/live\"\n",
+            "camera[1].source.url",
+        ),
+    ];
+    for (what, extra, path) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut text = format!(
+            "[agent]\ndata_dir = \"{}\"\n[[camera]]\nname = \"lab\"\n[camera.source]\nkind = \"test\"\n{extra}",
+            data.display()
+        );
+        if !extra.contains("[api]") {
+            text.push_str(&format!("[api]\nlisten = \"{}\"\n", free_listen()));
+        }
+        let cfg = write(dir.path(), &text);
+        let (ok, out, err) = cli(&["check", "--config", &cfg]);
+        let all = format!("{out}{err}");
+        assert!(!ok, "{what}: check accepted it: {all}");
+        assert!(all.contains(path), "{what}: {all}");
+        assert!(!all.contains("s3cr3t"), "{what}: {all}");
+
+        let err = run_must_refuse(&cfg);
+        assert!(err.contains(path), "{what}: {err}");
+        assert!(!err.contains("s3cr3t"), "{what}: {err}");
+        assert!(
+            !data.join("video").exists(),
+            "{what}: run started the store"
+        );
+    }
+}
+
+#[test]
+fn listen_errors_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base = format!(
+        "[agent]\ndata_dir = \"{}\"\n[[camera]]\nname = \"lab\"\n[camera.source]\nkind = \"test\"\n",
+        data.display()
+    );
+    // Not on this host: not "is another vidgest running?".
+    let cfg = write(
+        dir.path(),
+        &format!("{base}[api]\nlisten = \"192.0.2.1:18080\"\n"),
+    );
+    let (_, _, err) = cli(&["check", "--config", &cfg]);
+    assert!(err.contains("not on this host"), "{err}");
+    let err = run_must_refuse(&cfg);
+    assert!(err.contains("not on this host"), "{err}");
+    assert!(!err.contains("another vidgest"), "{err}");
+
+    // In use: a warning for `check` (it may run beside the daemon it replaces), fatal for `run`.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let cfg = write(dir.path(), &format!("{base}[api]\nlisten = \"{addr}\"\n"));
+    let (ok, out, err) = cli(&["check", "--config", &cfg]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("warning: api.listen") && err.contains("in use"),
+        "{err}"
+    );
+    let err = run_must_refuse(&cfg);
+    assert!(
+        err.contains("in use") && err.contains("another vidgest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probe_refuses_absurd_timeouts_without_panicking() {
+    for t in ["18446744073709551615s", "2h", "0s"] {
+        let (ok, _, err) = cli(&["probe", "--timeout", t, "rtsp://127.0.0.1:1/x"]);
+        assert!(!ok, "{t}");
+        assert!(!err.contains("panicked"), "{t}: {err}");
+        assert!(err.contains("--timeout"), "{t}: {err}");
+        assert!(err.contains("at most 1h"), "{t}: {err}");
+    }
+}

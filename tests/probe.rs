@@ -265,6 +265,86 @@ async fn garbage_answer_is_a_bad_response() {
     server.await.unwrap();
 }
 
+/// A peer that sends `head` and then `fill` bytes of `filler` without ever finishing the message.
+async fn endless_answer(
+    head: &'static [u8],
+    filler: u8,
+    fill: usize,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        let _ = sock.write_all(head).await;
+        let chunk = vec![filler; 64 * 1024];
+        let mut sent = 0;
+        // Write errors are expected: the client hangs up once it has read enough.
+        while sent < fill && sock.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    (port, server)
+}
+
+#[tokio::test]
+async fn huge_header_is_reported_as_too_large() {
+    // 10 MB inside one header line: an RTSP server, but a broken or hostile one.
+    let (port, server) =
+        endless_answer(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nX-Junk: ", b'a', 10 << 20).await;
+    let err = probe(&format!("rtsp://127.0.0.1:{port}/cam"), &opts())
+        .await
+        .unwrap_err();
+    eprintln!("{err}");
+    assert!(
+        matches!(err, ProbeError::HeaderTooLarge { limit_kib: 64, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("RTSP response header too large (over 64 KiB)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("is this an RTSP port"), "{msg}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn huge_body_is_reported_as_too_large() {
+    let (port, server) = endless_answer(
+        b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 999999999\r\n\r\n",
+        b'v',
+        10 << 20,
+    )
+    .await;
+    let err = probe(&format!("rtsp://127.0.0.1:{port}/cam"), &opts())
+        .await
+        .unwrap_err();
+    eprintln!("{err}");
+    assert!(
+        matches!(err, ProbeError::ResponseTooLarge { limit_kib: 256, .. }),
+        "{err:?}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn out_of_range_timeouts_are_refused_before_connecting() {
+    for timeout in [Duration::ZERO, Duration::from_secs(3601), Duration::MAX] {
+        let o = ProbeOptions {
+            timeout,
+            ..ProbeOptions::default()
+        };
+        let err = probe("rtsp://127.0.0.1:1/cam", &o).await.unwrap_err();
+        assert!(
+            matches!(err, ProbeError::TimeoutOutOfRange(t) if t == timeout),
+            "{err:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn silent_server_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

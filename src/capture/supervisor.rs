@@ -7,7 +7,7 @@ use super::{
     DetectFrame, DetectionLinker, DetectionResult, FrameTime, Recorder, Shutdown,
 };
 use crate::clock::SharedClock;
-use crate::config::{CameraConfig, SourceKind};
+use crate::config::{CameraConfig, RtspUrl, SourceKind};
 use crate::store::StreamWriter;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use gstreamer as gst;
@@ -43,7 +43,7 @@ pub struct DetectWiring {
     pub results: Receiver<DetectionResult>,
     pub linker: DetectionLinker,
     /// Decode this RTSP URL for detection instead of the recorded stream.
-    pub sub_source: Option<String>,
+    pub sub_source: Option<RtspUrl>,
 }
 
 pub fn spawn_camera(
@@ -98,7 +98,7 @@ pub fn spawn_camera(
 /// the camera's recording.
 fn spawn_detect_source(
     cam: &CameraConfig,
-    url: String,
+    url: RtspUrl,
     handle: CameraDetect,
     spec: DetectBranchSpec,
     shutdown: Shutdown,

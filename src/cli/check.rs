@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use vidgest::capture::{check_elements, required_elements};
-use vidgest::config::{Config, ConfigError, SourceKind};
+use vidgest::config::{bind_api_listener, Config, ConfigError, ListenError, SourceKind};
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
@@ -18,6 +18,16 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    // The same bind `run` does first (released at once).
+    match bind_api_listener(&config.api.listen) {
+        Ok(listener) => drop(listener),
+        // Only a warning: `check` may run beside the vidgest it is about to replace.
+        Err(ListenError::InUse { addr }) => warnings.push(format!(
+            "api.listen: {addr} is in use (is vidgest already running?); `run` fails until it is free"
+        )),
+        Err(e) => problems.push(format!("api.listen: {e}")),
+    }
     if let Err(e) = gstreamer::init() {
         problems.push(format!(
             "GStreamer cannot start: {e}; run scripts/bootstrap"
@@ -64,6 +74,9 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             "agent.data_dir: {} is not writable: {e}",
             config.agent.data_dir.display()
         ));
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     if problems.is_empty() {
         println!(

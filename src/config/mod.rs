@@ -1,10 +1,14 @@
 //! The TOML configuration: schema (serde, unknown keys rejected), defaults, and validation that
 //! names the TOML path of every problem (`camera[1].source.url: missing scheme`).
 
+mod listen;
+pub(crate) mod rtsp_url;
 mod units;
 mod validate;
 
-pub use units::{format_bytes, ByteSize, HumanDuration};
+pub use listen::{bind_api_listener, ListenError};
+pub use rtsp_url::{redact_url, RtspUrl, RtspUrlError};
+pub use units::{format_bytes, ByteSize, DurationError, HumanDuration, SizeError, MAX_DURATION};
 pub use validate::{ConfigError, ConfigProblem};
 
 use serde::Deserialize;
@@ -89,7 +93,7 @@ pub struct CameraDetectConfig {
     pub min_area: f32,
     /// Decode this RTSP sub-stream for detection instead of the recorded stream.
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<RtspUrl>,
     /// Decode only key frames (near-zero decode cost; detect fps is then at most the key-frame rate).
     #[serde(default)]
     pub keyframes_only: bool,
@@ -218,6 +222,7 @@ fn default_body_timeout() -> HumanDuration {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    #[serde(deserialize_with = "rtsp_url::secret::string")]
     pub token: String,
     /// `read` or `write` (write implies read).
     #[serde(default = "default_scope")]
@@ -388,9 +393,11 @@ pub enum VideoCodec {
 pub struct SourceConfig {
     pub kind: SourceKind,
     // rtsp
-    pub url: Option<String>,
+    pub url: Option<RtspUrl>,
     pub transport: Option<RtspTransport>,
+    #[serde(default, deserialize_with = "rtsp_url::secret::option")]
     pub username: Option<String>,
+    #[serde(default, deserialize_with = "rtsp_url::secret::option")]
     pub password: Option<String>,
     pub connect_timeout: Option<HumanDuration>,
     pub latency: Option<HumanDuration>,
@@ -420,7 +427,7 @@ impl std::fmt::Debug for SourceConfig {
         let mut d = f.debug_struct("SourceConfig");
         d.field("kind", &self.kind);
         if let Some(url) = &self.url {
-            d.field("url", &crate::probe::redact_url(url));
+            d.field("url", url);
         }
         if self.username.is_some() {
             d.field("username", &"***");
@@ -477,11 +484,11 @@ impl SourceConfig {
         if let Some(user) = &self.username {
             return Some((user.clone(), self.password.clone().unwrap_or_default()));
         }
-        crate::probe::url_credentials(self.url.as_deref()?)
+        self.url.as_ref()?.credentials()
     }
     /// The URL without userinfo (what GStreamer gets as `location`).
     pub fn url_without_credentials(&self) -> Option<String> {
-        Some(crate::probe::strip_userinfo(self.url.as_deref()?))
+        Some(self.url.as_ref()?.without_credentials())
     }
 }
 

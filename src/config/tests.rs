@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashSet;
 
 const GOOD: &str = r#"
 [agent]
@@ -199,4 +200,253 @@ fn url_credentials_are_percent_decoded() {
         src.url_without_credentials().unwrap(),
         "rtsp://127.0.0.1:8554/cam"
     );
+}
+
+/// The problems for `text` plus the Debug of nothing else: every rendering a user may see.
+fn all_output(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(c) => format!("{c:?}"),
+        Err(e) => format!("{e}\n{e:?}"),
+    }
+}
+
+#[test]
+fn secrets_are_not_echoed_by_type_or_syntax_errors() {
+    let base = "[agent]\ndata_dir = \"/d\"\n";
+    let cam = "[[camera]]\nname = \"a\"\n[camera.source]\nkind = \"rtsp\"\n";
+    for (text, secret, path) in [
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = 987654321\n"),
+            "987654321",
+            "camera[0].source.password",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = 13579246\n"),
+            "13579246",
+            "camera[0].source.username",
+        ),
+        (
+            format!("{base}{cam}url = 24680135\n"),
+            "24680135",
+            "camera[0].source.url",
+        ),
+        (
+            format!("{base}[[api.token]]\ntoken = 11223344556677889\n"),
+            "11223344556677889",
+            "api.token[0].token",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = 1979-05-27\n"),
+            "1979",
+            "camera[0].source.password",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = hunter2\n"),
+            "hunter2",
+            "",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://u:Zq7Xk9@h/x\nusername = \"u\"\n"),
+            "Zq7Xk9",
+            "",
+        ),
+        (
+            format!("{base}{cam}url = \"rtsp://h/x\"\nusername = \"u\"\npassword = \"Zq7Xk9\"\npassword = \"Zq7Xk9\"\n"),
+            "Zq7Xk9",
+            "",
+        ),
+    ] {
+        let out = all_output(&text);
+        assert!(out.contains(path), "{out}");
+        assert!(!out.contains(secret), "secret echoed: {out}");
+    }
+}
+
+#[test]
+fn urls_with_unencoded_reserved_characters_are_refused_without_echo() {
+    for (url, secret) in [
+        ("rtsp://admin:s3cr3t/x@10.0.0.1/live", "s3cr3t"),
+        ("rtsp://admin:pa@ss#wXrd@10.0.0.1/live", "wXrd"),
+        ("rtsp://admin:pa?ssw@10.0.0.1/live", "ssw@"),
+        ("rtsp://admin:p%zzword@10.0.0.1/live", "zzword"),
+        ("rtsp://admin:pZss wXrd@10.0.0.1/live", "pZss"),
+    ] {
+        let text = GOOD.replace("rtsp://admin:s3cret@127.0.0.1:8554/cam", url);
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("camera[0].source.url: the user name or password holds characters"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains(secret), "{p:?}");
+        assert!(!p[0].contains("admin"), "{p:?}");
+        // The same for a detection sub-stream.
+        let text = format!("{GOOD}[camera.detect]\nsource = \"{url}\"\n");
+        let p = problems(&text);
+        assert!(
+            p[0].starts_with("camera[1].detect.source: the user name or password"),
+            "{p:?}"
+        );
+        let out = all_output(&text);
+        assert!(!out.contains(secret), "{out}");
+    }
+}
+
+#[test]
+fn detect_source_is_redacted_in_debug_output() {
+    let text =
+        format!("{GOOD}[camera.detect]\nsource = \"rtsp://viewer:Sub%2Fs3cret@10.0.0.3/sub\"\n");
+    let c = Config::parse(&text).unwrap();
+    let d = c.cameras[1].detect.as_ref().unwrap();
+    assert_eq!(
+        d.source.as_ref().unwrap().credentials(),
+        Some(("viewer".into(), "Sub/s3cret".into()))
+    );
+    let dbg = format!("{c:?}");
+    assert!(dbg.contains("rtsp://***:***@10.0.0.3/sub"), "{dbg}");
+    assert!(!dbg.contains("s3cret") && !dbg.contains("viewer"), "{dbg}");
+}
+
+/// Config validation and the stream store (what `run` calls) agree on stream names.
+#[test]
+fn stream_names_match_the_stream_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::streams::StreamStore::open(
+        dir.path(),
+        crate::streams::StreamsOptions::default(),
+        crate::clock::system_clock(),
+    )
+    .unwrap();
+    let long_ok = "s".repeat(128);
+    let too_long = "s".repeat(129);
+    for name in [
+        "detections",
+        "a.b-c_d",
+        ".hidden",
+        "..",
+        ".",
+        "a/b",
+        "",
+        "ü",
+        long_ok.as_str(),
+        too_long.as_str(),
+    ] {
+        let text = format!("[agent]\ndata_dir = \"/d\"\n[[stream]]\nname = \"{name}\"\n");
+        let config_ok = Config::parse(&text).is_ok();
+        let store_ok = store.create_stream(name, 1, 24).is_ok();
+        assert_eq!(config_ok, store_ok, "stream name {name:?}");
+        // The same rule for a detection records stream.
+        let text = format!(
+            "[agent]\ndata_dir = \"/d\"\n[[camera]]\nname = \"c\"\n[camera.source]\nkind = \"test\"\n[camera.detect]\nstream = \"{name}\"\n"
+        );
+        assert_eq!(
+            Config::parse(&text).is_ok(),
+            store_ok,
+            "detect stream {name:?}"
+        );
+    }
+}
+
+const EXAMPLE: &str = include_str!("../../configs/example.toml");
+
+/// configs/example.toml with its commented-out settings (`#key = ...`, `#[table]`; prose
+/// comments are `# text`) switched on.
+fn example_with_every_setting() -> String {
+    EXAMPLE
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c != ' ' && c != '#') => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_config_parses_as_shipped_and_with_every_setting() {
+    let c = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cameras.len(), 4);
+    assert!(c.cameras[0].detection().is_none());
+    assert!(c.api.tokens.is_empty());
+
+    let full = example_with_every_setting();
+    let c = Config::parse(&full).unwrap_or_else(|e| panic!("{e}\n{full}"));
+    let front = &c.cameras[0];
+    assert!(front.detection().is_some());
+    assert_eq!(front.detect.as_ref().unwrap().zones.len(), 1);
+    assert_eq!(c.api.tokens.len(), 1);
+    assert_eq!(c.streams.len(), 1);
+    assert_eq!(front.source.credentials().unwrap().0, "viewer");
+}
+
+/// The keys serde accepts in one table, read from its unknown-field error: the list follows
+/// the schema without being kept by hand.
+fn schema_fields(text_with_unknown_key: &str) -> Vec<String> {
+    let err = Config::parse(text_with_unknown_key).expect_err("unknown key accepted");
+    let msg = err.problems()[0].message.clone();
+    assert!(msg.contains("unknown field `zzz_unknown`"), "{msg}");
+    let expected = msg.split_once("expected").expect("a list of fields").1;
+    let fields: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert!(!fields.is_empty(), "{msg}");
+    fields
+}
+
+/// Keys of every table at `path` (array elements merged).
+fn keys_at(v: &toml::Value, path: &[&str]) -> HashSet<String> {
+    match (v, path) {
+        (toml::Value::Array(items), _) => items.iter().flat_map(|i| keys_at(i, path)).collect(),
+        (toml::Value::Table(t), []) => t.keys().cloned().collect(),
+        (toml::Value::Table(t), [first, rest @ ..]) => {
+            t.get(*first).map(|v| keys_at(v, rest)).unwrap_or_default()
+        }
+        _ => HashSet::new(),
+    }
+}
+
+#[test]
+fn example_config_documents_every_key() {
+    let full: toml::Value = toml::from_str(&example_with_every_setting()).unwrap();
+    let agent = "[agent]\ndata_dir = \"/d\"\n";
+    let cam = "[[camera]]\nname = \"c\"\n";
+    let src = "[camera.source]\nkind = \"test\"\n";
+    let u = "zzz_unknown = 1\n";
+    let tables: Vec<(&[&str], String)> = vec![
+        (&[], format!("{u}{agent}")),
+        (&["agent"], format!("{agent}{u}")),
+        (&["api"], format!("{agent}[api]\n{u}")),
+        (
+            &["api", "token"],
+            format!("{agent}[[api.token]]\ntoken = \"0123456789abcdef\"\n{u}"),
+        ),
+        (&["storage"], format!("{agent}[storage]\n{u}")),
+        (&["stream"], format!("{agent}[[stream]]\nname = \"s\"\n{u}")),
+        (&["detect"], format!("{agent}[detect]\n{u}")),
+        (&["camera"], format!("{agent}{cam}{u}{src}")),
+        (&["camera", "source"], format!("{agent}{cam}{src}{u}")),
+        (
+            &["camera", "detect"],
+            format!("{agent}{cam}{src}[camera.detect]\n{u}"),
+        ),
+        (
+            &["camera", "detect", "zone"],
+            format!(
+                "{agent}{cam}{src}[[camera.detect.zone]]\nname = \"z\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n{u}"
+            ),
+        ),
+    ];
+    for (path, text) in tables {
+        let documented = keys_at(&full, path);
+        for field in schema_fields(&text) {
+            assert!(
+                documented.contains(&field),
+                "configs/example.toml lacks `{field}` in [{}]",
+                path.join(".")
+            );
+        }
+    }
 }

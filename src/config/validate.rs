@@ -1,6 +1,7 @@
 //! Parsing with TOML paths in errors, and the semantic checks serde cannot express.
 
 use super::{Config, SourceKind, MAX_FRAGMENT_DURATION};
+use crate::streams::{MAX_RETENTION_HOURS, MAX_SHARDS, MIN_RETENTION_HOURS};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -118,37 +119,39 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
     let mut stream_names = HashSet::new();
     for (i, s) in config.streams.iter().enumerate() {
         let at = |field: &str| format!("stream[{i}].{field}");
-        if s.name.is_empty()
-            || s.name.len() > 128
-            || !s
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            add(
-                at("name"),
-                format!(
-                    "`{}` may only contain letters, digits, `-`, `_` and `.` (1..128)",
-                    s.name
-                ),
-            );
+        if let Err(msg) = check_stream_name(&s.name) {
+            add(at("name"), msg);
         } else if !stream_names.insert(s.name.clone()) {
             add(at("name"), format!("duplicate stream name `{}`", s.name));
         }
-        if !(1..=64).contains(&s.shards) {
+        if !(1..=MAX_SHARDS).contains(&s.shards) {
             add(
                 at("shards"),
-                format!("{} is out of range: 1 ..= 64", s.shards),
+                format!("{} is out of range: 1 ..= {MAX_SHARDS}", s.shards),
             );
         }
-        if !(24..=8760).contains(&s.retention_hours) {
+        if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&s.retention_hours) {
             add(
                 at("retention_hours"),
-                format!("{} is out of range: 24 ..= 8760", s.retention_hours),
+                format!(
+                    "{} is out of range: {MIN_RETENTION_HOURS} ..= {MAX_RETENTION_HOURS}",
+                    s.retention_hours
+                ),
             );
         }
     }
     let st = &config.storage;
+    if let Some(b) = st.max_bytes {
+        if b.0 < MIN_GLOBAL_BUDGET {
+            add(
+                "storage.max_bytes".into(),
+                format!(
+                    "{b} is too small: at least {} (segments are a quarter of the budget and must each hold a few fragments)",
+                    super::format_bytes(MIN_GLOBAL_BUDGET)
+                ),
+            );
+        }
+    }
     if st.segment_size.0 < (1 << 20) {
         add(
             "storage.segment_size".into(),
@@ -197,8 +200,14 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             );
         }
         if let Some(b) = cam.max_bytes {
-            if b.0 < (4 << 20) {
-                add(at("max_bytes"), "must be at least 4MiB".into());
+            if b.0 < MIN_CAMERA_BUDGET {
+                add(
+                    at("max_bytes"),
+                    format!(
+                        "{b} is too small: at least {}",
+                        super::format_bytes(MIN_CAMERA_BUDGET)
+                    ),
+                );
             }
         }
         if cam.stall_timeout.0 < Duration::from_secs(1) {
@@ -241,12 +250,15 @@ fn validate_detect(
             format!("{} is out of range: 0 ..= 1", d.motion_min_fraction),
         );
     }
+    if let Err(msg) = check_stream_name(&d.stream) {
+        add(at("stream"), msg);
+    }
     if d.heartbeat.0 < Duration::from_secs(1) {
         add(at("heartbeat"), "must be at least 1s".into());
     }
     if let Some(url) = &d.source {
-        if let Err(msg) = check_rtsp_url(url) {
-            add(at("source"), msg);
+        if let Err(e) = url.validate() {
+            add(at("source"), e.to_string());
         }
     }
     let point_ok = |p: &[f32; 2]| (0.0..=1.0).contains(&p[0]) && (0.0..=1.0).contains(&p[1]);
@@ -302,11 +314,11 @@ fn validate_source(
     not_for("bitrate", !(test || v4l2) && s.bitrate.is_some());
 
     match s.kind {
-        SourceKind::Rtsp => match s.url.as_deref() {
+        SourceKind::Rtsp => match &s.url {
             None => add(at("url"), "required for kind = \"rtsp\"".into()),
             Some(url) => {
-                if let Err(msg) = check_rtsp_url(url) {
-                    add(at("url"), msg);
+                if let Err(e) = url.validate() {
+                    add(at("url"), e.to_string());
                 }
             }
         },
@@ -343,32 +355,29 @@ fn validate_source(
     }
 }
 
-/// Checks shape only; never echoes credentials back.
-fn check_rtsp_url(url: &str) -> Result<(), String> {
-    let shown = crate::probe::redact_url(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // Without a scheme the userinfo cannot be told apart reliably: echo nothing.
-        return Err("missing scheme: write rtsp://host[:port]/path".into());
-    };
-    if !matches!(
-        scheme.to_ascii_lowercase().as_str(),
-        "rtsp" | "rtsps" | "rtspt"
-    ) {
-        return Err(format!(
-            "unsupported scheme `{scheme}`: use rtsp://, rtsps:// or rtspt://"
-        ));
+/// A per-camera budget holds four segments of at least 1 MiB (see `CameraConfig::segment_size`).
+const MIN_CAMERA_BUDGET: u64 = 4 << 20;
+/// The global budget is shared by every camera: 16 MiB keeps its quarter-size segments at 4 MiB,
+/// a few 2 s fragments of a 4 Mbit/s camera, so retention has closed segments to delete.
+const MIN_GLOBAL_BUDGET: u64 = 16 << 20;
+
+/// Shard stream names follow the Kinesis rule, and name directories on disk, so `.` and `..`
+/// are refused too (the stream store refuses them at start: refuse them here first).
+fn check_stream_name(name: &str) -> Result<(), String> {
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name.len() > 128 || !chars_ok {
+        Err(format!(
+            "`{name}` may only contain letters, digits, `-`, `_` and `.` (1..128)"
+        ))
+    } else if name == "." || name == ".." {
+        Err(format!(
+            "`{name}` is not a usable stream name (it names a directory)"
+        ))
+    } else {
+        Ok(())
     }
-    let authority = rest.split('/').next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return Err(format!("missing host in `{shown}`"));
-    }
-    if let Some((_, port)) = host_port.rsplit_once(':') {
-        if !host_port.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(format!("invalid port `{port}` in `{shown}`"));
-        }
-    }
-    Ok(())
 }
 
 fn is_name(s: &str) -> bool {

@@ -42,6 +42,25 @@ pub enum ProbeError {
         received: String,
     },
 
+    #[error(
+        "{addr} sent an RTSP response header too large (over {limit_kib} KiB) to {step}; is this a camera?"
+    )]
+    HeaderTooLarge {
+        step: &'static str,
+        addr: String,
+        limit_kib: usize,
+    },
+
+    #[error("{addr} sent an RTSP response too large (over {limit_kib} KiB) to {step}")]
+    ResponseTooLarge {
+        step: &'static str,
+        addr: String,
+        limit_kib: usize,
+    },
+
+    #[error("timeout {0:?} is out of range: more than 0s and at most 1h")]
+    TimeoutOutOfRange(Duration),
+
     #[error("connection to {addr} failed during {step}: {source}")]
     Io {
         step: &'static str,

@@ -16,9 +16,40 @@ mod target;
 
 use std::time::Duration;
 
+use crate::config::{DurationError, HumanDuration};
+
+pub use crate::config::redact_url;
 pub use error::ProbeError;
-pub use target::redact_url;
-pub(crate) use target::{strip_userinfo, url_credentials};
+
+/// Longest per-step timeout: a camera slower than that is broken, and deadlines
+/// (`Instant + timeout`) must stay far from overflowing.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimeoutError {
+    #[error(transparent)]
+    Invalid(#[from] DurationError),
+    #[error("`{0}` is out of range: more than 0s and at most 1h")]
+    OutOfRange(String),
+}
+
+fn timeout_in_range(d: Duration) -> bool {
+    !d.is_zero() && d <= MAX_TIMEOUT
+}
+
+/// Parses `--timeout` (humantime, e.g. `5s`), refusing zero and anything over [`MAX_TIMEOUT`].
+pub fn parse_timeout(s: &str) -> Result<Duration, TimeoutError> {
+    let d = match HumanDuration::parse(s) {
+        Ok(d) => d.0,
+        Err(DurationError::TooLong(_)) => return Err(TimeoutError::OutOfRange(s.to_owned())),
+        Err(e) => return Err(e.into()),
+    };
+    if timeout_in_range(d) {
+        Ok(d)
+    } else {
+        Err(TimeoutError::OutOfRange(s.to_owned()))
+    }
+}
 
 /// How to probe. `timeout` applies to each step (connect, OPTIONS, DESCRIBE) separately.
 #[derive(Clone)]
@@ -44,7 +75,7 @@ impl Default for ProbeOptions {
 impl std::fmt::Debug for ProbeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProbeOptions")
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .finish()
@@ -94,6 +125,9 @@ impl ProbeReport {
 
 /// Connects, sends OPTIONS and DESCRIBE (authenticating if asked to) and describes the tracks.
 pub async fn probe(url: &str, opts: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
+    if !timeout_in_range(opts.timeout) {
+        return Err(ProbeError::TimeoutOutOfRange(opts.timeout));
+    }
     let target = target::Target::parse(url, opts.username.clone(), opts.password.clone())?;
     tracing::debug!(url = %target.redacted, "probing camera");
 

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use super::sdp::{Media, Sdp};
-use super::target::strip_userinfo;
 use super::{sps, ProbeReport, Track};
+use crate::config::rtsp_url::strip_userinfo;
 
 /// One track per `m=` line, described by its first (preferred) payload type.
 pub(crate) fn tracks(sdp: &Sdp, content_base: &str) -> Vec<Track> {

@@ -10,11 +10,14 @@ use tokio::time::{timeout_at, Instant};
 
 use super::auth::{parse_challenges, Authenticator};
 use super::error::printable;
-use super::target::{strip_userinfo, Target};
+use super::target::Target;
 use super::ProbeError;
+use crate::config::rtsp_url::strip_userinfo;
 
 /// Larger than any sane SDP; a peer streaming endless bytes must not grow memory forever.
 const MAX_RESPONSE: usize = 256 * 1024;
+/// Real cameras send well under 4 KiB of headers.
+const MAX_HEADER: usize = 64 * 1024;
 const USER_AGENT: &str = concat!("vidgest/", env!("CARGO_PKG_VERSION"), " probe");
 
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +235,7 @@ impl<'a> Connection<'a> {
                             _ => continue,
                         }
                     }
-                    Err(ParseError::Incomplete(_)) if self.buf.len() < MAX_RESPONSE => {}
+                    Err(ParseError::Incomplete(_)) => self.check_size(step)?,
                     Err(_) => return Err(self.bad_response(step)),
                 }
             }
@@ -244,6 +247,26 @@ impl<'a> Connection<'a> {
                 Ok(Ok(_)) => {}
             }
         }
+    }
+
+    /// An incomplete response may grow only so far: headers to MAX_HEADER, all to MAX_RESPONSE.
+    fn check_size(&self, step: Step) -> Result<(), ProbeError> {
+        let header_done = header_end(&self.buf).is_some();
+        if !header_done && self.buf.len() > MAX_HEADER {
+            return Err(ProbeError::HeaderTooLarge {
+                step: step.name(),
+                addr: self.target.addr(),
+                limit_kib: MAX_HEADER / 1024,
+            });
+        }
+        if self.buf.len() >= MAX_RESPONSE {
+            return Err(ProbeError::ResponseTooLarge {
+                step: step.name(),
+                addr: self.target.addr(),
+                limit_kib: MAX_RESPONSE / 1024,
+            });
+        }
+        Ok(())
     }
 
     fn bad_response(&self, step: Step) -> ProbeError {
@@ -288,6 +311,13 @@ async fn open(target: &Target, timeout: Duration) -> Result<TcpStream, ProbeErro
     // Ignoring the result: without TCP_NODELAY our small requests are only delayed a little.
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// Where the header block ends (the blank line), if it has arrived.
+fn header_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = buf.windows(2).position(|w| w == b"\n\n");
+    crlf.into_iter().chain(lf).min()
 }
 
 /// A response starts with `RTSP/`; `$` starts interleaved RTP. Anything else is not RTSP, and
