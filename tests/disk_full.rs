@@ -143,3 +143,93 @@ fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
     write_stream_file(&data_dir, &frags, &file);
     assert_decodes(&file);
 }
+
+/// Default `[storage]` (nothing set) on a 64 MiB disk: the reserve and segment size scale with
+/// the file system, so retention keeps making room and both cameras record for minutes,
+/// writing several times the disk's size without one failed write.
+#[test]
+fn default_settings_record_continuously_on_a_64_mib_disk() {
+    let fs = Tmpfs::mount("64m");
+    let camera = |name: &str| {
+        format!(
+            r#"
+[[camera]]
+name = "{name}"
+fragment_duration = "1s"
+[camera.source]
+kind = "test"
+pattern = "snow"
+width = 320
+height = 240
+fps = 15
+gop = 15
+bitrate = 4000
+"#
+        )
+    };
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n{}{}",
+        camera("a"),
+        camera("b")
+    );
+    let daemon = Daemon::start(&fs.path(), &config);
+    let cams = ["a", "b"];
+    let bytes_stored = |cam: &str| -> u64 {
+        // Every fragment ever stored: the newest number times the mean size of those left.
+        let f = read_fragments(&daemon.data_dir, cam);
+        let mean = f.iter().map(|f| f.size).sum::<u64>() / f.len().max(1) as u64;
+        f.last().map_or(0, |l| l.fragment_number * mean)
+    };
+    // ~1 MB/s together: the disk fills within about a minute; go on until two disks' worth
+    // of video went through it, failing fast on any write error.
+    let started = std::time::Instant::now();
+    loop {
+        let log = daemon.log_text();
+        for bad in ["storing fragment failed", "No space left", "disk is full"] {
+            assert!(
+                !log.contains(bad),
+                "`{bad}` after {:?}:\n{log}",
+                started.elapsed()
+            );
+        }
+        daemon.assert_running();
+        let total: u64 = cams.iter().map(|c| bytes_stored(c)).sum();
+        if total > 2 * (64 << 20) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(420),
+            "only {total} bytes recorded in {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = daemon.log_text();
+    assert!(log.contains("retention: deleted segment"), "{log}");
+    // Recording was continuous through the last 30 s of wrapping the disk.
+    let now = vidgest::clock::system_time_to_ns(std::time::SystemTime::now());
+    for cam in cams {
+        let frags = read_fragments(&daemon.data_dir, cam);
+        assert!(frags[0].fragment_number > 1, "{cam}: nothing was deleted");
+        let recent: Vec<_> = frags
+            .iter()
+            .filter(|f| f.server_ns > now - 30_000_000_000)
+            .collect();
+        let covered: i64 = recent.iter().map(|f| f.duration_ns).sum();
+        assert!(
+            covered > 25_000_000_000,
+            "{cam}: only {:.1} s of the last 30 s recorded",
+            covered as f64 / 1e9
+        );
+        assert!(
+            recent.iter().all(|f| !f.discontinuity),
+            "{cam}: a gap in the last 30 s"
+        );
+    }
+    let data_dir = daemon.data_dir.clone();
+    assert!(daemon.terminate().success());
+    for cam in cams {
+        let frags = read_fragments(&data_dir, cam);
+        assert_key_frame_starts(&data_dir, &frags);
+    }
+}

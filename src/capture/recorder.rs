@@ -410,7 +410,7 @@ mod tests {
             StoreOptions {
                 fsync: FsyncPolicy::Never,
                 max_bytes: None,
-                min_free: 0,
+                min_free: Some(0),
                 on_full: OnFull::DeleteOldest,
                 segment_duration: Duration::from_secs(600),
             },

@@ -75,6 +75,7 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             config.agent.data_dir.display()
         ));
     }
+    warnings.extend(disk_warning(&config));
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -138,4 +139,28 @@ fn detection_problems(config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `storage.min_free` against the file system the data dir lives on: a reserve as large as the
+/// disk leaves retention nothing to keep recording with.
+fn disk_warning(config: &Config) -> Option<String> {
+    use vidgest::store::{existing_ancestor, DiskSpace, Statvfs};
+    let min_free = config.storage.min_free?.0;
+    let dir = existing_ancestor(&config.agent.data_dir)?;
+    let total = Statvfs.total(dir).ok()?;
+    (min_free >= total / 2).then(|| {
+        format!(
+            "storage.min_free: {} is {} of the {} file system under {}: retention keeps deleting \
+             video to hold it free, and recording stops once it cannot; leave it unset to keep 5 % \
+             free (at most 512MiB)",
+            vidgest::config::format_bytes(min_free),
+            if min_free >= total {
+                "more than all"
+            } else {
+                "over half"
+            },
+            vidgest::config::format_bytes(total),
+            dir.display()
+        )
+    })
 }

@@ -277,9 +277,10 @@ pub struct StorageConfig {
     /// Global byte budget for all cameras' video.
     #[serde(default)]
     pub max_bytes: Option<ByteSize>,
-    /// Free space to keep on the data dir's file system.
-    #[serde(default = "default_min_free")]
-    pub min_free: ByteSize,
+    /// Free space to keep on the data dir's file system; default: 5 % of it, at most 512 MiB
+    /// (`store::default_min_free`).
+    #[serde(default)]
+    pub min_free: Option<ByteSize>,
     #[serde(default = "default_on_full")]
     pub on_full: OnFull,
     #[serde(default = "default_fsync")]
@@ -299,7 +300,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             max_bytes: None,
-            min_free: default_min_free(),
+            min_free: None,
             on_full: default_on_full(),
             fsync: default_fsync(),
             segment_size: default_segment_size(),
@@ -309,9 +310,6 @@ impl Default for StorageConfig {
     }
 }
 
-fn default_min_free() -> ByteSize {
-    ByteSize(512 << 20)
-}
 fn default_on_full() -> OnFull {
     OnFull::DeleteOldest
 }

@@ -13,7 +13,7 @@ mod retention;
 mod schema;
 mod writer;
 
-pub use disk::{DiskSpace, Statvfs};
+pub use disk::{default_min_free, existing_ancestor, segment_cap, DiskSpace, Statvfs};
 pub use reader::{FragmentMeta, InitMeta, StoreReader, StreamSummary};
 pub use retention::{DeletedSegment, RetentionReport};
 pub use writer::{AppendOutcome, NewFragment, StreamWriter};
@@ -62,7 +62,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct StoreOptions {
     pub fsync: FsyncPolicy,
     pub max_bytes: Option<u64>,
-    pub min_free: u64,
+    /// None: scale with the file system (`default_min_free`).
+    pub min_free: Option<u64>,
     pub on_full: OnFull,
     pub segment_duration: Duration,
 }
@@ -72,7 +73,7 @@ impl StoreOptions {
         Self {
             fsync: c.storage.fsync,
             max_bytes: c.storage.max_bytes.map(|b| b.0),
-            min_free: c.storage.min_free.0,
+            min_free: c.storage.min_free.map(|b| b.0),
             on_full: c.storage.on_full,
             segment_duration: c.storage.segment_duration.0,
         }
@@ -97,6 +98,10 @@ pub fn video_root(data_dir: &Path) -> PathBuf {
 pub struct Store {
     root: PathBuf,
     opts: StoreOptions,
+    /// Free space kept on the file system (`opts.min_free` or its scaled default).
+    min_free: u64,
+    /// No segment file grows past this, whatever `segment_size` says (`disk::segment_cap`).
+    segment_cap: u64,
     clock: SharedClock,
     disk: Arc<dyn DiskSpace>,
     state: Mutex<State>,
@@ -164,8 +169,34 @@ impl Store {
             streams: HashMap::new(),
         };
         recovery::recover(root, &mut state).map_err(|e| e.at(&db_path))?;
+        let (min_free, segment_cap) = match disk.total(root) {
+            Ok(total) => {
+                let min_free = opts.min_free.unwrap_or(disk::default_min_free(total));
+                if min_free >= total {
+                    tracing::warn!(
+                        "storage.min_free ({}) is not smaller than the whole file system of {} ({}): \
+                         retention will delete all video it can and recording will stop",
+                        crate::config::format_bytes(min_free),
+                        root.display(),
+                        crate::config::format_bytes(total)
+                    );
+                }
+                (min_free, disk::segment_cap(total, min_free))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the size of the file system under {}", root.display());
+                (opts.min_free.unwrap_or(512 << 20), u64::MAX)
+            }
+        };
+        tracing::debug!(
+            min_free,
+            segment_cap,
+            "video store limits from the file system"
+        );
         Ok(Arc::new(Store {
             root: root.to_path_buf(),
+            min_free,
+            segment_cap,
             opts,
             clock,
             disk,
@@ -179,6 +210,16 @@ impl Store {
 
     pub fn options(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    /// Free disk space retention keeps (configured, or scaled to the file system).
+    pub fn min_free(&self) -> u64 {
+        self.min_free
+    }
+
+    /// Size at which every segment file rolls at the latest (scaled to the file system).
+    pub fn segment_cap(&self) -> u64 {
+        self.segment_cap
     }
 
     /// Bytes stored for `stream` (0 if unknown).

@@ -134,7 +134,7 @@ pub(super) fn enforce_for(
     // after each deletion could empty every camera when the space is held by something else
     // (other files, or deleted segments a reader still has open).
     if let Some(free) = free_space(store) {
-        let mut shortfall = (store.opts.min_free + incoming).saturating_sub(free);
+        let mut shortfall = (store.min_free + incoming).saturating_sub(free);
         while shortfall > 0 {
             let Some(row) = oldest_closed(st, None)? else {
                 break;
@@ -170,11 +170,11 @@ pub(super) fn refusal(store: &Store, st: &State, stream: &str, bytes: u64) -> Op
         }
     }
     if let Some(free) = free_space(store) {
-        if free < store.opts.min_free + bytes {
+        if free < store.min_free + bytes {
             return Some(format!(
                 "disk almost full ({} free, keeping at least {})",
                 format_bytes(free),
-                format_bytes(store.opts.min_free)
+                format_bytes(store.min_free)
             ));
         }
     }

@@ -27,6 +27,10 @@ struct FakeDisk {
 }
 
 impl DiskSpace for FakeDisk {
+    fn total(&self, _: &Path) -> std::io::Result<u64> {
+        Ok(self.capacity)
+    }
+
     /// Capacity minus the bytes of the segment files really on disk.
     fn available(&self, _: &Path) -> std::io::Result<u64> {
         let mut used = 0;
@@ -68,7 +72,7 @@ fn opts() -> StoreOptions {
     StoreOptions {
         fsync: FsyncPolicy::Fragment,
         max_bytes: None,
-        min_free: 0,
+        min_free: Some(0),
         on_full: OnFull::DeleteOldest,
         segment_duration: Duration::from_secs(60),
     }
@@ -319,7 +323,7 @@ fn deny_new_refuses_instead_of_deleting() {
 fn low_disk_triggers_retention_before_writes_fail() {
     let h = Harness::new();
     let mut o = opts();
-    o.min_free = 100_000;
+    o.min_free = Some(100_000);
     std::fs::create_dir_all(h.root()).unwrap();
     let disk = Arc::new(FakeDisk {
         capacity: 400_000,

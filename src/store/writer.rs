@@ -207,7 +207,7 @@ impl StreamWriter {
         let due = match &self.segment {
             None => true,
             Some(s) => {
-                (s.len > 0 && s.len + incoming > self.opts.segment_size)
+                (s.len > 0 && s.len + incoming > self.opts.segment_size.min(self.store.segment_cap))
                     || now - s.created_ns > self.store.opts.segment_duration.as_nanos() as i64
             }
         };
