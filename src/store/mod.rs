@@ -233,8 +233,14 @@ impl Store {
 
     /// Applies age retention and all byte budgets now.
     pub fn enforce_retention(&self) -> Result<RetentionReport> {
-        let mut st = self.lock();
-        retention::enforce(self, &mut st).map_err(|e| e.at(&self.root.join(INDEX_FILE)))
+        let free = retention::free_space(self);
+        let report = {
+            let mut st = self.lock();
+            retention::enforce(self, &mut st, free)
+                .map_err(|e| e.at(&self.root.join(INDEX_FILE)))?
+        };
+        report.remove_files();
+        Ok(report)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -12,12 +12,15 @@ use std::collections::HashSet;
 use std::path::Path;
 
 pub(super) fn recover(root: &Path, st: &mut State) -> Result<(), Inner> {
-    let streams: Vec<(i64, String)> = {
-        let mut q = st.conn.prepare("SELECT id, name FROM streams")?;
-        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    type Row = (i64, String, Option<i64>, Option<i64>);
+    let streams: Vec<Row> = {
+        let mut q = st
+            .conn
+            .prepare("SELECT id, name, retention_ns, max_bytes FROM streams")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    for (id, name) in &streams {
+    for (id, name, retention_ns, max_bytes) in &streams {
         recover_open_segments(root, st, *id, name)?;
         drop_missing_files(root, st, *id, name)?;
         remove_orphan_files(root, st, *id, name)?;
@@ -30,7 +33,13 @@ pub(super) fn recover(root: &Path, st: &mut State) -> Result<(), Inner> {
             name.clone(),
             StreamState {
                 id: *id,
-                opts: None,
+                // The last configured retention, until a writer (or `set_stream_options`) says
+                // otherwise: a camera removed from the config still ages out.
+                opts: retention_ns.map(|r| super::StreamOptions {
+                    retention: std::time::Duration::from_nanos(r.max(0) as u64),
+                    max_bytes: max_bytes.map(|b| b.max(0) as u64),
+                    segment_size: u64::MAX,
+                }),
                 usage: usage as u64,
                 open_segment: None,
             },

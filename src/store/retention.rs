@@ -2,8 +2,12 @@
 //! on-full policy. Deletions are whole closed segments, oldest first: index rows go first (one
 //! transaction), then the file, so a crash in between leaves only an orphan file that recovery
 //! removes.
+//!
+//! Only the index rows are deleted under the store lock. Free space is measured before it is
+//! taken and files are unlinked after it is released (`RetentionReport::remove_files`): a slow
+//! or failing file system call never holds up, or fails, another camera's write. A file that
+//! cannot be unlinked is logged and left to the next start's recovery (an orphan).
 
-use super::recovery::remove_file;
 use super::{Inner, State, Store};
 use crate::config::{format_bytes, OnFull};
 use rusqlite::{OptionalExtension, Row};
@@ -15,6 +19,8 @@ pub struct DeletedSegment {
     pub fragments: u64,
     pub bytes: u64,
     pub reason: &'static str,
+    /// The segment file, unlinked by `RetentionReport::remove_files` after the lock is released.
+    pub path: std::path::PathBuf,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -25,6 +31,23 @@ pub struct RetentionReport {
 impl RetentionReport {
     pub fn bytes_freed(&self) -> u64 {
         self.deleted.iter().map(|d| d.bytes).sum()
+    }
+
+    /// Unlinks the deleted segments' files (call without the store lock). Failures are logged,
+    /// not returned: the rows are gone, so recovery removes the file as an orphan at next start.
+    pub(super) fn remove_files(&self) {
+        for d in &self.deleted {
+            match std::fs::remove_file(&d.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(
+                    camera = %d.stream,
+                    path = %d.path.display(),
+                    error = %e,
+                    "retention: cannot delete segment file; it is removed at the next start"
+                ),
+            }
+        }
     }
 }
 
@@ -46,12 +69,17 @@ fn segment_row(r: &Row) -> rusqlite::Result<SegmentRow> {
 
 const SEGMENT_COLS: &str = "id, stream_id, bytes, fragment_count";
 
-/// Age retention plus, with `delete_oldest`, every byte budget (the periodic pass).
-pub(super) fn enforce(store: &Store, st: &mut State) -> Result<RetentionReport, Inner> {
+/// Age retention plus, with `delete_oldest`, every byte budget (the periodic pass). `free` is
+/// the free disk space measured before the lock was taken.
+pub(super) fn enforce(
+    store: &Store,
+    st: &mut State,
+    free: Option<u64>,
+) -> Result<RetentionReport, Inner> {
     let mut report = expire_by_age(store, st)?;
     report
         .deleted
-        .extend(enforce_for(store, st, None, 0)?.deleted);
+        .extend(enforce_for(store, st, None, 0, free)?.deleted);
     Ok(report)
 }
 
@@ -84,12 +112,14 @@ fn expire_by_age(store: &Store, st: &mut State) -> Result<RetentionReport, Inner
 }
 
 /// With `delete_oldest`: deletes oldest closed segments until every byte budget and the free
-/// disk reserve leave room for `incoming` more bytes on `for_stream`.
+/// disk reserve leave room for `incoming` more bytes on `for_stream`. `free` is the free disk
+/// space measured before the lock was taken (`free_space`).
 pub(super) fn enforce_for(
     store: &Store,
     st: &mut State,
     for_stream: Option<&str>,
     incoming: u64,
+    free: Option<u64>,
 ) -> Result<RetentionReport, Inner> {
     let mut report = RetentionReport::default();
     if store.opts.on_full != OnFull::DeleteOldest {
@@ -133,7 +163,7 @@ pub(super) fn enforce_for(
     // Minimum free disk: delete what the shortfall needs, measured once. Re-reading statvfs
     // after each deletion could empty every camera when the space is held by something else
     // (other files, or deleted segments a reader still has open).
-    if let Some(free) = free_space(store) {
+    if let Some(free) = free {
         let mut shortfall = (store.min_free + incoming).saturating_sub(free);
         while shortfall > 0 {
             let Some(row) = oldest_closed(st, None)? else {
@@ -148,7 +178,13 @@ pub(super) fn enforce_for(
 }
 
 /// With `deny_new`: the reason a fragment of `bytes` must be refused, if any.
-pub(super) fn refusal(store: &Store, st: &State, stream: &str, bytes: u64) -> Option<String> {
+pub(super) fn refusal(
+    store: &Store,
+    st: &State,
+    stream: &str,
+    bytes: u64,
+    free: Option<u64>,
+) -> Option<String> {
     let s = st.streams.get(stream)?;
     if let Some(budget) = s.opts.as_ref().and_then(|o| o.max_bytes) {
         if s.usage + bytes > budget {
@@ -169,7 +205,7 @@ pub(super) fn refusal(store: &Store, st: &State, stream: &str, bytes: u64) -> Op
             ));
         }
     }
-    if let Some(free) = free_space(store) {
+    if let Some(free) = free {
         if free < store.min_free + bytes {
             return Some(format!(
                 "disk almost full ({} free, keeping at least {})",
@@ -181,7 +217,8 @@ pub(super) fn refusal(store: &Store, st: &State, stream: &str, bytes: u64) -> Op
     None
 }
 
-fn free_space(store: &Store) -> Option<u64> {
+/// Free disk space under the store (statvfs: call it before taking the store lock).
+pub(super) fn free_space(store: &Store) -> Option<u64> {
     match store.disk.available(&store.root) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -226,7 +263,6 @@ fn delete_segment(
     if let Some(s) = st.streams.get_mut(&name) {
         s.usage = s.usage.saturating_sub(row.bytes);
     }
-    remove_file(&store.segment_path(&name, row.id))?;
     tracing::info!(
         camera = %name,
         segment = row.id,
@@ -236,6 +272,7 @@ fn delete_segment(
         "retention: deleted segment"
     );
     Ok(DeletedSegment {
+        path: store.segment_path(&name, row.id),
         stream: name,
         segment_id: row.id,
         fragments: row.fragments,

@@ -6,10 +6,14 @@
 
 use rusqlite::Connection;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Upgrades from version `i + 1` to `i + 2` (none yet: version 1 is the first released schema).
-const MIGRATIONS: &[&str] = &[];
+/// Upgrades from version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &[
+    // 2: each stream keeps its retention, so video of a camera removed from the config still ages out.
+    "ALTER TABLE streams ADD COLUMN retention_ns INTEGER;
+     ALTER TABLE streams ADD COLUMN max_bytes INTEGER;",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -51,7 +55,10 @@ CREATE TABLE IF NOT EXISTS streams (
     name TEXT NOT NULL UNIQUE,
     created_ns INTEGER NOT NULL,
     -- never decreases, so numbers are not reused after retention or a crash
-    next_fragment_number INTEGER NOT NULL DEFAULT 1
+    next_fragment_number INTEGER NOT NULL DEFAULT 1,
+    -- the camera's retention and byte budget when it was last configured (NULL: never / none)
+    retention_ns INTEGER,
+    max_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS inits (
     id INTEGER PRIMARY KEY,
@@ -117,5 +124,32 @@ mod tests {
         let err = open(&mut conn).unwrap_err();
         assert!(matches!(err, SchemaError::Newer { found } if found == SCHEMA_VERSION + 1));
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn version_1_index_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("i.sqlite")).unwrap();
+        // The version 1 streams table, with a row.
+        conn.execute_batch(
+            "CREATE TABLE streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+               created_ns INTEGER NOT NULL, next_fragment_number INTEGER NOT NULL DEFAULT 1);
+             INSERT INTO streams (name, created_ns, next_fragment_number) VALUES ('old', 1, 42);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        open(&mut conn).unwrap();
+        let (next, retention): (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT next_fragment_number, retention_ns FROM streams WHERE name = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((next, retention), (42, None));
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 }

@@ -343,3 +343,69 @@ fn low_disk_triggers_retention_before_writes_fail() {
         assert!(free + 8_000 >= 100_000, "free {free}");
     }
 }
+
+#[test]
+fn a_camera_removed_from_the_config_keeps_its_age_retention() {
+    let h = Harness::new();
+    {
+        let store = h.open(opts());
+        let mut w = store.open_stream("gone", stream_opts()).unwrap();
+        // 10 minutes of 2 s fragments (segments roll every 60 s).
+        for _ in 0..300 {
+            append(&mut w, &h.clock, 100);
+        }
+    }
+    // Restart without that camera (no writer, no set_stream_options), two hours later.
+    h.clock.advance(Duration::from_secs(7200));
+    let store = h.open(opts());
+    let report = store.enforce_retention().unwrap();
+    assert!(
+        report.deleted.iter().any(|d| d.stream == "gone"),
+        "the 1 h retention persisted in the index applies"
+    );
+    let left = StoreReader::open(&h.root())
+        .unwrap()
+        .fragments("gone", None, None, 10_000)
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{} fragments older than retention",
+        left.len()
+    );
+}
+
+#[test]
+fn a_segment_file_that_cannot_be_unlinked_fails_no_write() {
+    let h = Harness::new();
+    let mut o = opts();
+    o.max_bytes = Some(200_000);
+    let store = h.open(o);
+    let mut so = stream_opts();
+    so.segment_size = 20_000;
+    let mut a = store.open_stream("a", so.clone()).unwrap();
+    let mut b = store.open_stream("b", so).unwrap();
+    for _ in 0..10 {
+        append(&mut a, &h.clock, 10_000);
+    }
+    // Make camera a's closed segment files undeletable: replace each with a non-empty
+    // directory (unlink(2) fails with EISDIR) while their rows stay in the index.
+    let dir = h.root().join("a");
+    let mut blocked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "m4s") && blocked < 5 {
+            std::fs::remove_file(&p).unwrap();
+            std::fs::create_dir_all(p.join("keep")).unwrap();
+            blocked += 1;
+        }
+    }
+    // Camera b's writes push the global budget over: retention deletes a's oldest segments,
+    // whose files cannot go. b's writes must still succeed.
+    for _ in 0..20 {
+        assert!(matches!(
+            append(&mut b, &h.clock, 10_000),
+            AppendOutcome::Stored { .. }
+        ));
+    }
+    assert!(store.total_usage() <= 200_000 + 20_000);
+}

@@ -65,6 +65,7 @@ impl Store {
         let mut st = self.lock();
         let (id, next_number, last_end_ns) = open_stream_row(&mut st, name, self.clock.now_ns())
             .map_err(|e| Inner::from(e).at(&db))?;
+        persist_options(&st, id, &opts).map_err(|e| Inner::from(e).at(&db))?;
         let entry = st.streams.entry(name.to_string()).or_insert(StreamState {
             id,
             opts: None,
@@ -88,12 +89,33 @@ impl Store {
 
 impl Store {
     /// Retention and budget for a stream that is not being written now (a disabled camera),
-    /// so its old video still ages out.
+    /// so its old video still ages out. Persisted, like a writer's options.
     pub fn set_stream_options(&self, name: &str, opts: StreamOptions) {
-        if let Some(s) = self.lock().streams.get_mut(name) {
+        let mut st = self.lock();
+        let Some(id) = st.streams.get(name).map(|s| s.id) else {
+            return;
+        };
+        if let Err(e) = persist_options(&st, id, &opts) {
+            tracing::warn!(camera = name, error = %e, "cannot persist the camera's retention");
+        }
+        if let Some(s) = st.streams.get_mut(name) {
             s.opts = Some(opts);
         }
     }
+}
+
+/// Keeps a stream's retention and budget in the index (applied after a restart even when the
+/// camera is gone from the config).
+fn persist_options(st: &State, id: i64, opts: &StreamOptions) -> rusqlite::Result<()> {
+    st.conn.execute(
+        "UPDATE streams SET retention_ns = ?2, max_bytes = ?3 WHERE id = ?1",
+        params![
+            id,
+            opts.retention.as_nanos().min(i64::MAX as u128) as i64,
+            opts.max_bytes.map(|b| b.min(i64::MAX as u64) as i64)
+        ],
+    )?;
+    Ok(())
 }
 
 fn open_stream_row(
@@ -142,20 +164,24 @@ impl StreamWriter {
         let store = self.store.clone();
         let db = store.root.join(super::INDEX_FILE);
         let len = f.data.len() as u64;
-        let init_id = {
+        // statvfs outside the lock (see retention's module doc).
+        let free = retention::free_space(&store);
+        let (init_id, deleted) = {
             let mut st = store.lock();
-            if store.opts.on_full == OnFull::DenyNew {
-                if let Some(reason) = retention::refusal(&store, &st, &self.name, len) {
+            let deleted = if store.opts.on_full == OnFull::DenyNew {
+                if let Some(reason) = retention::refusal(&store, &st, &self.name, len, free) {
                     return Ok(AppendOutcome::Refused { reason });
                 }
+                retention::RetentionReport::default()
             } else {
-                retention::enforce_for(&store, &mut st, Some(&self.name), len)
-                    .map_err(|e| e.at(&db))?;
-            }
+                retention::enforce_for(&store, &mut st, Some(&self.name), len, free)
+                    .map_err(|e| e.at(&db))?
+            };
             self.roll_segment_if_due(&mut st, len)
                 .map_err(|e| e.at(&db))?;
-            self.init_id(&st, f.codec).map_err(|e| e.at(&db))?
+            (self.init_id(&st, f.codec).map_err(|e| e.at(&db))?, deleted)
         };
+        deleted.remove_files();
 
         let seg = self.segment.as_mut().expect("segment opened above");
         // Positional write: a failed partial write leaves no cursor drift for the next append.
