@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod detect;
+pub mod lifecycle;
 pub mod media;
 pub mod playback;
 pub mod probe;

@@ -8,10 +8,10 @@ mod normalize;
 mod outputs;
 mod pipeline;
 mod recorder;
-mod shutdown;
 mod status;
 mod supervisor;
 
+pub use crate::lifecycle::Shutdown;
 pub use backoff::Backoff;
 pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, FrameTime};
 pub use linker::{DetectionLinker, RecordSink, RECORD_SCHEMA};
@@ -19,7 +19,6 @@ pub use normalize::Normalizer;
 pub use outputs::DetectBranchSpec;
 pub use pipeline::{check_elements, required_elements};
 pub use recorder::Recorder;
-pub use shutdown::Shutdown;
 pub use status::{CameraState, CameraStatus, Counters};
 pub use supervisor::{spawn_camera, CameraHandle, DetectWiring};
 

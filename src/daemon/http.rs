@@ -1,0 +1,32 @@
+//! The HTTP API subsystem: the one listener, served on the daemon's runtime.
+
+use crate::api::{ApiState, HttpOptions};
+use crate::lifecycle::{Handle, Shutdown};
+use anyhow::Context;
+
+pub fn start(
+    runtime: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    state: ApiState,
+    options: HttpOptions,
+) -> anyhow::Result<Handle> {
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener).context("cannot use the API listener")?
+    };
+    let shutdown = Shutdown::new();
+    let server = runtime.spawn(crate::api::serve(listener, state, options, {
+        let shutdown = shutdown.clone();
+        async move { shutdown.triggered().await }
+    }));
+    let rt = runtime.handle().clone();
+    Ok(Handle::new(
+        "api",
+        move || shutdown.trigger(),
+        move || match rt.block_on(server) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("HTTP server: {e}"),
+            Err(e) => tracing::error!("HTTP server task: {e}"),
+        },
+    ))
+}

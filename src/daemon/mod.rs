@@ -1,0 +1,214 @@
+//! `vidgest run`: takes the data dir, starts the subsystems (video store and shard streams,
+//! detection, capture, retention, HTTP API; see `lifecycle`) and stops them in reverse order on
+//! SIGINT/SIGTERM (pending fragments are flushed before exit).
+
+mod cameras;
+mod http;
+mod retention;
+
+use crate::api::{ApiState, Auth};
+use crate::capture::{CameraState, CameraStatus, Counters};
+use crate::clock::{system_clock, SharedClock};
+use crate::config::{format_bytes, Config};
+use crate::datadir::DataDirLock;
+use crate::lifecycle::Started;
+use crate::store::{self, Statvfs, Store, StoreOptions};
+use crate::streams::{StreamStore, StreamsOptions};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each camera's status line is logged (`VIDGEST_STATUS_INTERVAL_S` overrides).
+fn status_log_interval() -> Duration {
+    let secs = std::env::var("VIDGEST_STATUS_INTERVAL_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs.max(1))
+}
+
+/// The running daemon: subsystems in start order (stopped in reverse), and what the API,
+/// status lines and later metrics read.
+pub struct Daemon {
+    /// Declared (so dropped) before the runtime its API handle joins on.
+    started: Started,
+    /// Built first: the API and any async subsystem run on it.
+    runtime: tokio::runtime::Runtime,
+    pub store: Arc<Store>,
+    pub streams: Arc<StreamStore>,
+    pub api: ApiState,
+    pub cameras: Vec<Arc<CameraStatus>>,
+    /// Exclusive hold on the data dir, released last (after every store is closed).
+    lock: Option<DataDirLock>,
+}
+
+impl Daemon {
+    /// Starts every subsystem on a data dir this process holds (`DataDirLock::acquire`), in
+    /// dependency order: video store and shard streams, detection, capture, retention, and the
+    /// HTTP API on `listener`. A failure stops what already started before it returns.
+    pub fn start(
+        config: &Config,
+        clock: SharedClock,
+        lock: DataDirLock,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Daemon> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("api")
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        gstreamer::init().context("cannot initialise GStreamer")?;
+        let store = Store::open(
+            &store::video_root(&config.agent.data_dir),
+            StoreOptions::from_config(config),
+            clock.clone(),
+            Arc::new(Statvfs),
+        )
+        .context("cannot open the video store")?;
+        let streams = open_streams(config, clock.clone())?;
+        let api = ApiState::new(
+            streams.clone(),
+            Auth::new(&config.api.tokens),
+            clock.clone(),
+            crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?,
+        );
+        for s in &config.streams {
+            api.enforce_limits(&s.name, s.enforce_limits);
+        }
+
+        let mut started = Started::default();
+        let (pool, detection) = cameras::start_detection(config);
+        started.push(detection);
+        // On error, `started` drops and stops the detector pool.
+        let (statuses, capture) =
+            cameras::start_cameras(config, &clock, &store, &streams, pool.as_ref())?;
+        started.push(capture);
+        started.push(retention::start(
+            store.clone(),
+            streams.clone(),
+            config.storage.retention_interval.0,
+        ));
+        started.push(http::start(
+            &runtime,
+            listener,
+            api.clone(),
+            crate::api::HttpOptions::from(&config.api),
+        )?);
+        Ok(Daemon {
+            runtime,
+            started,
+            store,
+            streams,
+            api,
+            cameras: statuses,
+            lock: Some(lock),
+        })
+    }
+
+    /// Stops every subsystem, newest first: the API stops taking requests, cameras flush their
+    /// fragments in progress, then detection and retention; the data dir is released last.
+    pub fn stop(mut self) {
+        self.started.stop_all();
+        drop(self.lock.take());
+    }
+
+    /// Runs `f` on the daemon's runtime (signal handling, status ticks).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    pub fn log_status(&self) {
+        for status in &self.cameras {
+            let (state, detail) = status.state();
+            let c = &status.counters;
+            tracing::info!(
+                camera = %status.name,
+                state = ?state,
+                fragments = Counters::get(&c.fragments_stored),
+                stored = %format_bytes(Counters::get(&c.bytes_stored)),
+                dropped = Counters::get(&c.dropped_queue_full),
+                refused = Counters::get(&c.fragments_refused),
+                resyncs = Counters::get(&c.clock_resyncs),
+                detect_frames = Counters::get(&c.detect_frames),
+                inferences = Counters::get(&c.inferences),
+                still = Counters::get(&c.detect_skipped_still),
+                busy = Counters::get(&c.detect_skipped_busy),
+                records = Counters::get(&c.detection_records),
+                "status: {detail}"
+            );
+        }
+    }
+
+    pub fn camera_states(&self) -> Vec<(String, CameraState)> {
+        self.cameras
+            .iter()
+            .map(|c| (c.name.clone(), c.state().0))
+            .collect()
+    }
+}
+
+/// Opens the shard streams and creates the ones the config declares.
+fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<StreamStore>> {
+    let root = config.agent.data_dir.join("streams");
+    let streams = StreamStore::open(&root, StreamsOptions::default(), clock)
+        .with_context(|| format!("cannot open the shard streams in {}", root.display()))?;
+    for s in &config.streams {
+        let created = streams
+            .ensure_stream(&s.name, s.shards, s.retention_hours)
+            .with_context(|| format!("cannot create stream `{}`", s.name))?;
+        if created {
+            tracing::info!(stream = %s.name, shards = s.shards, "created shard stream");
+        }
+    }
+    Ok(streams)
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    limit_malloc_arenas();
+    // Before anything touches the data dir: a second daemon there would corrupt both.
+    let lock = DataDirLock::acquire(&config.agent.data_dir)?;
+    // Bind first: a taken port is a clear start-up error, not a half-running daemon.
+    let listener = crate::config::bind_api_listener(&config.api.listen).context("api.listen")?;
+    listener.set_nonblocking(true)?;
+    let daemon = Daemon::start(&config, system_clock(), lock, listener)?;
+    tracing::info!(
+        cameras = daemon.cameras.len(),
+        streams = config.streams.len(),
+        listen = %config.api.listen,
+        data_dir = %config.agent.data_dir.display(),
+        "vidgest running; stop with Ctrl-C or SIGTERM"
+    );
+    if daemon.api.auth.enabled() {
+        tracing::info!("API tokens configured: every route but /healthz needs one");
+    }
+    daemon.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut ticker = tokio::time::interval(status_log_interval());
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = ticker.tick() => daemon.log_status(),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    daemon.stop();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// glibc gives every thread that allocates its own arena (64 MiB reserved, pages kept): with two
+/// GStreamer threads plus a recorder per camera that is most of the daemon's RSS. Two arenas
+/// are plenty for our allocation rate; `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator tuning; called before the camera threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
