@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod media;
 pub mod playback;
 pub mod probe;
+pub mod records;
 pub mod store;
 pub mod streams;
 pub mod timespec;
