@@ -277,17 +277,62 @@ fn camera_reconnects_after_server_restart_without_disturbing_others() {
     assert_key_frame_starts(&data_dir, &flaky_frags);
 }
 
+/// For each "retrying in D s" line of `camera`: the announced D and the time until the next
+/// "connecting" line (the wait actually done), in seconds, from the log's own timestamps.
+fn retry_waits(log: &str, camera: &str) -> Vec<(f64, f64)> {
+    let tag = format!("camera={camera} ");
+    let mut waits = Vec::new();
+    let mut pending: Option<(i64, f64)> = None;
+    for line in log.lines().filter(|l| l.contains(&tag)) {
+        let Some(ts) = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| vidgest::timespec::parse_time(t, 0).ok())
+        else {
+            continue;
+        };
+        if let Some(rest) = line.split("; retrying in ").nth(1) {
+            let announced: f64 = rest.split(' ').next().unwrap().parse().unwrap();
+            pending = Some((ts, announced));
+        } else if line.contains(" connecting ") {
+            if let Some((at, announced)) = pending.take() {
+                waits.push((announced, (ts - at) as f64 / 1e9));
+            }
+        }
+    }
+    waits
+}
+
 #[test]
 fn unreachable_camera_backs_off_until_it_appears() {
     let port = support::free_port();
     let url = format!("rtsp://127.0.0.1:{port}/cam");
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &rtsp_config(&[("late", &url)]));
-    eventually(
-        Duration::from_secs(30),
-        "a logged connection failure with backoff",
-        || daemon.log_text().contains("retrying in").then_some(()),
+    // Three waits (1 s, 2 s, 4 s, each +-20 %): enough to see the delay grow.
+    let waits = eventually(
+        Duration::from_secs(60),
+        "three connection failures with backoff",
+        || {
+            daemon.assert_running();
+            Some(retry_waits(&daemon.log_text(), "late")).filter(|w| w.len() >= 3)
+        },
     );
+    eprintln!("(announced, waited) seconds: {waits:?}");
+    for (announced, waited) in &waits {
+        // The announced delay is printed to 0.1 s; the wake-up may be late on a busy machine.
+        assert!(
+            *waited >= announced - 0.06 && *waited <= announced + 0.5,
+            "announced {announced} s but waited {waited:.3} s: {waits:?}"
+        );
+    }
+    for w in waits.windows(2) {
+        assert!(
+            w[1].0 > w[0].0 && w[1].1 > w[0].1,
+            "the delay does not grow: {waits:?}"
+        );
+    }
+    assert!((0.95..=1.25).contains(&waits[0].0), "first delay {waits:?}");
     assert!(daemon.fragments("late").is_empty());
     let _cam = TestCamera::start(&["--port", &port.to_string(), "--gop", "15", "--fps", "15"]);
     eventually(
