@@ -68,6 +68,11 @@ impl Daemon {
         }
     }
 
+    /// The process id (None once terminated or killed through this handle).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(|c| c.id())
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
