@@ -193,11 +193,13 @@ fn sigkill_under_put_records_load_loses_no_acknowledged_record() {
             .expect("start producer"),
     );
 
-    // Let the load run: at least 3 s and 3,000 acknowledged records (or 60 s at most).
+    // Let the load run: at least 3 s and 3,000 acknowledged records. A kill under a trickle
+    // proves little, so a load that cannot reach that within 60 s fails the test.
+    const MIN_ACKED: usize = 3000;
     let t0 = Instant::now();
     loop {
         let acked = count_lines(&log, "ACK ");
-        if t0.elapsed() > Duration::from_secs(3) && acked >= 3000 {
+        if t0.elapsed() > Duration::from_secs(3) && acked >= MIN_ACKED {
             break;
         }
         assert!(
@@ -205,10 +207,11 @@ fn sigkill_under_put_records_load_loses_no_acknowledged_record() {
             "producer exited early: {}",
             std::fs::read_to_string(dir.path().join("producer.out")).unwrap_or_default()
         );
-        if t0.elapsed() > Duration::from_secs(60) {
-            assert!(acked > 0, "no PutRecords acknowledged within 60 s");
-            break;
-        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "only {acked} of {MIN_ACKED} records acknowledged within 60 s: {}",
+            std::fs::read_to_string(dir.path().join("producer.out")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let acked_before = count_lines(&log, "ACK ");

@@ -277,17 +277,62 @@ fn camera_reconnects_after_server_restart_without_disturbing_others() {
     assert_key_frame_starts(&data_dir, &flaky_frags);
 }
 
+/// For each "retrying in D s" line of `camera`: the announced D and the time until the next
+/// "connecting" line (the wait actually done), in seconds, from the log's own timestamps.
+fn retry_waits(log: &str, camera: &str) -> Vec<(f64, f64)> {
+    let tag = format!("camera={camera} ");
+    let mut waits = Vec::new();
+    let mut pending: Option<(i64, f64)> = None;
+    for line in log.lines().filter(|l| l.contains(&tag)) {
+        let Some(ts) = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| vidgest::timespec::parse_time(t, 0).ok())
+        else {
+            continue;
+        };
+        if let Some(rest) = line.split("; retrying in ").nth(1) {
+            let announced: f64 = rest.split(' ').next().unwrap().parse().unwrap();
+            pending = Some((ts, announced));
+        } else if line.contains(" connecting ") {
+            if let Some((at, announced)) = pending.take() {
+                waits.push((announced, (ts - at) as f64 / 1e9));
+            }
+        }
+    }
+    waits
+}
+
 #[test]
 fn unreachable_camera_backs_off_until_it_appears() {
     let port = support::free_port();
     let url = format!("rtsp://127.0.0.1:{port}/cam");
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &rtsp_config(&[("late", &url)]));
-    eventually(
-        Duration::from_secs(30),
-        "a logged connection failure with backoff",
-        || daemon.log_text().contains("retrying in").then_some(()),
+    // Three waits (1 s, 2 s, 4 s, each +-20 %): enough to see the delay grow.
+    let waits = eventually(
+        Duration::from_secs(60),
+        "three connection failures with backoff",
+        || {
+            daemon.assert_running();
+            Some(retry_waits(&daemon.log_text(), "late")).filter(|w| w.len() >= 3)
+        },
     );
+    eprintln!("(announced, waited) seconds: {waits:?}");
+    for (announced, waited) in &waits {
+        // The announced delay is printed to 0.1 s; the wake-up may be late on a busy machine.
+        assert!(
+            *waited >= announced - 0.06 && *waited <= announced + 0.5,
+            "announced {announced} s but waited {waited:.3} s: {waits:?}"
+        );
+    }
+    for w in waits.windows(2) {
+        assert!(
+            w[1].0 > w[0].0 && w[1].1 > w[0].1,
+            "the delay does not grow: {waits:?}"
+        );
+    }
+    assert!((0.95..=1.25).contains(&waits[0].0), "first delay {waits:?}");
     assert!(daemon.fragments("late").is_empty());
     let _cam = TestCamera::start(&["--port", &port.to_string(), "--gop", "15", "--fps", "15"]);
     eventually(
@@ -304,23 +349,37 @@ fn kill9_mid_recording_loses_at_most_the_fragment_in_progress() {
     let dir = tempfile::tempdir().unwrap();
     let config = rtsp_config(&[("front", &cam.mount_url(0))]);
     let daemon = Daemon::start(dir.path(), &config);
-    eventually(Duration::from_secs(60), "3 fragments", || {
-        (daemon.fragments("front").len() >= 3).then_some(())
+    // Listed while the daemon runs: what a reader was shown before the kill.
+    let before = eventually(Duration::from_secs(60), "3 fragments", || {
+        Some(daemon.fragments("front")).filter(|f| f.len() >= 3)
     });
     let (data_dir, config_path) = (daemon.data_dir.clone(), daemon.config.clone());
     daemon.kill9();
-    let before = read_fragments(&data_dir, "front");
+    // Fragments may have been stored between the listing and the kill; none may have vanished.
+    let at_kill = read_fragments(&data_dir, "front");
+    assert_prefix(
+        &before,
+        &at_kill,
+        "listed before the kill",
+        "stored after it",
+    );
 
     let daemon = Daemon::start_with(data_dir.clone(), config_path);
     eventually(
         Duration::from_secs(60),
         "3 more fragments after restart",
-        || (daemon.fragments("front").len() >= before.len() + 3).then_some(()),
+        || (daemon.fragments("front").len() >= at_kill.len() + 3).then_some(()),
     );
     assert!(daemon.terminate().success());
     let after = read_fragments(&data_dir, "front");
-    // Everything listed before the kill is still there, unchanged.
-    assert_eq!(&after[..before.len()], &before[..]);
+    // Everything listed before the kill is still there after recovery, unchanged.
+    assert_prefix(
+        &at_kill,
+        &after,
+        "stored at the kill",
+        "stored after the restart",
+    );
+    let before = at_kill;
     // Numbering continues without reuse; the restart is flagged.
     for w in after.windows(2) {
         assert!(w[1].fragment_number > w[0].fragment_number);
@@ -332,6 +391,24 @@ fn kill9_mid_recording_loses_at_most_the_fragment_in_progress() {
     let file = dir.path().join("all.mp4");
     write_stream_file(&data_dir, &after, &file);
     assert_decodes(&file);
+}
+
+/// `shorter` (fragments listed at one time) is `longer`'s start, unchanged.
+fn assert_prefix(
+    shorter: &[vidgest::store::FragmentMeta],
+    longer: &[vidgest::store::FragmentMeta],
+    a: &str,
+    b: &str,
+) {
+    let numbers = |f: &[vidgest::store::FragmentMeta]| {
+        f.iter().map(|f| f.fragment_number).collect::<Vec<_>>()
+    };
+    assert!(
+        longer.len() >= shorter.len() && longer[..shorter.len()] == *shorter,
+        "fragments {a} {:?} are not all in those {b} {:?}",
+        numbers(shorter),
+        numbers(longer)
+    );
 }
 
 #[test]

@@ -611,6 +611,13 @@ impl StreamStore {
         shard.wait_for(pos.0, timeout)
     }
 
+    /// Readers blocked in `wait_for` on one shard (test hook).
+    #[cfg(test)]
+    pub(crate) fn parked_waiters(&self, stream: &str, shard_id: &str) -> usize {
+        self.shard(stream, shard_id)
+            .map_or(0, |(_, shard)| shard.parked_waiters())
+    }
+
     /// Deletes whole sealed segments whose newest record is older than the stream's retention
     /// (per the clock). Returns how many segments were removed.
     pub fn enforce_retention(&self) -> Result<usize> {

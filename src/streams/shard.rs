@@ -69,6 +69,9 @@ struct SyncState {
     /// what is on disk, so the shard refuses appends until the store is reopened.
     failed: Option<String>,
     closed: bool,
+    /// `wait_for` callers blocked on `grew` right now (lets tests prove a reader was parked).
+    #[cfg(test)]
+    parked: usize,
 }
 
 /// Where a read or lookup starts: an open segment positioned at a sparse-index entry.
@@ -132,6 +135,8 @@ impl Shard {
             syncing: false,
             failed: None,
             closed: false,
+            #[cfg(test)]
+            parked: 0,
         };
         Ok(Shard {
             index,
@@ -497,12 +502,27 @@ impl Shard {
             if left.is_zero() {
                 return Ok(false);
             }
+            #[cfg(test)]
+            {
+                st.parked += 1;
+            }
             st = self
                 .grew
                 .wait_timeout(st, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            #[cfg(test)]
+            {
+                st.parked -= 1;
+            }
         }
+    }
+
+    /// How many `wait_for` callers are blocked on the condition variable. Read under the lock
+    /// they released by parking, so a non-zero answer means they are inside the wait.
+    #[cfg(test)]
+    pub fn parked_waiters(&self) -> usize {
+        lock(&self.sync).parked
     }
 
     /// Deletes sealed segments, oldest first, whose newest record arrived before `cutoff`.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vidgest::media::fmp4;
-use vidgest::store::{FragmentMeta, StoreReader};
+use vidgest::store::{FragmentMeta, StoreError, StoreReader};
 
 pub fn vidgest_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vidgest")
@@ -68,6 +68,11 @@ impl Daemon {
         }
     }
 
+    /// The process id (None once terminated or killed through this handle).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(|c| c.id())
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -121,11 +126,33 @@ impl Drop for Daemon {
     }
 }
 
+/// All fragments of `camera`: empty only while nothing is stored yet (no index, the index being
+/// created, or the camera not registered yet). Any other store error panics, so that an
+/// `is_empty()` or length check can never pass because the store could not be read.
 pub fn read_fragments(data_dir: &Path, camera: &str) -> Vec<FragmentMeta> {
-    StoreReader::open(&data_dir.join("video"))
-        .ok()
-        .and_then(|r| r.fragments(camera, None, None, 1_000_000).ok())
-        .unwrap_or_default()
+    match try_read_fragments(data_dir, camera) {
+        Ok(f) => f,
+        Err(e) if not_stored_yet(&e) => Vec::new(),
+        Err(e) => panic!(
+            "reading the fragments of `{camera}` under {}: {e}",
+            data_dir.display()
+        ),
+    }
+}
+
+pub fn try_read_fragments(data_dir: &Path, camera: &str) -> Result<Vec<FragmentMeta>, StoreError> {
+    StoreReader::open(&data_dir.join("video"))?.fragments(camera, None, None, 1_000_000)
+}
+
+/// The store errors a reader legitimately sees before the daemon has stored anything.
+pub fn not_stored_yet(e: &StoreError) -> bool {
+    match e {
+        StoreError::NoStore(_) | StoreError::UnknownStream(_) => true,
+        // The daemon creates index.sqlite, then its tables in one transaction: a reader in
+        // between finds the file without the tables.
+        StoreError::Index { source, .. } => source.to_string().contains("no such table"),
+        _ => false,
+    }
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {

@@ -109,11 +109,9 @@ fn wait_for_wakes_on_a_put_from_another_thread() {
         "times out when idle"
     );
 
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let waiter = {
         let store = Arc::clone(&store);
         thread::spawn(move || {
-            started_tx.send(()).unwrap();
             let t = std::time::Instant::now();
             let woke = store
                 .wait_for("s", id, latest, Duration::from_secs(30))
@@ -121,15 +119,22 @@ fn wait_for_wakes_on_a_put_from_another_thread() {
             (woke, t.elapsed())
         })
     };
-    started_rx.recv().unwrap();
-    let putter = {
-        let store = Arc::clone(&store);
-        thread::spawn(move || store.put("s", rec("k", "wake up")).unwrap())
-    };
-    putter.join().unwrap();
+    // Put only once the reader is parked on the condition variable: otherwise it could find the
+    // record on its first look and the wake-up would go untested.
+    let parked = std::time::Instant::now();
+    while store.parked_waiters("s", id) == 0 {
+        assert!(
+            parked.elapsed() < Duration::from_secs(10),
+            "the reader never parked"
+        );
+        thread::yield_now();
+    }
+    store.put("s", rec("k", "wake up")).unwrap();
     let (woke, waited) = waiter.join().unwrap();
     assert!(woke);
+    // Woken by the put: without the notification it sleeps its full 30 s.
     assert!(waited < Duration::from_secs(10), "woken, not timed out");
+    assert_eq!(store.parked_waiters("s", id), 0);
     let b = store.read("s", id, latest, 10, 1 << 20).unwrap();
     assert_eq!(b.records[0].data, b"wake up");
 }
