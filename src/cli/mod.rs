@@ -43,9 +43,18 @@ pub fn open_reader(config: &Config) -> anyhow::Result<StoreReader> {
 
 pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
-    let stored = open_reader(&config)
-        .and_then(|r| Ok(r.streams()?))
-        .unwrap_or_default();
+    // Nothing recorded yet is an empty list; any other store error is reported, not hidden.
+    let root = store::video_root(&config.agent.data_dir);
+    let stored = match StoreReader::open(&root) {
+        Ok(r) => r
+            .streams()
+            .with_context(|| format!("cannot read the video store in {}", root.display()))?,
+        Err(store::StoreError::NoStore(_)) => Vec::new(),
+        Err(e) => {
+            return Err(anyhow::Error::from(e)
+                .context(format!("cannot open the video store in {}", root.display())))
+        }
+    };
     for cam in &config.cameras {
         let s = stored.iter().find(|s| s.name == cam.name);
         let (fragments, bytes) = s.map_or((0, 0), |s| (s.fragments, s.bytes));
