@@ -181,8 +181,11 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        if let Some(last) = s.normalizer.finish() {
-            let ready = s.fragmenter.push(last);
+        for unit in s.normalizer.finish() {
+            let Some(s) = self.session.as_mut() else {
+                return;
+            };
+            let ready = s.fragmenter.push(unit);
             self.store(ready);
         }
         let ready = self.session.as_mut().and_then(|s| s.fragmenter.finish());
