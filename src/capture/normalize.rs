@@ -161,6 +161,12 @@ impl Normalizer {
         let (depth, delay) = reorder_of(&pts);
         self.depth = Some(depth);
         self.delay_ns = delay;
+        // DTS cannot go below zero: a session whose media time starts near zero (RTP timestamps
+        // start at 0) moves to start at the delay instead, before anything was emitted.
+        let first = self.pts_heap.peek().map_or(0, |r| r.0);
+        if self.last_dts_ns.is_none() && first < delay {
+            self.shift(delay - first);
+        }
         if depth > 0 {
             tracing::debug!(
                 depth,
@@ -169,6 +175,27 @@ impl Normalizer {
             );
         }
         depth
+    }
+
+    /// Moves media time of everything seen so far (and to come) `by` later.
+    fn shift(&mut self, by: u64) {
+        for q in &mut self.queue {
+            q.au.pts_ns += by;
+            if let Some(d) = &mut q.source_dts {
+                *d += by;
+            }
+        }
+        self.pts_heap = self
+            .pts_heap
+            .drain()
+            .map(|Reverse(p)| Reverse(p + by))
+            .collect();
+        self.max_pts_ns = self.max_pts_ns.map(|m| m + by);
+        self.last_source_dts_ns = self.last_source_dts_ns.map(|d| d + by);
+        self.offset_ns += by;
+        for off in &mut self.generation_offsets {
+            *off += by;
+        }
     }
 
     /// Gives the oldest queued unit its DTS.
@@ -246,6 +273,11 @@ impl Normalizer {
         self.generation_offsets
             .get(generation as usize)
             .map(|off| running_ns + off)
+    }
+
+    /// Offsets of the loop generations started so far (see `media_time`).
+    pub fn generation_offsets(&self) -> &[u64] {
+        &self.generation_offsets
     }
 
     /// End of session: the units still held back, in decode order.
@@ -415,9 +447,9 @@ mod tests {
     #[test]
     fn b_pyramid_needs_a_deeper_window() {
         // Decode order I0 P4 B2 b1 b3 P8 B6 b5 b7 ... (x264 bframes=3 b-pyramid).
-        let mut pts = vec![0];
+        let mut pts = vec![100];
         for g in 0..6u64 {
-            let p = 40 * g + 40;
+            let p = 100 + 40 * g + 40;
             pts.extend([p, p - 20, p - 30, p - 10]);
         }
         let c = Counters::default();
@@ -478,15 +510,35 @@ mod tests {
         }
         out.extend(n.finish());
         let got: Vec<u64> = out.iter().map(|a| a.pts_ns / 1_000_000).collect();
+        // Media time starts at the 10 ms delay (see the test below); the second loop starts one
+        // frame after the largest PTS of the first.
         let want: Vec<u64> = pts
             .iter()
-            .copied()
-            .chain(pts.iter().map(|p| p + 70))
+            .map(|p| p + 10)
+            .chain(pts.iter().map(|p| p + 80))
             .collect();
         assert_eq!(got, want);
         for w in out.windows(2) {
             assert!(w[1].dts_ns > w[0].dts_ns);
         }
-        assert_eq!(n.media_time(1, 0), Some(70_000_000));
+        assert_eq!(n.media_time(1, 0), Some(80_000_000));
+    }
+
+    #[test]
+    fn b_frames_from_time_zero_shift_media_time_by_the_delay() {
+        // RTP timestamps start at 0 (rtspsrc buffer-mode=none): DTS would have to be negative.
+        let mut pts = vec![0];
+        for g in 0..5u64 {
+            let p = 30 * g + 30;
+            pts.extend([p, p - 20, p - 10]);
+        }
+        let c = Counters::default();
+        let mut n = Normalizer::new();
+        let out = run(&mut n, stream(&pts, 3), &c);
+        let shifted: Vec<u64> = pts.iter().map(|p| p + 10).collect();
+        check_order(&out, &shifted);
+        assert_eq!(out[0].dts_ns, 0);
+        assert_eq!(out[1].dts_ns, 10_000_000, "one frame, not a 1 ms step");
+        assert_eq!(n.media_time(0, 0), Some(10_000_000));
     }
 }
