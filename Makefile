@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# The vendored ONNX Runtime (scripts/fetch-model): a release binary never searches the source
+# tree or the current directory, so demo, tests and benchmarks name it.
+export ORT_DYLIB_PATH ?= $(CURDIR)/vendor/onnxruntime/lib/libonnxruntime.so
 
 .PHONY: all bootstrap build release demo test lint bench clean
 

@@ -18,10 +18,13 @@ const RECENT_FRAGMENTS: usize = 32;
 
 /// Where a result's frame sits in producer time, as far as the recorder can tell now.
 pub enum Mapping {
+    /// In the session being recorded.
     At(UnixNanos),
+    /// In session `session`, which has ended: every fragment it will ever have is stored.
+    Ended { at: UnixNanos, session: u64 },
     /// Its loop generation has not started recording yet: ask again later.
     NotYet,
-    /// From an older session: its video is already stored or gone.
+    /// From a session whose time mapping is forgotten: its video is already stored or gone.
     Stale,
 }
 
@@ -32,12 +35,21 @@ pub struct RecordSink {
     pub heartbeat: Duration,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct StoredFragment {
+    number: u64,
+    start: UnixNanos,
+    end: UnixNanos,
+    session: u64,
+}
+
 pub struct DetectionLinker {
     sink: RecordSink,
     status: Arc<CameraStatus>,
     model: String,
     pending: VecDeque<DetectionResult>,
-    recent: VecDeque<(u64, UnixNanos, UnixNanos)>,
+    /// Stored fragments: number, producer start and end, recording session.
+    recent: VecDeque<StoredFragment>,
     last_record: Instant,
     last_error_log: Option<Instant>,
 }
@@ -62,45 +74,25 @@ impl DetectionLinker {
         self.pending.push_back(r);
     }
 
-    /// A fragment covering producer time `[start, end)` was committed as `number`.
+    /// A fragment of recording session `session` covering producer time `[start, end)` was
+    /// committed as `number`.
     pub fn fragment_stored(
         &mut self,
         number: u64,
-        start: UnixNanos,
-        end: UnixNanos,
+        session: u64,
+        (start, end): (UnixNanos, UnixNanos),
         map: impl Fn(&FrameTime) -> Mapping,
     ) {
         if self.recent.len() >= RECENT_FRAGMENTS {
             self.recent.pop_front();
         }
-        self.recent.push_back((number, start, end));
-        let mut records = Vec::new();
-        let mut keep = VecDeque::new();
-        for r in self.pending.drain(..) {
-            match map(&r.time) {
-                Mapping::At(t) if t < end => {
-                    let holder = self
-                        .recent
-                        .iter()
-                        .rev()
-                        .find(|(_, s, e)| *s <= t && t < *e)
-                        .map(|(n, _, _)| *n);
-                    match holder {
-                        Some(n) if !r.detections.is_empty() => {
-                            records.push(record(&self.sink, &self.status.name, &r, t, n))
-                        }
-                        Some(_) => {}
-                        // Before every fragment we remember (a refused or lost fragment).
-                        None => {
-                            tracing::debug!(camera = %self.status.name, "detection without a stored fragment dropped")
-                        }
-                    }
-                }
-                Mapping::At(_) | Mapping::NotYet => keep.push_back(r),
-                Mapping::Stale => {}
-            }
-        }
-        self.pending = keep;
+        self.recent.push_back(StoredFragment {
+            number,
+            start,
+            end,
+            session,
+        });
+        let mut records = self.link_pending(Some(end), map);
         if records.is_empty() && self.last_record.elapsed() >= self.sink.heartbeat {
             records.push(heartbeat(
                 &self.sink,
@@ -111,6 +103,55 @@ impl DetectionLinker {
             ));
         }
         self.publish(records);
+    }
+
+    /// Links what can be linked without a new fragment: results of ended sessions (a
+    /// reconnect or shutdown came between the frame and its result).
+    pub fn resolve(&mut self, map: impl Fn(&FrameTime) -> Mapping) {
+        let records = self.link_pending(None, map);
+        self.publish(records);
+    }
+
+    /// Records for the pending results whose fragment is stored (`end`: producer end of the
+    /// fragment just stored, if any); keeps those that may still get one.
+    fn link_pending(
+        &mut self,
+        end: Option<UnixNanos>,
+        map: impl Fn(&FrameTime) -> Mapping,
+    ) -> Vec<PutRecord> {
+        let mut records = Vec::new();
+        let mut keep = VecDeque::new();
+        for r in std::mem::take(&mut self.pending) {
+            let (t, session) = match map(&r.time) {
+                Mapping::At(t) if end.is_some_and(|e| t < e) => (t, None),
+                Mapping::Ended { at, session } => (at, Some(session)),
+                Mapping::At(_) | Mapping::NotYet => {
+                    keep.push_back(r);
+                    continue;
+                }
+                Mapping::Stale => continue,
+            };
+            let holder = self
+                .recent
+                .iter()
+                .rev()
+                .filter(|f| session.is_none_or(|s| f.session == s))
+                .find(|f| f.start <= t && t < f.end)
+                .map(|f| f.number);
+            match holder {
+                Some(n) if !r.detections.is_empty() => {
+                    records.push(record(&self.sink, &self.status.name, &r, t, n))
+                }
+                Some(_) => {}
+                // Before every fragment we remember (a refused or lost fragment), or after the
+                // last one of an ended session.
+                None => {
+                    tracing::debug!(camera = %self.status.name, "detection without a stored fragment dropped")
+                }
+            }
+        }
+        self.pending = keep;
+        records
     }
 
     fn publish(&mut self, records: Vec<PutRecord>) {

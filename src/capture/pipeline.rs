@@ -220,6 +220,9 @@ fn build_rtsp(
     src.set_property("latency", s.latency().as_millis() as u32);
     src.set_property("tcp-timeout", s.connect_timeout().as_micros() as u64);
     src.set_property("timeout", s.connect_timeout().as_micros() as u64);
+    // RTP timestamps as sent: the default (slave) mode re-times pictures from their arrival and
+    // scrambles the presentation order of B-frame streams. Clock drift is handled by the recorder.
+    src.set_property_from_str("buffer-mode", "none");
     src.set_property_from_str(
         "protocols",
         match s.transport() {

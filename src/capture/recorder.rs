@@ -7,6 +7,7 @@ use crate::media::fmp4::{self, Sample, TIMESCALE};
 use crate::media::fragmenter::{Fragmenter, ReadyFragment};
 use crate::store::{AppendOutcome, NewFragment, StreamWriter};
 use crossbeam_channel::Receiver;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,14 @@ const DISCONTINUITY_NS: i64 = 50_000_000;
 /// never ahead; a source faster than real time (an unpaced file, a camera replaying a buffer,
 /// a clock running fast) is.
 const AHEAD_LIMIT_NS: i64 = 2_000_000_000;
+/// How far a fragment's producer end may fall behind the wall clock before the media clock is
+/// mapped anew. RTP timestamps are taken as the camera sends them (rtspsrc buffer-mode=none, so
+/// B-frames keep their order), so a camera clock slower than ours falls behind by its drift
+/// (50 ppm: about 4 s a day); a healthy source lags by its latency only.
+const BEHIND_LIMIT_NS: i64 = 10_000_000_000;
+/// Ended sessions whose time mapping is kept for detection results still in flight (a result
+/// comes at most a few inference times after its frame; sessions last far longer).
+const ENDED_SESSIONS: usize = 4;
 
 pub struct Recorder {
     writer: StreamWriter,
@@ -28,6 +37,25 @@ pub struct Recorder {
     last_refusal_log: Option<Instant>,
     last_resync_log: Option<Instant>,
     linker: Option<DetectionLinker>,
+    /// Time mappings of the last ended sessions, newest last.
+    ended: VecDeque<SessionClock>,
+}
+
+/// What maps a session's frame times to producer time, kept after the session ends.
+#[derive(Debug, Clone)]
+struct SessionClock {
+    id: u64,
+    media_base_ns: Option<u64>,
+    wall_base_ns: UnixNanos,
+    generation_offsets: Vec<u64>,
+}
+
+impl SessionClock {
+    fn producer_time(&self, generation: u64, pts_ns: u64) -> Option<UnixNanos> {
+        let base = self.media_base_ns?;
+        let media = pts_ns + self.generation_offsets.get(generation as usize)?;
+        Some(self.wall_base_ns + (media as i64 - base as i64))
+    }
 }
 
 /// Per-connection state: media time to wall time mapping and fragmenting.
@@ -43,6 +71,23 @@ struct Session {
     /// Storing failed: ignore the rest of this session.
     broken: bool,
     last_config_id: Option<String>,
+}
+
+impl Session {
+    /// Media time of the first key frame, as the normalizer outputs it.
+    fn media_base(&self) -> Option<u64> {
+        self.media_base_ns
+            .and_then(|raw| self.normalizer.media_time(0, raw))
+    }
+
+    fn clock(&self) -> SessionClock {
+        SessionClock {
+            id: self.id,
+            media_base_ns: self.media_base(),
+            wall_base_ns: self.wall_base_ns,
+            generation_offsets: self.normalizer.generation_offsets().to_vec(),
+        }
+    }
 }
 
 impl Recorder {
@@ -61,6 +106,7 @@ impl Recorder {
             last_refusal_log: None,
             last_resync_log: None,
             linker: None,
+            ended: VecDeque::new(),
         }
     }
 
@@ -82,20 +128,39 @@ impl Recorder {
                     Err(_) => break,
                 },
                 recv(res_rx) -> r => match r {
-                    Ok(r) => {
-                        if let Some(l) = self.linker.as_mut() {
-                            l.push(r);
-                        }
-                    }
+                    Ok(r) => self.result(r),
                     Err(_) => results = None,
                 },
             }
         }
+        // Shutdown: results already delivered are linked, those of the last session included.
+        let pending: Vec<_> = results.iter().flat_map(|r| r.try_iter()).collect();
+        for r in pending {
+            self.result(r);
+        }
         self.end_session();
     }
 
+    fn result(&mut self, r: DetectionResult) {
+        let Some(linker) = self.linker.as_mut() else {
+            return;
+        };
+        let current = self.session.as_ref().map(|s| s.id);
+        let ended_session =
+            matches!(r.time, FrameTime::Media { session, .. } if Some(session) != current);
+        linker.push(r);
+        if ended_session {
+            let (session, ended) = (self.session.as_ref(), &self.ended);
+            linker.resolve(|t| Self::map_frame_time(session, ended, t));
+        }
+    }
+
     /// Producer time of a detect frame, if the current session can tell.
-    fn map_frame_time(session: Option<&Session>, t: &FrameTime) -> Mapping {
+    fn map_frame_time(
+        session: Option<&Session>,
+        ended: &VecDeque<SessionClock>,
+        t: &FrameTime,
+    ) -> Mapping {
         match *t {
             FrameTime::Wall(ns) => Mapping::At(ns),
             FrameTime::Media {
@@ -104,10 +169,15 @@ impl Recorder {
                 pts_ns,
             } => {
                 let Some(s) = session.filter(|s| s.id == id) else {
-                    return Mapping::Stale;
+                    return match ended.iter().find(|c| c.id == id) {
+                        Some(c) => c
+                            .producer_time(generation, pts_ns)
+                            .map_or(Mapping::Stale, |at| Mapping::Ended { at, session: id }),
+                        None => Mapping::Stale,
+                    };
                 };
                 let (Some(base), Some(media)) =
-                    (s.media_base_ns, s.normalizer.media_time(generation, pts_ns))
+                    (s.media_base(), s.normalizer.media_time(generation, pts_ns))
                 else {
                     return Mapping::NotYet;
                 };
@@ -181,13 +251,26 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        if let Some(last) = s.normalizer.finish() {
-            let ready = s.fragmenter.push(last);
+        for unit in s.normalizer.finish() {
+            let Some(s) = self.session.as_mut() else {
+                return;
+            };
+            let ready = s.fragmenter.push(unit);
             self.store(ready);
         }
         let ready = self.session.as_mut().and_then(|s| s.fragmenter.finish());
         self.store(ready);
-        self.session = None;
+        let Some(s) = self.session.take() else {
+            return;
+        };
+        if self.ended.len() >= ENDED_SESSIONS {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(s.clock());
+        if let Some(linker) = self.linker.as_mut() {
+            let ended = &self.ended;
+            linker.resolve(|t| Self::map_frame_time(None, ended, t));
+        }
     }
 
     fn store(&mut self, ready: Option<ReadyFragment>) {
@@ -205,7 +288,7 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        let media_base = s.media_base_ns.unwrap_or(ready.start_pts_ns());
+        let media_base = s.media_base().unwrap_or(ready.start_pts_ns());
         let to_wall = |media_ns: u64| s.wall_base_ns + (media_ns as i64 - media_base as i64);
         let producer_ns = to_wall(ready.start_pts_ns());
 
@@ -269,10 +352,11 @@ impl Recorder {
                 c.bytes_stored
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 if let Some(linker) = self.linker.as_mut() {
-                    let session = self.session.as_ref();
-                    let end = producer_ns + duration_ns;
-                    linker.fragment_stored(fragment_number, producer_ns, end, |t| {
-                        Self::map_frame_time(session, t)
+                    let (session, ended) = (self.session.as_ref(), &self.ended);
+                    let id = session.map_or(0, |s| s.id);
+                    let span = (producer_ns, producer_ns + duration_ns);
+                    linker.fragment_stored(fragment_number, id, span, |t| {
+                        Self::map_frame_time(session, ended, t)
                     });
                 }
             }
@@ -315,10 +399,22 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return false;
         };
-        let media_base = s.media_base_ns.unwrap_or(ready.start_pts_ns());
+        let media_base = s.media_base().unwrap_or(ready.start_pts_ns());
         let start = s.wall_base_ns + (ready.start_pts_ns() as i64 - media_base as i64);
         let now = self.clock.now_ns();
         let ahead = start + duration_ns - now;
+        if ahead < -BEHIND_LIMIT_NS {
+            // Later is always free: the fragment now ends at the wall clock.
+            s.wall_base_ns -= ahead;
+            s.discontinuity_next = true;
+            Counters::inc(&self.status.counters.clock_resyncs);
+            tracing::warn!(
+                camera = %self.status.name,
+                behind_s = format!("{:.1}", -ahead as f64 / 1e9),
+                "media time falls behind the wall clock (camera clock slow?): timestamps resynced"
+            );
+            return true;
+        }
         if ahead <= AHEAD_LIMIT_NS {
             return true;
         }
@@ -359,7 +455,7 @@ fn ns_to_ticks(ns: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::RawAu;
+    use crate::capture::{DetectionLinker, RawAu, RecordSink};
     use crate::clock::{Clock, ManualClock};
     use crate::config::{FsyncPolicy, OnFull};
     use crate::media::{Codec, CodecConfig};
@@ -383,8 +479,12 @@ mod tests {
     }
 
     fn au(n: u64, cfg: &Arc<CodecConfig>) -> CaptureEvent {
+        au_in(1, n, cfg)
+    }
+
+    fn au_in(session: u64, n: u64, cfg: &Arc<CodecConfig>) -> CaptureEvent {
         CaptureEvent::Au {
-            session: 1,
+            session,
             au: RawAu {
                 data: vec![0, 0, 0, 2, 0x65, n as u8],
                 pts_ns: Some(n * 100_000_000),
@@ -397,16 +497,10 @@ mod tests {
         }
     }
 
-    /// 10 fps, a key frame every second, 1 s fragments; the clock moves `wall_per_frame_ms`
-    /// per frame.
-    fn record(
-        frames: std::ops::Range<u64>,
-        wall_per_frame_ms: u64,
-    ) -> (Arc<CameraStatus>, Vec<crate::store::FragmentMeta>, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
+    /// A recorder of camera `cam` storing under `dir`, 1 s fragments.
+    fn recorder(dir: &std::path::Path, clock: &Arc<ManualClock>) -> (Recorder, Arc<CameraStatus>) {
         let store = Store::open(
-            &dir.path().join("video"),
+            &dir.join("video"),
             StoreOptions {
                 fsync: FsyncPolicy::Never,
                 max_bytes: None,
@@ -429,12 +523,24 @@ mod tests {
             )
             .unwrap();
         let status = Arc::new(CameraStatus::new("cam"));
-        let mut rec = Recorder::new(
+        let rec = Recorder::new(
             writer,
             status.clone(),
             clock.clone(),
             Duration::from_secs(1),
         );
+        (rec, status)
+    }
+
+    /// 10 fps, a key frame every second, 1 s fragments; the clock moves `wall_per_frame_ms`
+    /// per frame.
+    fn record(
+        frames: std::ops::Range<u64>,
+        wall_per_frame_ms: u64,
+    ) -> (Arc<CameraStatus>, Vec<crate::store::FragmentMeta>, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let (mut rec, status) = recorder(dir.path(), &clock);
         let cfg = codec();
         rec.handle(CaptureEvent::SessionStart { session: 1 });
         for n in frames {
@@ -458,6 +564,25 @@ mod tests {
     }
 
     #[test]
+    fn source_slower_than_real_time_is_resynced_when_far_behind() {
+        // Media runs at 90 % of the wall clock: 30 s of media over 33.3 s; 10 s behind after
+        // 100 s, so a 150 s run resyncs once or twice, never more.
+        let (status, frags, _) = record(0..1500, 111);
+        let resyncs = Counters::get(&status.counters.clock_resyncs);
+        assert!((1..=2).contains(&resyncs), "{resyncs} resyncs");
+        for f in &frags {
+            let behind = f.server_ns - (f.producer_ns + f.duration_ns);
+            assert!(
+                behind <= BEHIND_LIMIT_NS + 2_000_000_000,
+                "{behind} ns behind"
+            );
+        }
+        for w in frags.windows(2) {
+            assert!(w[1].producer_ns >= w[0].producer_ns + w[0].duration_ns);
+        }
+    }
+
+    #[test]
     fn source_faster_than_real_time_is_resynced_and_bounded() {
         // Media runs 10x faster than the wall clock: 30 s of media in 3 s.
         let (status, frags, now) = record(0..300, 10);
@@ -478,5 +603,84 @@ mod tests {
         }
         let stored: i64 = frags.iter().map(|f| f.duration_ns).sum();
         assert!(stored <= now - START + AHEAD_LIMIT_NS, "{stored} ns stored");
+    }
+
+    fn detection_at(session: u64, pts_ms: u64) -> DetectionResult {
+        DetectionResult {
+            time: FrameTime::Media {
+                session,
+                generation: 0,
+                pts_ns: pts_ms * 1_000_000,
+            },
+            detections: vec![crate::detect::Detection {
+                label: "person".into(),
+                class_id: 0,
+                score: 0.9,
+                bbox: crate::detect::BBox {
+                    x: 0.1,
+                    y: 0.1,
+                    w: 0.2,
+                    h: 0.2,
+                },
+                zones: vec![],
+            }],
+            inference_ms: 5.0,
+            model: "m".into(),
+        }
+    }
+
+    #[test]
+    fn detection_finishing_after_its_session_ended_is_linked() {
+        use crate::streams::{StreamStore, StreamsOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let (rec, status) = recorder(dir.path(), &clock);
+        let opts = StreamsOptions {
+            fsync: false,
+            ..Default::default()
+        };
+        let streams = StreamStore::open(&dir.path().join("streams"), opts, clock.clone()).unwrap();
+        streams.create_stream("det", 1, 24).unwrap();
+        let sink = RecordSink {
+            streams: streams.clone(),
+            stream: "det".into(),
+            device: "dev".into(),
+            heartbeat: Duration::from_secs(3600),
+        };
+        let linker = DetectionLinker::new(sink, status.clone(), "m".into());
+        let mut rec = rec.with_linker(linker);
+        let linked = || Counters::get(&status.counters.detection_records);
+        let cfg = codec();
+
+        rec.handle(CaptureEvent::SessionStart { session: 1 });
+        for n in 0..25 {
+            rec.handle(au_in(1, n, &cfg));
+            clock.advance(Duration::from_millis(100));
+        }
+        // Reconnect: session 1 ends (its last fragment, 2.0 to 2.5 s, is stored at the end)
+        // while the detector still works on its frame at 2.3 s.
+        rec.handle(CaptureEvent::SessionEnd { session: 1 });
+        rec.result(detection_at(1, 2_300));
+        assert_eq!(linked(), 1, "linked to the ended session's last fragment");
+
+        rec.handle(CaptureEvent::SessionStart { session: 2 });
+        rec.handle(au_in(2, 0, &cfg));
+        rec.result(detection_at(1, 1_500));
+        assert_eq!(linked(), 2, "linked while the next session records");
+        // After the last stored frame of its session: no fragment holds it.
+        rec.result(detection_at(1, 2_600));
+        assert_eq!(linked(), 2);
+
+        // Shutdown with a result waiting in the channel for the last session.
+        for n in 1..15 {
+            rec.handle(au_in(2, n, &cfg));
+            clock.advance(Duration::from_millis(100));
+        }
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (results_tx, results_rx) = crossbeam_channel::unbounded();
+        results_tx.send(detection_at(2, 1_200)).unwrap();
+        drop(events_tx);
+        rec.run(events_rx, results_rx);
+        assert_eq!(linked(), 3, "linked to the fragment stored at shutdown");
     }
 }

@@ -25,35 +25,86 @@ struct Runtime {
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
-/// Candidate library paths in search order. An explicit path (from the config) is the only
-/// candidate when given: silently using another library than the configured one would hide a typo.
+/// Where the library may be, besides an explicit path: what `candidates` reads from the process.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPlaces {
+    /// `$ORT_DYLIB_PATH`.
+    pub env: Option<PathBuf>,
+    /// The directory of the running executable.
+    pub exe_dir: Option<PathBuf>,
+    /// The source checkout's vendored library directory: debug builds only.
+    pub dev_dir: Option<PathBuf>,
+}
+
+impl SearchPlaces {
+    /// This process: the environment, its executable, and (debug builds) the source tree.
+    pub fn current() -> Self {
+        Self {
+            env: std::env::var_os("ORT_DYLIB_PATH")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            exe_dir: std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf)),
+            dev_dir: dev_dir(),
+        }
+    }
+}
+
+/// The checkout's `vendor/onnxruntime/lib`, for `cargo run` and tests. A release binary has
+/// no such fallback (nor the build path in it): it is installed elsewhere.
+#[cfg(debug_assertions)]
+fn dev_dir() -> Option<PathBuf> {
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor/onnxruntime/lib"))
+}
+
+#[cfg(not(debug_assertions))]
+fn dev_dir() -> Option<PathBuf> {
+    None
+}
+
+/// Installed places, after the environment and the executable's own `../lib/vidgest`.
+const SYSTEM_DIRS: [&str; 4] = [
+    "/usr/local/lib/vidgest",
+    "/usr/lib/vidgest",
+    "/usr/local/lib",
+    "/usr/lib/x86_64-linux-gnu",
+];
+
+/// Candidate library paths in search order, for this process (see `candidates_from`).
 pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    candidates_from(explicit, &SearchPlaces::current())
+}
+
+/// Candidate library paths in search order. An explicit path (from the config) is the only
+/// candidate when given: silently using another library than the configured one would hide a
+/// typo. Otherwise: `$ORT_DYLIB_PATH`, `<exe dir>/../lib/vidgest`, the system directories, and
+/// last the source tree in debug builds. Only absolute paths: a library is never looked up
+/// relative to the current directory (a relative `$ORT_DYLIB_PATH` is ignored).
+pub fn candidates_from(explicit: Option<&Path>, places: &SearchPlaces) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
     }
     let mut v = Vec::new();
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        v.push(PathBuf::from(p));
+    match &places.env {
+        Some(p) if p.is_absolute() => v.push(p.clone()),
+        Some(p) => tracing::warn!(
+            path = %p.display(),
+            "ORT_DYLIB_PATH is relative and ignored: give an absolute path"
+        ),
+        None => {}
     }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+    if let Some(dir) = places.exe_dir.as_ref().filter(|d| d.is_absolute()) {
         v.push(dir.join("../lib/vidgest").join(LIB));
     }
-    v.push(PathBuf::from("vendor/onnxruntime/lib").join(LIB));
-    v.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("vendor/onnxruntime/lib")
-            .join(LIB),
-    );
-    v.push(PathBuf::from("/usr/lib/vidgest").join(LIB));
+    v.extend(SYSTEM_DIRS.iter().map(|d| Path::new(d).join(LIB)));
+    if let Some(dir) = &places.dev_dir {
+        v.push(dir.join(LIB));
+    }
     v
 }
 
-/// Search order: explicit path (config; when given, nothing else is tried), $ORT_DYLIB_PATH,
-/// `<exe dir>/../lib/vidgest`, ./vendor/onnxruntime/lib (cwd), `<source tree>/vendor/onnxruntime/lib`,
-/// /usr/lib/vidgest. Returns the first that exists.
+/// The first candidate that exists.
 pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
     candidates(explicit).into_iter().find(|p| p.is_file())
 }
@@ -62,7 +113,7 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
 pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, DetectError> {
     locate(explicit).ok_or_else(|| {
         DetectError::Runtime(format!(
-            "ONNX Runtime library not found (looked in {}): run scripts/fetch-model or set [detect] onnxruntime = \"/path/libonnxruntime.so\"",
+            "ONNX Runtime library not found (looked in {}): run scripts/fetch-model, then set [detect] onnxruntime = \"/path/libonnxruntime.so\" or ORT_DYLIB_PATH (an absolute path), or install it as /usr/lib/vidgest/libonnxruntime.so",
             super::error::list(&candidates(explicit))
         ))
     })
@@ -171,13 +222,59 @@ mod tests {
     fn explicit_path_is_the_only_candidate() {
         let p = Path::new("/opt/x/libonnxruntime.so");
         assert_eq!(candidates(Some(p)), [p]);
-        let c = candidates(None);
-        assert!(c
-            .iter()
-            .any(|p| p.ends_with("lib/vidgest/libonnxruntime.so")));
+        let places = SearchPlaces {
+            env: Some("/env/libonnxruntime.so".into()),
+            exe_dir: Some("/opt/vidgest/bin".into()),
+            dev_dir: Some("/src/vendor/onnxruntime/lib".into()),
+        };
+        assert_eq!(candidates_from(Some(p), &places), [p]);
+    }
+
+    #[test]
+    fn search_order_without_explicit_path() {
+        let places = SearchPlaces {
+            env: Some("/env/libonnxruntime.so".into()),
+            exe_dir: Some("/opt/vidgest/bin".into()),
+            dev_dir: Some("/src/vendor/onnxruntime/lib".into()),
+        };
+        let c = candidates_from(None, &places);
+        assert_eq!(c[0], Path::new("/env/libonnxruntime.so"));
+        assert_eq!(
+            c[1],
+            Path::new("/opt/vidgest/bin/../lib/vidgest/libonnxruntime.so")
+        );
+        assert!(c.contains(&PathBuf::from("/usr/lib/vidgest/libonnxruntime.so")));
         assert_eq!(
             c.last().unwrap(),
-            Path::new("/usr/lib/vidgest/libonnxruntime.so")
+            Path::new("/src/vendor/onnxruntime/lib/libonnxruntime.so"),
+            "the source tree comes last"
         );
+    }
+
+    #[test]
+    fn never_the_current_directory() {
+        let places = SearchPlaces {
+            env: Some("libonnxruntime.so".into()),
+            exe_dir: Some("bin".into()),
+            dev_dir: None,
+        };
+        let c = candidates_from(None, &places);
+        assert!(c.iter().all(|p| p.is_absolute()), "{c:?}");
+        // The process's own list too.
+        assert!(candidates(None).iter().all(|p| p.is_absolute()));
+    }
+
+    #[test]
+    fn build_path_only_in_debug_builds() {
+        let build = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let places = SearchPlaces {
+            env: None,
+            ..SearchPlaces::current()
+        };
+        let from_build = candidates_from(None, &places)
+            .iter()
+            .any(|p| p.starts_with(build));
+        // A release binary must work wherever it is installed, with no source tree around.
+        assert_eq!(from_build, cfg!(debug_assertions));
     }
 }

@@ -440,11 +440,12 @@ impl StreamStore {
         meta::validate_retention(hours)?;
         let _admin = lock(&self.admin);
         let s = self.stream(name)?;
-        let mut meta = write(&s.meta);
-        let mut updated = meta.clone();
+        let mut updated = read(&s.meta).clone();
         updated.retention_hours = hours;
+        // Written (and synced) outside the meta lock: describe() on the API's async workers
+        // must not wait for an fsync. The admin lock keeps metadata writers in order.
         updated.store(&s.dir, self.opts.fsync)?;
-        *meta = updated;
+        *write(&s.meta) = updated;
         Ok(())
     }
 

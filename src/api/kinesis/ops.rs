@@ -39,10 +39,10 @@ pub async fn dispatch(state: &ApiState, op: &str, body: Value) -> OpResult {
         "ListShards" => list_shards(state, req),
         "PutRecord" => put_record(state, req).await,
         "PutRecords" => put_records(state, req).await,
-        "GetShardIterator" => get_shard_iterator(state, req),
+        "GetShardIterator" => get_shard_iterator(state, req).await,
         "GetRecords" => get_records(state, req).await,
-        "IncreaseStreamRetentionPeriod" => change_retention(state, req, true),
-        "DecreaseStreamRetentionPeriod" => change_retention(state, req, false),
+        "IncreaseStreamRetentionPeriod" => change_retention(state, req, true).await,
+        "DecreaseStreamRetentionPeriod" => change_retention(state, req, false).await,
         _ => Err(KinesisError::unknown_operation()),
     }
 }
@@ -527,7 +527,7 @@ pub async fn write_records(
     Ok(PutRecordsOut { failed, records })
 }
 
-fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
+async fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
     let name = req.stream_name()?;
     let shard = normalize_shard_id(req.str("ShardId")?);
     let kind = req.str("ShardIteratorType")?;
@@ -590,10 +590,13 @@ fn get_shard_iterator(state: &ApiState, req: Request<'_>) -> OpResult {
             "Shard {shard} in stream {name} under account {ACCOUNT} does not exist"
         )));
     }
-    let position = state
-        .streams
-        .resolve(&name, &shard, start)
-        .map_err(KinesisError::from_store)?;
+    // AT_TIMESTAMP and sequence numbers search segment files; LATEST waits for a sync in progress.
+    let (stream, shard_id) = (name.clone(), shard.clone());
+    let position = blocking(state, move |s| {
+        s.resolve(&stream, &shard_id, start)
+            .map_err(KinesisError::from_store)
+    })
+    .await?;
     let it = ShardIterator {
         stream: name,
         shard,
@@ -664,7 +667,7 @@ async fn get_records(state: &ApiState, req: Request<'_>) -> OpResult {
     }))
 }
 
-fn change_retention(state: &ApiState, req: Request<'_>, increase: bool) -> OpResult {
+async fn change_retention(state: &ApiState, req: Request<'_>, increase: bool) -> OpResult {
     let name = req.stream_name()?;
     let hours = req
         .opt_i64("RetentionPeriodHours")?
@@ -690,9 +693,11 @@ fn change_retention(state: &ApiState, req: Request<'_>, increase: bool) -> OpRes
             "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
         )));
     }
-    state
-        .streams
-        .set_retention(&name, hours as u32)
-        .map_err(KinesisError::from_store)?;
+    // Writes and fsyncs the stream's metadata.
+    blocking(state, move |s| {
+        s.set_retention(&name, hours as u32)
+            .map_err(KinesisError::from_store)
+    })
+    .await?;
     Ok(Value::Null)
 }
