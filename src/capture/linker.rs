@@ -3,14 +3,13 @@
 //! time is committed, so every record's `fragment_number` names playable video.
 
 use super::{CameraStatus, Counters, DetectionResult, FrameTime};
-use crate::clock::{format_rfc3339, UnixNanos};
+use crate::clock::UnixNanos;
+use crate::records::{round, BoundingBox, DetectedObject, DetectionRecord, RecordKind};
 use crate::streams::{PutRecord, StreamStore};
-use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const RECORD_SCHEMA: &str = "vidgest.detection/1";
 /// Results waiting for their fragment (a few fragments' worth at most detect fps).
 const MAX_PENDING: usize = 512;
 /// Fragments remembered for results that arrive after their fragment was stored.
@@ -197,46 +196,32 @@ fn record(
     t: UnixNanos,
     fragment: u64,
 ) -> PutRecord {
-    let detections: Vec<_> = r
+    let mut rec = DetectionRecord::new(
+        RecordKind::Detection,
+        &sink.device,
+        camera,
+        &r.model,
+        t,
+        fragment,
+    );
+    rec.inference_ms = Some((r.inference_ms * 10.0).round() / 10.0);
+    rec.detections = r
         .detections
         .iter()
-        .map(|d| {
-            json!({
-                "label": d.label,
-                "class_id": d.class_id,
-                "score": round(d.score, 1e3),
-                "box": {
-                    "x": round(d.bbox.x, 1e4),
-                    "y": round(d.bbox.y, 1e4),
-                    "w": round(d.bbox.w, 1e4),
-                    "h": round(d.bbox.h, 1e4),
-                },
-                "zones": d.zones,
-            })
+        .map(|d| DetectedObject {
+            label: d.label.clone(),
+            class_id: d.class_id,
+            score: round(d.score, 1e3),
+            bbox: BoundingBox {
+                x: round(d.bbox.x, 1e4),
+                y: round(d.bbox.y, 1e4),
+                w: round(d.bbox.w, 1e4),
+                h: round(d.bbox.h, 1e4),
+            },
+            zones: d.zones.clone(),
         })
         .collect();
-    let body = json!({
-        "schema": RECORD_SCHEMA,
-        "type": "detection",
-        "device": sink.device,
-        "camera": camera,
-        "timestamp": format_rfc3339(t),
-        "timestamp_ns": t,
-        "fragment_number": fragment.to_string(),
-        "model": r.model,
-        "inference_ms": (r.inference_ms * 10.0).round() / 10.0,
-        "detections": detections,
-    });
-    PutRecord {
-        partition_key: camera.to_string(),
-        explicit_hash_key: None,
-        data: serde_json::to_vec(&body).expect("record serializes"),
-    }
-}
-
-/// Rounds in f64 so the JSON shows `0.636`, not the f32's `0.6359999775886536`.
-fn round(v: f32, scale: f64) -> f64 {
-    (v as f64 * scale).round() / scale
+    put(camera, &rec)
 }
 
 fn heartbeat(
@@ -246,20 +231,22 @@ fn heartbeat(
     t: UnixNanos,
     fragment: u64,
 ) -> PutRecord {
-    let body = json!({
-        "schema": RECORD_SCHEMA,
-        "type": "heartbeat",
-        "device": sink.device,
-        "camera": camera,
-        "timestamp": format_rfc3339(t),
-        "timestamp_ns": t,
-        "fragment_number": fragment.to_string(),
-        "model": model,
-        "detections": [],
-    });
+    let rec = DetectionRecord::new(
+        RecordKind::Heartbeat,
+        &sink.device,
+        camera,
+        model,
+        t,
+        fragment,
+    );
+    put(camera, &rec)
+}
+
+/// Records of a camera share its partition key (one shard: per-camera order).
+fn put(camera: &str, rec: &DetectionRecord) -> PutRecord {
     PutRecord {
         partition_key: camera.to_string(),
         explicit_hash_key: None,
-        data: serde_json::to_vec(&body).expect("record serializes"),
+        data: rec.to_json(),
     }
 }

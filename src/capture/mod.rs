@@ -14,7 +14,7 @@ mod supervisor;
 pub use crate::lifecycle::Shutdown;
 pub use backoff::Backoff;
 pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, FrameTime};
-pub use linker::{DetectionLinker, RecordSink, RECORD_SCHEMA};
+pub use linker::{DetectionLinker, RecordSink};
 pub use normalize::Normalizer;
 pub use outputs::DetectBranchSpec;
 pub use pipeline::{check_elements, required_elements};
