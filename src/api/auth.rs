@@ -3,7 +3,11 @@
 //! token as their access key id (SigV4 signatures themselves are not verified).
 
 use crate::config::{TokenConfig, TokenScope};
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -76,6 +80,55 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How one route family authorizes: the scope a request needs, and how a refusal looks in
+/// that family's wire format (AWS error JSON/CBOR for Kinesis, plain JSON for REST).
+#[derive(Clone, Copy)]
+pub struct RouteAuth {
+    pub scope: fn(&Parts) -> Scope,
+    pub refuse: fn(AuthError, &Parts) -> Response,
+}
+
+/// The one auth middleware: every route family but /healthz is layered with it (see
+/// `api::router`). It runs before the handler reads the body, so an unauthenticated client
+/// cannot make the daemon buffer megabytes.
+pub async fn require(
+    State((auth, route)): State<(std::sync::Arc<Auth>, RouteAuth)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match auth.check(&parts.headers, (route.scope)(&parts)) {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(e) => (route.refuse)(e, &parts),
+    }
+}
+
+/// Read for GET and HEAD, write for everything else (the REST family).
+pub fn scope_by_method(parts: &Parts) -> Scope {
+    if parts.method == Method::GET || parts.method == Method::HEAD {
+        Scope::Read
+    } else {
+        Scope::Write
+    }
+}
+
+/// `{"error": ...}` with 401 (no or unknown token) or 403 (token lacks the scope).
+pub fn refuse_json(e: AuthError, _: &Parts) -> Response {
+    let (status, message) = match e {
+        AuthError::Unrecognized => (StatusCode::UNAUTHORIZED, "a valid API token is required"),
+        AuthError::Denied => (
+            StatusCode::FORBIDDEN,
+            "the API token lacks the scope for this request",
+        ),
+    };
+    let mut r = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
 }
 
 #[cfg(test)]

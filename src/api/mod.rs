@@ -4,9 +4,10 @@
 mod auth;
 mod body;
 pub mod kinesis;
+mod rest;
 mod server;
 
-pub use auth::{Auth, Scope};
+pub use auth::{Auth, AuthError, RouteAuth, Scope};
 pub use server::{serve_with, Handshake, HttpOptions, Plain};
 
 use crate::clock::SharedClock;
@@ -31,6 +32,10 @@ pub struct ApiState {
     pub limited_streams: Arc<Mutex<HashSet<String>>>,
     /// How long a client may take to send a request body (`serve` sets it from its options).
     pub body_timeout: Duration,
+    /// The video store (playback reads it through `StoreReader`s on blocking threads).
+    pub video: Option<Arc<crate::store::Store>>,
+    /// State and counters of the running cameras (REST, UI and metrics read them).
+    pub cameras: Arc<[Arc<crate::capture::CameraStatus>]>,
 }
 
 impl ApiState {
@@ -48,7 +53,20 @@ impl ApiState {
             clock,
             limited_streams: Arc::default(),
             body_timeout: HttpOptions::default().body_timeout,
+            video: None,
+            cameras: Arc::new([]),
         }
+    }
+
+    /// Gives the handlers the video store and the cameras' statuses.
+    pub fn with_cameras(
+        mut self,
+        video: Arc<crate::store::Store>,
+        cameras: Vec<Arc<crate::capture::CameraStatus>>,
+    ) -> Self {
+        self.video = Some(video);
+        self.cameras = cameras.into();
+        self
     }
 
     pub fn enforce_limits(&self, stream: &str, on: bool) {
@@ -64,14 +82,22 @@ impl ApiState {
     }
 }
 
-/// Body size limits are per route: the Kinesis route reads its body itself with a limit per
-/// operation (`kinesis::body_limit`); other routes get a small default.
+/// Route families, each behind the one auth middleware with its own `RouteAuth` (only
+/// /healthz is open). Body size limits are per route: the Kinesis route reads its body itself
+/// with a limit per operation (`kinesis::body_limit`); other routes get a small default.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let guard = |route: RouteAuth| {
+        axum::middleware::from_fn_with_state((state.auth.clone(), route), auth::require)
+    };
+    let kinesis = Router::new()
         .route(
             "/",
             post(kinesis::handle).layer(DefaultBodyLimit::disable()),
         )
+        .route_layer(guard(kinesis::AUTH));
+    Router::new()
+        .merge(kinesis)
+        .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))
         .layer(axum::middleware::map_response(add_request_id))

@@ -67,16 +67,8 @@ impl Daemon {
         )
         .context("cannot open the video store")?;
         let streams = open_streams(config, clock.clone())?;
-        let api = ApiState::new(
-            streams.clone(),
-            Auth::new(&config.api.tokens),
-            clock.clone(),
-            crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?,
-        );
-        for s in &config.streams {
-            api.enforce_limits(&s.name, s.enforce_limits);
-        }
-
+        let iterator_key =
+            crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?;
         let mut started = Started::default();
         let (pool, detection) = cameras::start_detection(config);
         started.push(detection);
@@ -84,6 +76,17 @@ impl Daemon {
         let (statuses, capture) =
             cameras::start_cameras(config, &clock, &store, &streams, pool.as_ref())?;
         started.push(capture);
+        let api = ApiState::new(
+            streams.clone(),
+            Auth::new(&config.api.tokens),
+            clock.clone(),
+            iterator_key,
+        )
+        .with_cameras(store.clone(), statuses.clone());
+        for s in &config.streams {
+            api.enforce_limits(&s.name, s.enforce_limits);
+        }
+
         started.push(retention::start(
             store.clone(),
             streams.clone(),

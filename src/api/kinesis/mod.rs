@@ -13,7 +13,7 @@ pub use error::KinesisError;
 pub use iterator::{IteratorKey, IteratorKeyError, ShardIterator, DEFAULT_TTL_MS};
 pub use limits::Limits;
 
-use super::auth::AuthError;
+use super::auth::{AuthError, RouteAuth};
 use super::body::{read_limited, BodyError};
 use super::{ApiState, Scope};
 use axum::body::Body;
@@ -77,6 +77,33 @@ impl Protocol {
     }
 }
 
+/// The operation named by `X-Amz-Target`, if it is one of ours.
+fn operation(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+}
+
+/// Kinesis authorization: read scope for read-only operations, write for the rest; refusals
+/// are the service's errors in the request's protocol.
+pub const AUTH: RouteAuth = RouteAuth {
+    scope: |parts| match operation(&parts.headers) {
+        Some(op) if ops::is_read_only(op) => Scope::Read,
+        _ => Scope::Write,
+    },
+    refuse: |e, parts| {
+        let proto = Protocol::of(&parts.headers);
+        match e {
+            AuthError::Unrecognized => KinesisError::unrecognized_client().respond(proto),
+            AuthError::Denied => {
+                KinesisError::access_denied(operation(&parts.headers).unwrap_or("this operation"))
+                    .respond(proto)
+            }
+        }
+    },
+};
+
 pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
     let proto = Protocol::of(&headers);
     let target = headers
@@ -87,17 +114,7 @@ pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Bod
         return KinesisError::unknown_operation().respond(proto);
     };
     let op = op.to_string();
-    let scope = if ops::is_read_only(&op) {
-        Scope::Read
-    } else {
-        Scope::Write
-    };
-    // Auth before the body is read: an unauthenticated client cannot make us buffer megabytes.
-    match state.auth.check(&headers, scope) {
-        Ok(()) => {}
-        Err(AuthError::Unrecognized) => return KinesisError::unrecognized_client().respond(proto),
-        Err(AuthError::Denied) => return KinesisError::access_denied(&op).respond(proto),
-    }
+    // Authorized by `AUTH` (the api router's middleware) before we got here.
     let body = match read_limited(&headers, body, body_limit(&op), state.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge { limit }) => {
