@@ -5,7 +5,7 @@
 use super::decode::{self, Candidate, Geometry, SsdOutputs, View};
 use super::manifest::{DType, DecoderKind, Layout, ModelManifest, OutputSpec};
 use super::preprocess::{Placement, Preprocessor};
-use super::{nms, runtime, sha256, DetectError};
+use super::{manifest, nms, runtime, DetectError};
 use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::{DynValue, TensorElementType, TensorRef};
 use serde::Serialize;
@@ -109,7 +109,8 @@ impl Detector {
             });
         }
         if let Some(want) = &manifest.sha256 {
-            let got = sha256::file_hex(model_file).map_err(|e| err(format!("cannot read: {e}")))?;
+            let got =
+                manifest::file_sha256(model_file).map_err(|e| err(format!("cannot read: {e}")))?;
             if &got != want {
                 return Err(err(format!(
                     "sha256 is {got}, but manifest {} says {want}: the file is damaged or another model; run scripts/fetch-model (or, if you replaced the model on purpose, update sha256 in the manifest)",

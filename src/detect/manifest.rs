@@ -2,8 +2,12 @@
 //! read its outputs. Unknown keys are rejected so typos fail loudly.
 
 use super::DetectError;
+use parking_lot::Mutex;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,4 +402,48 @@ fn manifest_id(path: &Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(path).ok()?;
     toml::from_str::<IdOnly>(&text).ok().map(|m| m.id)
+}
+
+type HashKey = (PathBuf, u64, Option<SystemTime>);
+static SHA256_CACHE: Mutex<Option<HashMap<HashKey, String>>> = Mutex::new(None);
+
+/// Lowercase hex sha256 of a model file, cached while its path, size and mtime stay the same so
+/// many cameras sharing one model hash it once.
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(h) = SHA256_CACHE.lock().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(h.clone());
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let h = hex::encode(hasher.finalize());
+    SHA256_CACHE
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, h.clone());
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_sha256;
+
+    #[test]
+    fn file_sha256_known_vectors_and_rehash_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.onnx");
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(
+            file_sha256(&f).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // a new size is a new cache key: the digest follows the content
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(
+            file_sha256(&f).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(file_sha256(&dir.path().join("missing")).is_err());
+    }
 }

@@ -15,7 +15,6 @@ pub mod motion;
 pub mod nms;
 mod preprocess;
 pub mod runtime;
-mod sha256;
 
 pub use detector::{BBox, Detection, Detector, RgbFrame, Timings};
 pub use doctor::doctor_report;

@@ -270,10 +270,7 @@ pub(crate) fn digest_response(
 }
 
 pub(crate) fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 fn quote(s: &str) -> String {
