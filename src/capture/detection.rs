@@ -176,10 +176,7 @@ impl DetectionPool {
                 let size = det.input_size();
                 entry.push(det);
                 // Loading parses a 35 MB model through temporary buffers; hand them back to the OS.
-                // SAFETY: malloc_trim only releases free heap memory.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
+                release_free_heap();
                 size
             }
         };
@@ -326,3 +323,15 @@ impl DetectionPool {
             .push(det);
     }
 }
+
+/// Returns free heap pages to the OS (glibc keeps them otherwise).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}
