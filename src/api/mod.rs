@@ -14,8 +14,9 @@ use crate::streams::StreamStore;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything request handlers share.
@@ -52,10 +53,7 @@ impl ApiState {
     }
 
     pub fn enforce_limits(&self, stream: &str, on: bool) {
-        let mut set = self
-            .limited_streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut set = self.limited_streams.lock();
         if on {
             set.insert(stream.to_string());
         } else {

@@ -1,6 +1,7 @@
 //! A shutdown flag that sleeping threads can wait on.
 
-use std::sync::{Arc, Condvar, Mutex};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -13,21 +14,19 @@ impl Shutdown {
 
     pub fn trigger(&self) {
         let (flag, cv) = &*self.0;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *flag.lock() = true;
         cv.notify_all();
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0 .0.lock()
     }
 
     /// Sleeps up to `timeout`; returns true as soon as shutdown is triggered.
     pub fn wait(&self, timeout: Duration) -> bool {
         let (flag, cv) = &*self.0;
-        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = cv
-            .wait_timeout_while(guard, timeout, |stop| !*stop)
-            .unwrap_or_else(|p| p.into_inner());
+        let mut guard = flag.lock();
+        cv.wait_while_for(&mut guard, |stop| !*stop, timeout);
         *guard
     }
 }

@@ -1,16 +1,16 @@
 //! One shard: an append-only log of segment files, its writer with group commit, readers that
 //! only see durable records, and lookups by offset and arrival time.
 
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{Result, StreamError};
 use super::format::{self, Frame, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
-use super::locks::{lock, read, write};
 use super::meta::{sync_dir, write_atomic};
 use super::segment::{self, Cursor, Segment};
 use super::PutRecord;
@@ -152,7 +152,7 @@ impl Shard {
     /// than the previous record's, so arrival order is offset order. Returns their offsets and
     /// the offset after the last, which `sync_until` makes durable.
     pub fn append(&self, recs: &[&PutRecord], now: UnixNanos) -> Result<(Vec<u64>, u64)> {
-        let mut w = lock(&self.writer);
+        let mut w = self.writer.lock();
         self.check_writable(&w)?;
         let arrival = now.max(w.last_arrival_ns);
         let mut batch = Batch {
@@ -208,7 +208,7 @@ impl Shard {
         if w.closed {
             return Err(StreamError::stream_not_found(&self.stream));
         }
-        if let Some(why) = &lock(&self.sync).failed {
+        if let Some(why) = &self.sync.lock().failed {
             return Err(StreamError::io(
                 format!(
                     "stream {} {} refuses writes until restart",
@@ -246,7 +246,7 @@ impl Shard {
             ));
         }
         {
-            let mut segs = write(&self.segments);
+            let mut segs = self.segments.write();
             let seg = segs.last_mut().expect("active segment");
             let mut pos = w.len;
             for (i, (header, data)) in batch.parts.iter().enumerate() {
@@ -282,7 +282,9 @@ impl Shard {
             self.counters.fdatasyncs.fetch_add(1, Ordering::Relaxed);
             self.publish(w.next);
         }
-        let sealed = read(&self.segments)
+        let sealed = self
+            .segments
+            .read()
             .last()
             .cloned()
             .expect("active segment");
@@ -295,7 +297,7 @@ impl Shard {
         if self.cfg.fsync {
             sync_dir(&self.dir)?;
         }
-        write(&self.segments).push(Segment::empty(w.next));
+        self.segments.write().push(Segment::empty(w.next));
         w.file = Arc::new(file);
         w.len = SEGMENT_HEADER_LEN;
         Ok(())
@@ -305,7 +307,7 @@ impl Shard {
     /// runs fdatasync for everything written so far; the others wait for it and are usually
     /// covered by it.
     pub fn sync_until(&self, target: u64) -> Result<()> {
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         loop {
             if st.durable >= target {
                 return Ok(());
@@ -317,18 +319,18 @@ impl Shard {
                 ));
             }
             if st.syncing {
-                st = self.synced.wait(st).unwrap_or_else(|e| e.into_inner());
+                self.synced.wait(&mut st);
                 continue;
             }
             st.syncing = true;
             drop(st);
             let (file, end) = {
-                let w = lock(&self.writer);
+                let w = self.writer.lock();
                 (Arc::clone(&w.file), w.next)
             };
             let result = file.sync_data();
             self.counters.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-            st = lock(&self.sync);
+            st = self.sync.lock();
             st.syncing = false;
             match result {
                 Ok(()) if end > st.durable => {
@@ -346,7 +348,7 @@ impl Shard {
     }
 
     fn publish(&self, end: u64) {
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         if end > st.durable {
             st.durable = end;
             self.grew.notify_all();
@@ -355,30 +357,30 @@ impl Shard {
 
     fn fail(&self, why: String) {
         tracing::error!(stream = %self.stream, shard = %self.id, "{why}; the shard refuses writes until restart");
-        lock(&self.sync).failed = Some(why);
+        self.sync.lock().failed = Some(why);
         self.synced.notify_all();
     }
 
     /// Stops appends and wakes waiters (the stream is being deleted).
     pub fn close(&self) {
-        lock(&self.writer).closed = true;
-        lock(&self.sync).closed = true;
+        self.writer.lock().closed = true;
+        self.sync.lock().closed = true;
         self.synced.notify_all();
         self.grew.notify_all();
     }
 
     /// Offset after the last durable record (LATEST).
     pub fn tip(&self) -> u64 {
-        lock(&self.sync).durable
+        self.sync.lock().durable
     }
 
     /// Offset of the oldest stored record (TRIM_HORIZON).
     pub fn trim_horizon(&self) -> u64 {
-        read(&self.segments)[0].base
+        self.segments.read()[0].base
     }
 
     pub fn usage(&self) -> (usize, u64) {
-        let segs = read(&self.segments);
+        let segs = self.segments.read();
         (segs.len(), segs.iter().map(|s| s.len).sum())
     }
 
@@ -420,7 +422,7 @@ impl Shard {
 
     /// Opens the segment holding the first stored record at or after `offset`.
     fn start_at(&self, offset: u64) -> Result<Option<Start>> {
-        let segs = read(&self.segments);
+        let segs = self.segments.read();
         let mut want = offset.max(segs[0].base);
         let mut i = segs.partition_point(|s| s.base <= want).saturating_sub(1);
         while want >= segs[i].next {
@@ -445,7 +447,7 @@ impl Shard {
     pub fn seek_time(&self, ts: UnixNanos) -> Result<u64> {
         let tip = self.tip();
         let mut start = {
-            let segs = read(&self.segments);
+            let segs = self.segments.read();
             // Only the active (last) segment can be empty; arrival times never decrease.
             let full = &segs[..segs.len() - usize::from(segs[segs.len() - 1].is_empty())];
             let i = full.partition_point(|s| s.last_arrival_ns < ts);
@@ -485,7 +487,7 @@ impl Shard {
     /// Blocks until a durable record at or after `pos` exists, or `timeout` passes.
     pub fn wait_for(&self, pos: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         loop {
             if st.closed {
                 return Err(StreamError::stream_not_found(&self.stream));
@@ -497,11 +499,7 @@ impl Shard {
             if left.is_zero() {
                 return Ok(false);
             }
-            st = self
-                .grew
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.grew.wait_for(&mut st, left);
         }
     }
 
@@ -509,7 +507,7 @@ impl Shard {
     /// The active segment always stays.
     pub fn expire(&self, cutoff: UnixNanos) -> Result<usize> {
         let removed: Vec<Segment> = {
-            let mut segs = write(&self.segments);
+            let mut segs = self.segments.write();
             let n = segs[..segs.len() - 1]
                 .iter()
                 .take_while(|s| s.last_arrival_ns < cutoff)
