@@ -293,25 +293,15 @@ fn install_detect_sink(sink: &gst_app::AppSink, handle: CameraDetect, clock: Fra
                         ))
                     }
                 };
-                let Ok(map) = buffer.map_readable() else {
+                let Some((stride, data)) = crate::detect::image::rgb_plane(&sample, w, h) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                // GStreamer pads RGB rows to 4 bytes unless the buffer says otherwise.
-                let packed = w as usize * 3;
-                let stride = if map.len() == packed * h as usize {
-                    packed
-                } else {
-                    packed.div_ceil(4) * 4
-                };
-                if map.len() < stride * (h as usize - 1) + packed {
-                    return Ok(gst::FlowSuccess::Ok);
-                }
                 handle.submit(DetectFrame {
                     time,
                     width: w,
                     height: h,
                     stride,
-                    data: map.as_slice().to_vec(),
+                    data,
                 });
                 Ok(gst::FlowSuccess::Ok)
             })

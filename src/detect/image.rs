@@ -5,6 +5,8 @@ use super::DetectError;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -74,22 +76,40 @@ fn run(pipeline: &gst::Pipeline, path: &Path, width: u32, height: u32) -> Result
             return Err(format!("no picture decoded within {}s", TIMEOUT.as_secs()));
         }
     };
-    let buffer = sample.buffer().ok_or("sample without buffer")?;
-    let map = buffer.map_readable().map_err(|_| "cannot map buffer")?;
-    let (w, h) = (width as usize * 3, height as usize);
-    // GStreamer pads RGB rows to 4 bytes; a single-plane buffer is stride * height long
-    let stride = map.len() / h;
-    if stride < w || map.len() < stride * (h - 1) + w {
-        return Err(format!(
-            "unexpected buffer size {} for {width}x{height} RGB",
-            map.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(w * h);
-    for row in map.chunks(stride).take(h) {
-        out.extend_from_slice(&row[..w]);
+    let (stride, data) = rgb_plane(&sample, width, height).ok_or_else(|| {
+        format!(
+            "decoder gave no {width}x{height} RGB frame (caps {:?})",
+            sample.caps().map(|c| c.to_string())
+        )
+    })?;
+    let row = width as usize * 3;
+    let mut out = Vec::with_capacity(row * height as usize);
+    for r in data.chunks(stride).take(height as usize) {
+        out.extend_from_slice(&r[..row]);
     }
     Ok(out)
+}
+
+/// The RGB plane of a `width` x `height` RGB sample and its row stride, as the buffer's caps
+/// and video meta say (rows are usually padded to 4 bytes). None for any other format or size.
+pub(crate) fn rgb_plane(
+    sample: &gst::SampleRef,
+    width: u32,
+    height: u32,
+) -> Option<(usize, Vec<u8>)> {
+    let info = gst_video::VideoInfo::from_caps(sample.caps()?).ok()?;
+    if info.format() != gst_video::VideoFormat::Rgb
+        || (info.width(), info.height()) != (width, height)
+    {
+        return None;
+    }
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer()?, &info).ok()?;
+    let stride = usize::try_from(frame.plane_stride()[0]).ok()?;
+    // a stride shorter than a row would make callers read the next row's pixels
+    if stride < width as usize * 3 {
+        return None;
+    }
+    Some((stride, frame.plane_data(0).ok()?.to_vec()))
 }
 
 fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
@@ -104,4 +124,47 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(width: u32, height: u32, stride: Option<i32>) -> gst::Sample {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+            .build()
+            .unwrap();
+        let size = stride.map_or(info.size(), |s| s as usize * height as usize);
+        let mut buffer = gst::Buffer::with_size(size).unwrap();
+        if let Some(s) = stride {
+            let b = buffer.get_mut().unwrap();
+            gst_video::VideoMeta::add_full(
+                b,
+                gst_video::VideoFrameFlags::empty(),
+                gst_video::VideoFormat::Rgb,
+                width,
+                height,
+                &[0],
+                &[s],
+            )
+            .unwrap();
+        }
+        gst::Sample::builder()
+            .buffer(&buffer)
+            .caps(&info.to_caps().unwrap())
+            .build()
+    }
+
+    #[test]
+    fn rgb_plane_stride_from_caps_and_video_meta() {
+        // 5 px RGB rows are 15 bytes, padded to 16 by default
+        let (stride, data) = rgb_plane(&sample(5, 3, None), 5, 3).unwrap();
+        assert_eq!((stride, data.len()), (16, 48));
+        // a producer with wider rows says so in its video meta (guessing from the size fails here)
+        let (stride, data) = rgb_plane(&sample(5, 3, Some(32)), 5, 3).unwrap();
+        assert_eq!((stride, data.len()), (32, 96));
+        // another size than the detector expects is not a frame for it
+        assert!(rgb_plane(&sample(5, 3, None), 4, 3).is_none());
+    }
 }
