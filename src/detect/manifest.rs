@@ -1,6 +1,7 @@
 //! Model manifests (`models/*.toml`, schema in docs/models.md): how to feed a model and how to
 //! read its outputs. Unknown keys are rejected so typos fail loudly.
 
+use super::error::ManifestError;
 use super::DetectError;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -195,26 +196,30 @@ pub struct ModelManifest {
 
 impl ModelManifest {
     pub fn load(path: &Path) -> Result<Self, DetectError> {
-        let err = |msg: String| DetectError::Manifest {
+        let err = |source: ManifestError| DetectError::Manifest {
             path: path.to_path_buf(),
-            msg,
+            source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let raw: Raw = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(ManifestError::Read(e)))?;
+        let raw: Raw = toml::from_str(&text).map_err(|e| err(ManifestError::Toml(e)))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let labels = match (raw.labels.names, raw.labels.file) {
             (Some(n), None) => n,
             (None, Some(f)) => {
                 let p = dir.join(&f);
-                let t = std::fs::read_to_string(&p)
-                    .map_err(|e| err(format!("labels.file {}: {e}", p.display())))?;
+                let t = std::fs::read_to_string(&p).map_err(|source| {
+                    err(ManifestError::LabelsFile {
+                        path: p.clone(),
+                        source,
+                    })
+                })?;
                 t.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
                     .map(String::from)
                     .collect()
             }
-            _ => return Err(err("[labels] needs exactly one of `names` or `file`".into())),
+            _ => return Err(err(ManifestError::LabelsChoice)),
         };
         let m = ModelManifest {
             id: raw.id,
@@ -233,24 +238,24 @@ impl ModelManifest {
         Ok(m)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ManifestError> {
         if self.id.is_empty() || self.id.chars().any(|c| c.is_whitespace()) {
-            return Err(format!("id {:?} must be non-empty without spaces", self.id));
+            return Err(ManifestError::Id(self.id.clone()));
         }
         if let Some(s) = &self.sha256 {
             if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("sha256 {s:?} is not 64 hex digits"));
+                return Err(ManifestError::Sha256(s.clone()));
             }
         }
         let i = &self.input;
         if !(1..=8192).contains(&i.width) || !(1..=8192).contains(&i.height) {
-            return Err(format!("input size {}x{} out of range", i.width, i.height));
+            return Err(ManifestError::InputSize(i.width, i.height));
         }
         if i.dtype == DType::Uint8 && i.normalize != Normalize::None {
-            return Err("input.dtype = \"uint8\" needs input.normalize = \"none\"".into());
+            return Err(ManifestError::Uint8Normalize);
         }
         let o = &self.output;
-        let need: &[(&str, &Option<String>)] = match o.decoder {
+        let need: &[(&'static str, &Option<String>)] = match o.decoder {
             DecoderKind::YoloBoxesScores => &[("boxes", &o.boxes), ("scores", &o.scores)],
             DecoderKind::Yolov5 | DecoderKind::Yolov8 => &[("tensor", &o.tensor)],
             DecoderKind::Ssd => &[
@@ -261,20 +266,17 @@ impl ModelManifest {
         };
         for (key, v) in need {
             if v.is_none() {
-                return Err(format!(
-                    "output.{key} (a tensor name) is required by decoder {}",
-                    o.decoder.name()
-                ));
+                return Err(ManifestError::MissingOutputName {
+                    key,
+                    decoder: o.decoder.name(),
+                });
             }
         }
         if !(o.iou_threshold > 0.0 && o.iou_threshold <= 1.0) {
-            return Err(format!(
-                "output.iou_threshold {} not in (0, 1]",
-                o.iou_threshold
-            ));
+            return Err(ManifestError::IouThreshold(o.iou_threshold));
         }
         if self.labels.is_empty() {
-            return Err("[labels] is empty".into());
+            return Err(ManifestError::LabelsEmpty);
         }
         Ok(())
     }
@@ -359,7 +361,7 @@ pub fn find_manifest(id_or_path: &str) -> Result<PathBuf, DetectError> {
         } else {
             Err(DetectError::Manifest {
                 path: p,
-                msg: "no such file".into(),
+                source: ManifestError::NoSuchFile,
             })
         };
     }
@@ -387,11 +389,11 @@ pub fn find_manifest(id_or_path: &str) -> Result<PathBuf, DetectError> {
     known.dedup();
     Err(DetectError::Manifest {
         path: PathBuf::from(id_or_path),
-        msg: format!(
-            "no model manifest with id \"{id_or_path}\" in {} (known ids: {}); give a manifest path or an id from models/",
-            super::error::list(&dirs),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ),
+        source: ManifestError::UnknownId {
+            id: id_or_path.to_string(),
+            searched: dirs,
+            known,
+        },
     })
 }
 
