@@ -399,10 +399,7 @@ impl Shard {
             cur = start.want;
             let end = start.seg_next.min(tip);
             while start.at < end {
-                let f = start
-                    .cursor
-                    .next_frame(start.at)
-                    .map_err(StreamError::Corrupt)?;
+                let f = start.cursor.next_frame(start.at)?;
                 start.at += 1;
                 if f.offset < cur {
                     continue;
@@ -463,10 +460,7 @@ impl Shard {
             }
         };
         while start.at < start.seg_next.min(tip) {
-            let f = start
-                .cursor
-                .next_frame(start.at)
-                .map_err(StreamError::Corrupt)?;
+            let f = start.cursor.next_frame(start.at)?;
             if f.arrival_ns >= ts {
                 return Ok(f.offset);
             }
