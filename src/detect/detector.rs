@@ -3,7 +3,7 @@
 //! fails at start-up with a clear message instead of on the first frame.
 
 use super::decode::{self, Candidate, Geometry, SsdOutputs, View};
-use super::error::{InferenceError, ModelCheckError};
+use super::error::{InferenceError, ModelError};
 use super::manifest::{DType, DecoderKind, Layout, ModelManifest, OutputSpec};
 use super::preprocess::{Placement, Preprocessor};
 use super::{manifest, nms, runtime, DetectError};
@@ -97,10 +97,10 @@ impl Detector {
         model_file: &Path,
         intra_threads: usize,
     ) -> Result<Detector, DetectError> {
-        let err = |msg: String| DetectError::Model {
+        let err = |source| DetectError::Model {
             model: manifest.id.clone(),
             file: model_file.to_path_buf(),
-            msg,
+            source: Box::new(source),
         };
         if !model_file.is_file() {
             return Err(DetectError::ModelMissing {
@@ -110,31 +110,27 @@ impl Detector {
             });
         }
         if let Some(want) = &manifest.sha256 {
-            let got =
-                manifest::file_sha256(model_file).map_err(|e| err(format!("cannot read: {e}")))?;
+            let got = manifest::file_sha256(model_file).map_err(|e| err(ModelError::Read(e)))?;
             if &got != want {
-                return Err(err(format!(
-                    "sha256 is {got}, but manifest {} says {want}: the file is damaged or another model; run scripts/fetch-model (or, if you replaced the model on purpose, update sha256 in the manifest)",
-                    manifest.path.display()
-                )));
+                return Err(err(ModelError::Checksum {
+                    got,
+                    want: want.clone(),
+                    manifest: manifest.path.clone(),
+                }));
             }
         }
         let env = runtime::environment()?;
-        let session = Session::builder(env)
-            .map_err(|e| e.to_string())
-            .and_then(|b| b.with_intra_threads(intra_threads.max(1)).map_err(|e| e.to_string()))
-            .and_then(|b| b.with_inter_threads(1).map_err(|e| e.to_string()))
-            // no busy-waiting worker threads: an edge device has other work (recording) to do
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(|e| e.to_string()))
-            .and_then(|mut b| b.commit_from_file(model_file).map_err(|e| e.to_string()))
-            .map_err(|e| err(format!("ONNX Runtime cannot load it ({e}): is it a complete .onnx file? run scripts/fetch-model or check `file` in the manifest")))?;
-        let check_err = |source| DetectError::ModelCheck {
-            model: manifest.id.clone(),
-            file: model_file.to_path_buf(),
-            source: Box::new(source),
+        let build = || -> ort::Result<Session> {
+            Session::builder(env)?
+                .with_intra_threads(intra_threads.max(1))?
+                .with_inter_threads(1)?
+                // no busy-waiting worker threads: an edge device has other work (recording) to do
+                .with_intra_op_spinning(false)?
+                .commit_from_file(model_file)
         };
-        check_input(&session, manifest).map_err(check_err)?;
-        check_outputs(&session, manifest).map_err(check_err)?;
+        let session = build().map_err(|e| err(ModelError::Load(e)))?;
+        check_input(&session, manifest).map_err(err)?;
+        check_outputs(&session, manifest).map_err(err)?;
         let pre = Preprocessor::new(&manifest.input);
         Ok(Detector {
             id: manifest.id.clone(),
@@ -385,21 +381,21 @@ fn decode_outputs(
     Ok(())
 }
 
-fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckError> {
+fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelError> {
     let names: Vec<String> = session
         .inputs()
         .iter()
         .map(|i| i.name().to_string())
         .collect();
     let Some(input) = session.inputs().iter().find(|i| i.name() == m.input.name) else {
-        return Err(ModelCheckError::NoInput {
+        return Err(ModelError::NoInput {
             name: m.input.name.clone(),
             inputs: names,
             manifest: m.path.clone(),
         });
     };
     if names.len() != 1 {
-        return Err(ModelCheckError::ManyInputs { inputs: names });
+        return Err(ModelError::ManyInputs { inputs: names });
     }
     let (w, h) = (m.input.width as i64, m.input.height as i64);
     let want: [i64; 4] = match m.input.layout {
@@ -410,7 +406,7 @@ fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckErr
     let shape: &[i64] = dtype.tensor_shape().map(|s| &s[..]).unwrap_or(&[]);
     let fits = shape.len() == 4 && shape.iter().zip(want).all(|(&d, w)| d < 0 || d == w);
     if !fits {
-        return Err(ModelCheckError::InputShape {
+        return Err(ModelError::InputShape {
             name: m.input.name.clone(),
             have: shape.into(),
             want: want.into(),
@@ -425,7 +421,7 @@ fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckErr
         DType::Uint8 => TensorElementType::Uint8,
     };
     if dtype.tensor_type() != Some(want_ty) {
-        return Err(ModelCheckError::InputType {
+        return Err(ModelError::InputType {
             name: m.input.name.clone(),
             have: dtype.to_string(),
             want: format!("{:?}", m.input.dtype).to_lowercase(),
@@ -435,7 +431,7 @@ fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckErr
     Ok(())
 }
 
-fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckError> {
+fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelError> {
     let o = &m.output;
     let shape_of = |key: &'static str, name: &Option<String>| {
         let name = name.as_deref().unwrap_or_default();
@@ -443,7 +439,7 @@ fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckE
             .outputs()
             .iter()
             .find(|x| x.name() == name)
-            .ok_or_else(|| ModelCheckError::NoOutput {
+            .ok_or_else(|| ModelError::NoOutput {
                 name: name.to_string(),
                 key,
                 outputs: session
@@ -453,7 +449,7 @@ fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckE
                     .collect(),
                 manifest: m.path.clone(),
             })?;
-        Ok::<_, ModelCheckError>(
+        Ok::<_, ModelError>(
             out.dtype()
                 .tensor_shape()
                 .map(|s| s.to_vec())
@@ -461,7 +457,7 @@ fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelCheckE
         )
     };
     let n = m.labels.len() as i64;
-    let classes_mismatch = |have: i64| ModelCheckError::Classes {
+    let classes_mismatch = |have: i64| ModelError::Classes {
         have,
         labels: n,
         manifest: m.path.clone(),

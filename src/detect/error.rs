@@ -25,19 +25,12 @@ pub enum DetectError {
         looked_in: Vec<PathBuf>,
     },
     /// Corrupt file, checksum mismatch, input/output layout not as the manifest says.
-    #[error("model {model} ({}): {msg}", file.display())]
+    #[error("model {model} ({}): {source}", file.display())]
     Model {
         model: String,
         file: PathBuf,
-        msg: String,
-    },
-    /// The model's inputs/outputs do not match its manifest.
-    #[error("model {model} ({}): {source}", file.display())]
-    ModelCheck {
-        model: String,
-        file: PathBuf,
         // boxed: the variant would make every Result<_, DetectError> large
-        source: Box<ModelCheckError>,
+        source: Box<ModelError>,
     },
     #[error("model {model}: inference failed: {source}")]
     Inference {
@@ -71,10 +64,20 @@ pub enum InferenceError {
     Decode(#[from] DecodeError),
 }
 
-/// A model whose inputs or outputs differ from what its manifest says; each names the
-/// manifest key to fix.
+/// A model file that cannot be used: unreadable, not the pinned file, not loadable, or inputs
+/// and outputs that differ from its manifest (each names the manifest key to fix).
 #[derive(Debug, thiserror::Error)]
-pub enum ModelCheckError {
+pub enum ModelError {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("sha256 is {got}, but manifest {} says {want}: the file is damaged or another model; run scripts/fetch-model (or, if you replaced the model on purpose, update sha256 in the manifest)", manifest.display())]
+    Checksum {
+        got: String,
+        want: String,
+        manifest: PathBuf,
+    },
+    #[error("ONNX Runtime cannot load it ({0}): is it a complete .onnx file? run scripts/fetch-model or check `file` in the manifest")]
+    Load(ort::Error),
     #[error("has no input named `{name}` (its inputs: {}): fix [input] name in {}", inputs.join(", "), manifest.display())]
     NoInput {
         name: String,

@@ -18,7 +18,7 @@ pub mod runtime;
 
 pub use detector::{BBox, Detection, Detector, RgbFrame, Timings};
 pub use doctor::doctor_report;
-pub use error::{DetectError, InferenceError, ManifestError, ModelCheckError};
+pub use error::{DetectError, InferenceError, ManifestError, ModelError};
 pub use filter::{Filter, Zone};
 pub use image::{load_image_rgb, scale_chain};
 pub use manifest::{find_manifest, ModelManifest};
