@@ -71,6 +71,7 @@ pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     })?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(SpsError::H264)?;
     let (width, height) = sps.pixel_dimensions().map_err(SpsError::H264)?;
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
@@ -107,7 +108,8 @@ pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     let mut width = r.read_ue("pic_width_in_luma_samples")?;
     let mut height = r.read_ue("pic_height_in_luma_samples")?;
     if r.read_bool("conformance_window_flag")? {
-        // Conformance window offsets are in chroma units (H.265 table 6-1).
+        // Conformance window offsets are in chroma units (H.265 table 6-1); they are ue(v) up to
+        // 2^32 - 2, so the crop is computed in u64 (u32 overflowed, found by fuzzing).
         let (sub_w, sub_h) = match (chroma_format_idc, separate_colour_plane) {
             (1, false) => (2u64, 2u64),
             (2, false) => (2, 1),
@@ -130,14 +132,20 @@ pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, SpsError> {
             _ => return Err(SpsError::Window { width, height }),
         }
     }
-    if width == 0 || height == 0 || width > 16384 || height > 16384 {
-        return Err(SpsError::Implausible { width, height });
-    }
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
         fps: None,
     })
+}
+
+/// h264-reader accepts cropping that leaves nothing (found by fuzzing: `12x0`).
+fn plausible(width: u32, height: u32) -> Result<(), SpsError> {
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(SpsError::Implausible { width, height });
+    }
+    Ok(())
 }
 
 /// H.265 7.3.3 profile_tier_level(1, maxNumSubLayersMinus1): fixed-size fields we skip over.
@@ -224,5 +232,34 @@ mod tests {
             "{e}"
         );
         assert!(matches!(h264(&[]), Err(SpsError::Empty)));
+    }
+
+    // Found by fuzzing (fuzz/ target sps): conformance window offsets near 2^32 overflowed u32.
+    #[test]
+    fn h265_huge_conformance_window_is_an_error() {
+        let sps = hex("4201feffff67b4b4b4b46400ceacca402452c1feffffffffff20f18319606c69a00000030020000791c0c0a00000030020000791c0c0");
+        let e = h265(&sps).unwrap_err();
+        assert!(e.to_string().contains("conformance window"), "{e}");
+    }
+
+    // Found by fuzzing: h264-reader crops this SPS to 12x0.
+    #[test]
+    fn h264_empty_picture_is_an_error() {
+        let sps = hex("67009d0064a5ded9f2cdcdcd8ccdcdcdcdcd");
+        let e = h264(&sps).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpsError::Implausible {
+                    width: 12,
+                    height: 0
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("implausible picture size 12x0"),
+            "{e}"
+        );
     }
 }
