@@ -4,7 +4,8 @@
 //! The daemon starts subsystems in dependency order and stops them in reverse (see
 //! `daemon::Daemon`); a start that fails part-way stops what already runs before it returns.
 
-use std::sync::{Arc, Condvar, Mutex};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A one-way stop signal. Threads sleep on it (`wait`), tasks await it (`triggered`).
@@ -24,23 +25,19 @@ impl Shutdown {
     }
 
     pub fn trigger(&self) {
-        *self.0.flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.0.flag.lock() = true;
         self.0.cv.notify_all();
         self.0.notify.notify_waiters();
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.0.flag.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.flag.lock()
     }
 
     /// Sleeps up to `timeout`; returns true as soon as shutdown is triggered.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.0.flag.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self
-            .0
-            .cv
-            .wait_timeout_while(guard, timeout, |stop| !*stop)
-            .unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.0.flag.lock();
+        self.0.cv.wait_while_for(&mut guard, |stop| !*stop, timeout);
         *guard
     }
 
@@ -189,11 +186,11 @@ mod tests {
                             flag.store(true, Ordering::SeqCst);
                         }
                     },
-                    move || o.lock().unwrap().push(name),
+                    move || o.lock().push(name),
                 ));
             }
         } // dropped: a partial start tears down what ran
-        assert_eq!(*order.lock().unwrap(), vec!["c", "b", "a"]);
+        assert_eq!(*order.lock(), vec!["c", "b", "a"]);
         assert!(stopped_b.load(Ordering::SeqCst));
     }
 }

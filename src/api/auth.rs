@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -56,7 +57,8 @@ impl Auth {
         let scope = self
             .tokens
             .iter()
-            .find(|(t, _)| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+            // constant-time per token so response timing does not reveal matching prefixes
+            .find(|(t, _)| bool::from(t.as_bytes().ct_eq(presented.as_bytes())))
             .map(|(_, s)| *s)
             .ok_or(AuthError::Unrecognized)?;
         if scope >= needed {
@@ -76,10 +78,6 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     }
     let cred = value.split("Credential=").nth(1)?;
     Some(cred.split('/').next()?.trim().to_string())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// How one route family authorizes: the scope a request needs, and how a refusal looks in
@@ -167,6 +165,14 @@ mod tests {
             auth.check(&headers("Bearer nope"), Scope::Read),
             Err(AuthError::Unrecognized)
         );
+        // a prefix or an extension of a real token is not that token
+        for near in ["reader-token-012345", "reader-token-01234567", ""] {
+            assert_eq!(
+                auth.check(&headers(&format!("Bearer {near}")), Scope::Read),
+                Err(AuthError::Unrecognized),
+                "{near:?}"
+            );
+        }
         assert_eq!(
             auth.check(&HeaderMap::new(), Scope::Read),
             Err(AuthError::Unrecognized)

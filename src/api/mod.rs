@@ -15,8 +15,9 @@ use crate::streams::StreamStore;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything request handlers share.
@@ -70,10 +71,7 @@ impl ApiState {
     }
 
     pub fn enforce_limits(&self, stream: &str, on: bool) {
-        let mut set = self
-            .limited_streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut set = self.limited_streams.lock();
         if on {
             set.insert(stream.to_string());
         } else {
@@ -106,17 +104,8 @@ pub fn router(state: ApiState) -> Router {
 
 /// Every answer carries a request id, as AWS services do (SDKs surface it in errors and logs).
 async fn add_request_id(mut response: axum::response::Response) -> axum::response::Response {
-    let id: u128 = rand::random();
-    let hex = format!("{id:032x}");
-    let value = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    );
-    if let Ok(v) = value.parse() {
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    if let Ok(v) = id.parse() {
         response.headers_mut().insert("x-amzn-RequestId", v);
     }
     response
@@ -131,4 +120,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.body_timeout = opts.body_timeout;
     serve_with(listener, Plain, router(state), opts, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn request_ids_are_fresh_v4_uuids() {
+        let id = || async {
+            let r = super::add_request_id(axum::response::Response::default()).await;
+            let v = r.headers()["x-amzn-RequestId"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let u = uuid::Uuid::parse_str(&v).unwrap();
+            assert_eq!(u.get_version_num(), 4, "{v}");
+            assert_eq!(v.len(), 36, "{v}");
+            v
+        };
+        assert_ne!(id().await, id().await);
+    }
 }

@@ -10,9 +10,10 @@ use crate::detect::{
     Zone,
 };
 use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// When a frame was taken, on the clock the recorder can map to producer time.
@@ -87,12 +88,7 @@ pub struct CameraDetect {
 impl CameraDetect {
     /// Latest wins: a frame still waiting is replaced (and counted).
     pub fn submit(&self, frame: DetectFrame) {
-        let mut g = self
-            .pool
-            .shared
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut g = self.pool.shared.slots.lock();
         let slot = &mut g.0[self.slot];
         Counters::inc(&slot.ctx.status.counters.detect_frames);
         if slot.frame.replace(frame).is_some() {
@@ -126,11 +122,7 @@ impl DetectionPool {
     }
 
     pub fn stop(&self) {
-        self.shared
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .2 = true;
+        self.shared.slots.lock().2 = true;
         self.shared.ready.notify_all();
     }
 
@@ -147,11 +139,7 @@ impl DetectionPool {
         let model_ref = d.model.as_deref().unwrap_or(&global.model);
         let manifest_path = find_manifest(model_ref)?;
         let (manifest, model_file) = {
-            let mut cache = self
-                .shared
-                .manifests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.shared.manifests.lock();
             match cache.get(&manifest_path) {
                 Some(m) => m.clone(),
                 None => {
@@ -163,11 +151,7 @@ impl DetectionPool {
             }
         };
         // Load one instance now so a bad model fails at start, clearly, not in a worker.
-        let mut idle = self
-            .shared
-            .detectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.shared.detectors.lock();
         let entry = idle.entry(model_file.clone()).or_default();
         let (width, height) = match entry.first() {
             Some(det) => det.input_size(),
@@ -176,10 +160,7 @@ impl DetectionPool {
                 let size = det.input_size();
                 entry.push(det);
                 // Loading parses a 35 MB model through temporary buffers; hand them back to the OS.
-                // SAFETY: malloc_trim only releases free heap memory.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
+                release_free_heap();
                 size
             }
         };
@@ -213,7 +194,7 @@ impl DetectionPool {
                 .then(|| Mutex::new(MotionGate::new(d.motion_pixel_delta, d.motion_min_fraction))),
             results,
         });
-        let mut g = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.shared.slots.lock();
         g.0.push(Slot { ctx, frame: None });
         let slot = g.0.len() - 1;
         tracing::info!(camera = %cam.name, model = %manifest.id, input = %format!("{width}x{height}"), fps = d.fps, "detection on");
@@ -227,7 +208,7 @@ impl DetectionPool {
     }
 
     fn next_job(&self) -> Option<(Arc<CameraCtx>, DetectFrame)> {
-        let mut g = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.shared.slots.lock();
         loop {
             if g.2 {
                 return None;
@@ -241,7 +222,7 @@ impl DetectionPool {
                     return Some((g.0[i].ctx.clone(), frame));
                 }
             }
-            g = self.shared.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+            self.shared.ready.wait(&mut g);
         }
     }
 
@@ -254,7 +235,7 @@ impl DetectionPool {
                 data: &frame.data,
             };
             if let Some(gate) = &ctx.gate {
-                let moving = gate.lock().unwrap_or_else(|p| p.into_inner()).check(&rgb);
+                let moving = gate.lock().check(&rgb);
                 if !moving {
                     Counters::inc(&ctx.status.counters.detect_skipped_still);
                     continue;
@@ -298,7 +279,6 @@ impl DetectionPool {
             .shared
             .detectors
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get_mut(&ctx.model_key)
             .and_then(|v| v.pop())
         {
@@ -308,7 +288,6 @@ impl DetectionPool {
             .shared
             .manifests
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .find(|(_, f)| *f == ctx.model_key)
             .cloned()
@@ -320,9 +299,20 @@ impl DetectionPool {
         self.shared
             .detectors
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .entry(ctx.model_key.clone())
             .or_default()
             .push(det);
     }
 }
+
+/// Returns free heap pages to the OS (glibc keeps them otherwise).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}

@@ -17,7 +17,7 @@ pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, F
 pub use linker::{DetectionLinker, RecordSink};
 pub use normalize::Normalizer;
 pub use outputs::DetectBranchSpec;
-pub use pipeline::{check_elements, required_elements};
+pub use pipeline::{check_elements, required_elements, PipelineError};
 pub use recorder::Recorder;
 pub use status::{CameraState, CameraStatus, Counters};
 pub use supervisor::{spawn_camera, CameraHandle, DetectWiring};
@@ -62,8 +62,9 @@ pub enum CaptureEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("camera {camera}: cannot build pipeline: {message}")]
-    Build { camera: String, message: String },
-    #[error("camera {camera}: {message}")]
-    Runtime { camera: String, message: String },
+    #[error("camera {camera}: cannot build pipeline: {source}")]
+    Build {
+        camera: String,
+        source: PipelineError,
+    },
 }

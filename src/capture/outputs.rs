@@ -5,6 +5,7 @@
 //! detect fps, then videoscale + videoconvert to the model input as RGB, into an appsink that
 //! keeps only the latest frame.
 
+use super::pipeline::{gst_err, make, PipelineError};
 use crate::media::Codec;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -45,7 +46,11 @@ impl Outputs {
 
     /// Adds the sinks (and tee / detect chain) for a parsed `codec` stream to `pipeline` and
     /// returns the element to link the parser's output into.
-    pub fn attach(&self, pipeline: &gst::Pipeline, codec: Codec) -> Result<gst::Element, String> {
+    pub fn attach(
+        &self,
+        pipeline: &gst::Pipeline,
+        codec: Codec,
+    ) -> Result<gst::Element, PipelineError> {
         self.linked.store(true, Ordering::SeqCst);
         let detect_entry = match &self.detect {
             Some((spec, sink)) => Some(detect_chain(pipeline, codec, spec, sink)?),
@@ -65,30 +70,30 @@ impl Outputs {
                 q.set_property("max-size-bytes", 64u32 << 20);
                 q.set_property("max-size-time", 0u64);
                 add_if_missing(pipeline, rec.upcast_ref())?;
-                pipeline.add_many([&tee, &q]).map_err(|e| e.to_string())?;
-                gst::Element::link_many([&tee, &q, rec.upcast_ref()]).map_err(|e| e.to_string())?;
-                tee.link(&det).map_err(|e| e.to_string())?;
+                pipeline
+                    .add_many([&tee, &q])
+                    .map_err(gst_err("adding the recording tee"))?;
+                gst::Element::link_many([&tee, &q, rec.upcast_ref()])
+                    .map_err(gst_err("linking the recording tee"))?;
+                tee.link(&det)
+                    .map_err(gst_err("linking the tee to the detect branch"))?;
                 for e in [&tee, &q] {
-                    e.sync_state_with_parent().map_err(|e| e.to_string())?;
+                    e.sync_state_with_parent()
+                        .map_err(gst_err("starting the recording tee"))?;
                 }
                 Ok(tee)
             }
-            (None, None) => Err("camera pipeline has no output".into()),
+            (None, None) => Err(PipelineError::NoOutput),
         }
     }
 }
 
-fn add_if_missing(pipeline: &gst::Pipeline, e: &gst::Element) -> Result<(), String> {
+fn add_if_missing(pipeline: &gst::Pipeline, e: &gst::Element) -> Result<(), PipelineError> {
     if e.parent().is_none() {
-        pipeline.add(e).map_err(|e| e.to_string())?;
+        pipeline.add(e).map_err(gst_err("adding a sink"))?;
     }
-    e.sync_state_with_parent().map_err(|e| e.to_string())
-}
-
-fn make(factory: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| format!("GStreamer element `{factory}` is missing: run scripts/bootstrap"))
+    e.sync_state_with_parent()
+        .map_err(gst_err("starting a sink"))
 }
 
 /// queue (leaky) ! [key frames only] ! decoder ! videorate ! videoscale ! videoconvert ! RGB ! appsink
@@ -97,7 +102,7 @@ fn detect_chain(
     codec: Codec,
     spec: &DetectBranchSpec,
     sink: &gst_app::AppSink,
-) -> Result<gst::Element, String> {
+) -> Result<gst::Element, PipelineError> {
     let decoder = match codec {
         Codec::H264 => "avdec_h264",
         Codec::H265 => "avdec_h265",
@@ -114,12 +119,12 @@ fn detect_chain(
         )
     );
     let bin = gst::parse::bin_from_description(&desc, true)
-        .map_err(|e| format!("invalid detect branch `{desc}`: {e}"))?;
+        .map_err(|source| PipelineError::Parse { desc, source })?;
     if spec.keyframes_only {
-        let dec = bin
+        let pad = bin
             .by_name("detect-decoder")
-            .ok_or("detect decoder missing")?;
-        let pad = dec.static_pad("sink").ok_or("decoder without sink pad")?;
+            .and_then(|dec| dec.static_pad("sink"))
+            .ok_or(PipelineError::NoPad(decoder, "sink"))?;
         pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
             let delta = info
                 .buffer()
@@ -131,9 +136,13 @@ fn detect_chain(
             }
         });
     }
-    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    pipeline
+        .add(&bin)
+        .map_err(gst_err("adding the detect branch"))?;
     add_if_missing(pipeline, sink.upcast_ref())?;
-    bin.link(sink).map_err(|e| e.to_string())?;
-    bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+    bin.link(sink)
+        .map_err(gst_err("linking the detect branch to its sink"))?;
+    bin.sync_state_with_parent()
+        .map_err(gst_err("starting the detect branch"))?;
     Ok(bin.upcast())
 }

@@ -53,10 +53,50 @@ pub fn check_elements(names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn make(factory: &str) -> Result<gst::Element, String> {
+/// Why a camera pipeline (or a branch added to it while running) could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)")]
+    MissingElement { factory: String },
+    #[error("invalid pipeline `{desc}`: {source}")]
+    Parse {
+        desc: String,
+        source: gst::glib::Error,
+    },
+    #[error("{action}: {source}")]
+    Gst {
+        action: &'static str,
+        source: gst::glib::BoolError,
+    },
+    #[error("{action}: {source}")]
+    PadLink {
+        action: &'static str,
+        source: gst::PadLinkError,
+    },
+    #[error("{action}: {source}")]
+    State {
+        action: &'static str,
+        source: gst::StateChangeError,
+    },
+    #[error("{0} has no `{1}` pad")]
+    NoPad(&'static str, &'static str),
+    #[error("file `{0}` does not exist")]
+    FileMissing(String),
+    #[error("camera pipeline has no output")]
+    NoOutput,
+}
+
+/// `map_err` adapter for GStreamer's untyped failures, naming what we were doing.
+pub(super) fn gst_err(action: &'static str) -> impl FnOnce(gst::glib::BoolError) -> PipelineError {
+    move |source| PipelineError::Gst { action, source }
+}
+
+pub(super) fn make(factory: &str) -> Result<gst::Element, PipelineError> {
     gst::ElementFactory::make(factory)
         .build()
-        .map_err(|_| format!("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)"))
+        .map_err(|_| PipelineError::MissingElement {
+            factory: factory.to_string(),
+        })
 }
 
 /// Builds a camera pipeline: recording (`record`), a detect branch (`detect`), or both.
@@ -65,9 +105,9 @@ pub fn build(
     record: bool,
     detect: Option<&DetectBranchSpec>,
 ) -> Result<BuiltPipeline, CaptureError> {
-    let err = |message: String| CaptureError::Build {
+    let err = |source: PipelineError| CaptureError::Build {
         camera: cam.name.clone(),
-        message,
+        source,
     };
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
     let appsink = record.then(|| {
@@ -201,19 +241,25 @@ fn build_launch(
     outputs: &Outputs,
     codec: Codec,
     desc: &str,
-) -> Result<(), String> {
-    let bin = gst::parse::bin_from_description(desc, true)
-        .map_err(|e| format!("invalid pipeline `{desc}`: {e}"))?;
-    pipeline.add(&bin).map_err(|e| e.to_string())?;
+) -> Result<(), PipelineError> {
+    let bin =
+        gst::parse::bin_from_description(desc, true).map_err(|source| PipelineError::Parse {
+            desc: desc.to_string(),
+            source,
+        })?;
+    pipeline
+        .add(&bin)
+        .map_err(gst_err("adding the source bin"))?;
     let entry = outputs.attach(pipeline, codec)?;
-    bin.link(&entry).map_err(|e| e.to_string())
+    bin.link(&entry)
+        .map_err(gst_err("linking the source bin to the outputs"))
 }
 
 fn build_rtsp(
     pipeline: &gst::Pipeline,
     outputs: &Arc<Outputs>,
     s: &SourceConfig,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let location = s.url_without_credentials().unwrap_or_default();
     let src = make("rtspsrc")?;
     src.set_property("location", &location);
@@ -235,7 +281,7 @@ fn build_rtsp(
         src.set_property("user-id", &user);
         src.set_property("user-pw", &pass);
     }
-    pipeline.add(&src).map_err(|e| e.to_string())?;
+    pipeline.add(&src).map_err(gst_err("adding rtspsrc"))?;
     let pipeline_weak = pipeline.downgrade();
     let outputs = outputs.clone();
     src.connect_pad_added(move |_src, pad| {
@@ -271,22 +317,23 @@ fn build_file(
     pipeline: &gst::Pipeline,
     outputs: &Arc<Outputs>,
     s: &SourceConfig,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let path = s
         .path
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     if !std::path::Path::new(&path).is_file() {
-        return Err(format!("file `{path}` does not exist"));
+        return Err(PipelineError::FileMissing(path));
     }
     let src = make("filesrc")?;
     src.set_property("location", &path);
     let parse = make("parsebin")?;
     pipeline
         .add_many([&src, &parse])
-        .map_err(|e| e.to_string())?;
-    src.link(&parse).map_err(|e| e.to_string())?;
+        .map_err(gst_err("adding filesrc and parsebin"))?;
+    src.link(&parse)
+        .map_err(gst_err("linking filesrc to parsebin"))?;
     let pipeline_weak = pipeline.downgrade();
     let outputs = outputs.clone();
     // Real-time pacing must happen before the detect tee, or the source would race ahead and
@@ -323,10 +370,10 @@ fn build_file(
 fn link_chain(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    factories: &[&str],
+    factories: &[&'static str],
     caps: &str,
     outputs: &Outputs,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let codec = if caps.starts_with("video/x-h265") {
         Codec::H265
     } else {
@@ -339,36 +386,51 @@ fn link_chain(
     let filter = make("capsfilter")?;
     filter.set_property(
         "caps",
-        caps.parse::<gst::Caps>().map_err(|e| e.to_string())?,
+        caps.parse::<gst::Caps>()
+            .map_err(gst_err("parsing the parser output caps"))?,
     );
     elements.push(filter);
-    pipeline.add_many(&elements).map_err(|e| e.to_string())?;
-    gst::Element::link_many(&elements).map_err(|e| e.to_string())?;
+    pipeline
+        .add_many(&elements)
+        .map_err(gst_err("adding the parser chain"))?;
+    gst::Element::link_many(&elements).map_err(gst_err("linking the parser chain"))?;
     let sink = outputs.attach(pipeline, codec)?;
     elements
         .last()
         .expect("capsfilter")
         .link(&sink)
-        .map_err(|e| e.to_string())?;
+        .map_err(gst_err("linking the parser chain to the outputs"))?;
     for e in &elements {
-        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+        e.sync_state_with_parent()
+            .map_err(gst_err("starting the parser chain"))?;
     }
     let first_sink = elements[0]
         .static_pad("sink")
-        .ok_or("element without sink pad")?;
-    pad.link(&first_sink).map_err(|e| format!("{e:?}"))?;
+        .ok_or(PipelineError::NoPad(factories[0], "sink"))?;
+    pad.link(&first_sink)
+        .map_err(|source| PipelineError::PadLink {
+            action: "linking the source pad to the parser",
+            source,
+        })?;
     Ok(())
 }
 
 /// Streams we do not record (audio, a second video) still need a sink.
-fn link_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+fn link_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), PipelineError> {
     let sink = make("fakesink")?;
     sink.set_property("sync", false);
     sink.set_property("async", false);
-    pipeline.add(&sink).map_err(|e| e.to_string())?;
-    sink.sync_state_with_parent().map_err(|e| e.to_string())?;
-    let sink_pad = sink.static_pad("sink").ok_or("fakesink without pad")?;
-    pad.link(&sink_pad).map_err(|e| format!("{e:?}"))?;
+    pipeline.add(&sink).map_err(gst_err("adding a fakesink"))?;
+    sink.sync_state_with_parent()
+        .map_err(gst_err("starting a fakesink"))?;
+    let sink_pad = sink
+        .static_pad("sink")
+        .ok_or(PipelineError::NoPad("fakesink", "sink"))?;
+    pad.link(&sink_pad)
+        .map_err(|source| PipelineError::PadLink {
+            action: "linking an unused stream to a fakesink",
+            source,
+        })?;
     Ok(())
 }
 
@@ -442,5 +504,31 @@ mod tests {
             let built = build(cam, true, None).unwrap_or_else(|e| panic!("{e}"));
             assert!(built.appsink.is_some() && built.detect_sink.is_none());
         }
+    }
+
+    #[test]
+    fn build_errors_name_camera_and_cause() {
+        gst::init().unwrap();
+        let cfg = crate::config::Config::parse(
+            "[agent]\ndata_dir = \"/tmp/x\"\n[[camera]]\nname = \"door\"\n[camera.source]\nkind = \"file\"\npath = \"/nonexistent/clip.mp4\"\n",
+        )
+        .unwrap();
+        let e = build(&cfg.cameras[0], true, None)
+            .err()
+            .expect("missing file");
+        assert!(
+            matches!(&e, CaptureError::Build { camera, source: PipelineError::FileMissing(p) }
+                if camera == "door" && p == "/nonexistent/clip.mp4"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "camera door: cannot build pipeline: file `/nonexistent/clip.mp4` does not exist"
+        );
+        let missing = make("no-such-element").unwrap_err().to_string();
+        assert!(
+            missing.contains("`no-such-element` is missing: run scripts/bootstrap"),
+            "{missing}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Per-camera state and counters, shared between capture threads and (later) the HTTP API.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -72,14 +72,14 @@ impl CameraStatus {
     }
 
     pub fn state(&self) -> (CameraState, String) {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.state.lock();
         (s.0, s.2.clone())
     }
 
     /// Changes state, logging transitions (not repeats).
     pub fn set(&self, state: CameraState, detail: impl Into<String>) {
         let detail = detail.into();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock();
         if s.0 != state || s.2 != detail {
             match state {
                 CameraState::Failed => {

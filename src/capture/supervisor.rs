@@ -4,7 +4,7 @@
 use super::pipeline::{self, sample_to_au};
 use super::{
     Backoff, CameraDetect, CameraState, CameraStatus, CaptureEvent, Counters, DetectBranchSpec,
-    DetectFrame, DetectionLinker, DetectionResult, FrameTime, Recorder, Shutdown,
+    DetectFrame, DetectionLinker, DetectionResult, FrameTime, PipelineError, Recorder, Shutdown,
 };
 use crate::clock::SharedClock;
 use crate::config::{CameraConfig, RtspUrl, SourceKind};
@@ -293,25 +293,15 @@ fn install_detect_sink(sink: &gst_app::AppSink, handle: CameraDetect, clock: Fra
                         ))
                     }
                 };
-                let Ok(map) = buffer.map_readable() else {
+                let Some((stride, data)) = crate::detect::image::rgb_plane(&sample, w, h) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                // GStreamer pads RGB rows to 4 bytes unless the buffer says otherwise.
-                let packed = w as usize * 3;
-                let stride = if map.len() == packed * h as usize {
-                    packed
-                } else {
-                    packed.div_ceil(4) * 4
-                };
-                if map.len() < stride * (h as usize - 1) + packed {
-                    return Ok(gst::FlowSuccess::Ok);
-                }
                 handle.submit(DetectFrame {
                     time,
                     width: w,
                     height: h,
                     stride,
-                    data: map.as_slice().to_vec(),
+                    data,
                 });
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -412,16 +402,19 @@ fn watch(
 /// base time of the next loop ourselves: the old one plus the loop's length. The schedule stays
 /// absolute (loop N starts exactly N loop lengths after the first), so neither the last frame's
 /// duration nor the time the restart takes accumulates as drift over hours of loops.
-fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), String> {
+fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), PipelineError> {
     pipeline
         .set_state(gst::State::Paused)
-        .map_err(|e| format!("cannot pause: {e}"))?;
+        .map_err(|source| PipelineError::State {
+            action: "cannot pause",
+            source,
+        })?;
     pipeline
         .seek_simple(
             gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
             gst::ClockTime::ZERO,
         )
-        .map_err(|e| format!("seek to the start refused: {e}"))?;
+        .map_err(pipeline::gst_err("seek to the start refused"))?;
     if let Some(base) = pipeline.base_time().filter(|_| !loop_len.is_zero()) {
         // No start time: the pipeline keeps the base time we set instead of computing one.
         pipeline.set_start_time(gst::ClockTime::NONE);
@@ -429,7 +422,10 @@ fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), Stri
     }
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| format!("cannot resume: {e}"))?;
+        .map_err(|source| PipelineError::State {
+            action: "cannot resume",
+            source,
+        })?;
     Ok(())
 }
 

@@ -119,8 +119,8 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
     let mut stream_names = HashSet::new();
     for (i, s) in config.streams.iter().enumerate() {
         let at = |field: &str| format!("stream[{i}].{field}");
-        if let Err(msg) = check_stream_name(&s.name) {
-            add(at("name"), msg);
+        if let Err(e) = check_stream_name(&s.name) {
+            add(at("name"), e.to_string());
         } else if !stream_names.insert(s.name.clone()) {
             add(at("name"), format!("duplicate stream name `{}`", s.name));
         }
@@ -250,8 +250,8 @@ fn validate_detect(
             format!("{} is out of range: 0 ..= 1", d.motion_min_fraction),
         );
     }
-    if let Err(msg) = check_stream_name(&d.stream) {
-        add(at("stream"), msg);
+    if let Err(e) = check_stream_name(&d.stream) {
+        add(at("stream"), e.to_string());
     }
     if d.heartbeat.0 < Duration::from_secs(1) {
         add(at("heartbeat"), "must be at least 1s".into());
@@ -361,20 +361,24 @@ const MIN_CAMERA_BUDGET: u64 = 4 << 20;
 /// a few 2 s fragments of a 4 Mbit/s camera, so retention has closed segments to delete.
 const MIN_GLOBAL_BUDGET: u64 = 16 << 20;
 
+#[derive(Debug, thiserror::Error)]
+enum StreamNameError {
+    #[error("`{0}` may only contain letters, digits, `-`, `_` and `.` (1..128)")]
+    Characters(String),
+    #[error("`{0}` is not a usable stream name (it names a directory)")]
+    Directory(String),
+}
+
 /// Shard stream names follow the Kinesis rule, and name directories on disk, so `.` and `..`
 /// are refused too (the stream store refuses them at start: refuse them here first).
-fn check_stream_name(name: &str) -> Result<(), String> {
+fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
     let chars_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if name.is_empty() || name.len() > 128 || !chars_ok {
-        Err(format!(
-            "`{name}` may only contain letters, digits, `-`, `_` and `.` (1..128)"
-        ))
+        Err(StreamNameError::Characters(name.to_string()))
     } else if name == "." || name == ".." {
-        Err(format!(
-            "`{name}` is not a usable stream name (it names a directory)"
-        ))
+        Err(StreamNameError::Directory(name.to_string()))
     } else {
         Ok(())
     }

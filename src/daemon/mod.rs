@@ -207,6 +207,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 /// glibc gives every thread that allocates its own arena (64 MiB reserved, pages kept): with two
 /// GStreamer threads plus a recorder per camera that is most of the daemon's RSS. Two arenas
 /// are plenty for our allocation rate; `MALLOC_ARENA_MAX` in the environment still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only adjusts allocator tuning; called before the camera threads start.
@@ -215,3 +216,7 @@ fn limit_malloc_arenas() {
         }
     }
 }
+
+/// Other C libraries (musl, macOS) have no per-thread arenas to limit.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}

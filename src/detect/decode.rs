@@ -5,6 +5,33 @@
 
 use super::manifest::BoxFormat;
 
+/// Output tensors whose shapes do not fit the decoder (only known at run time for dynamic shapes).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("output {output} has shape {shape:?}, expected [1,N,{}]", cols.map_or("C".to_string(), |c| c.to_string()))]
+    Rows {
+        output: &'static str,
+        shape: Vec<i64>,
+        cols: Option<usize>,
+    },
+    #[error("{family} output has shape {shape:?}, expected {expected}")]
+    Layout {
+        family: &'static str,
+        shape: Vec<i64>,
+        expected: &'static str,
+    },
+    #[error("outputs boxes {boxes:?} and scores {scores:?} disagree on the number of boxes")]
+    BoxesScores { boxes: Vec<i64>, scores: Vec<i64> },
+    #[error("outputs boxes {boxes:?}, classes {classes:?}, scores {scores:?} disagree on the number of detections")]
+    Detections {
+        boxes: Vec<i64>,
+        classes: Vec<i64>,
+        scores: Vec<i64>,
+    },
+    #[error("output count has shape {shape:?}, expected [1]")]
+    Count { shape: Vec<i64> },
+}
+
 /// A decoded box before NMS: corners normalized to the model input (0..1, may overshoot).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -33,16 +60,20 @@ impl View<'_> {
         d
     }
 
-    fn rows(&self, what: &str, cols: Option<usize>) -> Result<(usize, usize), String> {
+    fn rows(
+        &self,
+        output: &'static str,
+        cols: Option<usize>,
+    ) -> Result<(usize, usize), DecodeError> {
         let d = self.dims();
         match (d.as_slice(), cols) {
             ([n, c], None) => Ok((*n, *c)),
             ([n, c], Some(want)) if *c == want => Ok((*n, *c)),
-            _ => Err(format!(
-                "output {what} has shape {:?}, expected [1,N,{}]",
-                self.shape,
-                cols.map_or("C".into(), |c| c.to_string())
-            )),
+            _ => Err(DecodeError::Rows {
+                output,
+                shape: self.shape.to_vec(),
+                cols,
+            }),
         }
     }
 }
@@ -108,14 +139,14 @@ pub fn yolo_boxes_scores(
     g: Geometry,
     min_score: f32,
     out: &mut Vec<Candidate>,
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     let (n, _) = boxes.rows("boxes", Some(4))?;
     let (ns, c) = scores.rows("scores", None)?;
     if ns != n || c == 0 {
-        return Err(format!(
-            "outputs boxes {:?} and scores {:?} disagree on the number of boxes",
-            boxes.shape, scores.shape
-        ));
+        return Err(DecodeError::BoxesScores {
+            boxes: boxes.shape.to_vec(),
+            scores: scores.shape.to_vec(),
+        });
     }
     for (i, row) in scores.data.chunks_exact(c).enumerate() {
         let (k, s) = argmax(row);
@@ -133,13 +164,14 @@ pub fn yolov5(
     g: Geometry,
     min_score: f32,
     out: &mut Vec<Candidate>,
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     let (_, w) = t.rows("tensor", None)?;
     if w < 6 {
-        return Err(format!(
-            "yolov5 output has shape {:?}, expected [1,N,5+C]",
-            t.shape
-        ));
+        return Err(DecodeError::Layout {
+            family: "yolov5",
+            shape: t.shape.to_vec(),
+            expected: "[1,N,5+C]",
+        });
     }
     for row in t.data.chunks_exact(w) {
         let obj = row[4];
@@ -164,7 +196,7 @@ pub fn yolov8(
     g: Geometry,
     min_score: f32,
     out: &mut Vec<Candidate>,
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     let (a, b) = t.rows("tensor", None)?;
     let channels_first = if a == 4 + classes {
         true
@@ -175,10 +207,11 @@ pub fn yolov8(
     };
     let (n, ch) = if channels_first { (b, a) } else { (a, b) };
     if ch < 5 {
-        return Err(format!(
-            "yolov8 output has shape {:?}, expected [1,4+C,N]",
-            t.shape
-        ));
+        return Err(DecodeError::Layout {
+            family: "yolov8",
+            shape: t.shape.to_vec(),
+            expected: "[1,4+C,N]",
+        });
     }
     if !channels_first {
         for row in t.data.chunks_exact(ch) {
@@ -224,7 +257,7 @@ pub fn ssd(
     g: Geometry,
     min_score: f32,
     out: &mut Vec<Candidate>,
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     let SsdOutputs {
         boxes,
         classes,
@@ -233,19 +266,19 @@ pub fn ssd(
     } = t;
     let (n, _) = boxes.rows("boxes", Some(4))?;
     if classes.data.len() != n || scores.data.len() != n {
-        return Err(format!(
-            "outputs boxes {:?}, classes {:?}, scores {:?} disagree on the number of detections",
-            boxes.shape, classes.shape, scores.shape
-        ));
+        return Err(DecodeError::Detections {
+            boxes: boxes.shape.to_vec(),
+            classes: classes.shape.to_vec(),
+            scores: scores.shape.to_vec(),
+        });
     }
     let n = match count {
         Some(c) => match c.data.first() {
             Some(&v) if v >= 0.0 => (v as usize).min(n),
             _ => {
-                return Err(format!(
-                    "output count has shape {:?}, expected [1]",
-                    c.shape
-                ))
+                return Err(DecodeError::Count {
+                    shape: c.shape.to_vec(),
+                })
             }
         },
         None => n,

@@ -3,9 +3,10 @@
 //! fails at start-up with a clear message instead of on the first frame.
 
 use super::decode::{self, Candidate, Geometry, SsdOutputs, View};
+use super::error::{InferenceError, ModelError};
 use super::manifest::{DType, DecoderKind, Layout, ModelManifest, OutputSpec};
 use super::preprocess::{Placement, Preprocessor};
-use super::{nms, runtime, sha256, DetectError};
+use super::{manifest, nms, runtime, DetectError};
 use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::{DynValue, TensorElementType, TensorRef};
 use serde::Serialize;
@@ -96,10 +97,10 @@ impl Detector {
         model_file: &Path,
         intra_threads: usize,
     ) -> Result<Detector, DetectError> {
-        let err = |msg: String| DetectError::Model {
+        let err = |source| DetectError::Model {
             model: manifest.id.clone(),
             file: model_file.to_path_buf(),
-            msg,
+            source: Box::new(source),
         };
         if !model_file.is_file() {
             return Err(DetectError::ModelMissing {
@@ -109,25 +110,27 @@ impl Detector {
             });
         }
         if let Some(want) = &manifest.sha256 {
-            let got = sha256::file_hex(model_file).map_err(|e| err(format!("cannot read: {e}")))?;
+            let got = manifest::file_sha256(model_file).map_err(|e| err(ModelError::Read(e)))?;
             if &got != want {
-                return Err(err(format!(
-                    "sha256 is {got}, but manifest {} says {want}: the file is damaged or another model; run scripts/fetch-model (or, if you replaced the model on purpose, update sha256 in the manifest)",
-                    manifest.path.display()
-                )));
+                return Err(err(ModelError::Checksum {
+                    got,
+                    want: want.clone(),
+                    manifest: manifest.path.clone(),
+                }));
             }
         }
         let env = runtime::environment()?;
-        let session = Session::builder(env)
-            .map_err(|e| e.to_string())
-            .and_then(|b| b.with_intra_threads(intra_threads.max(1)).map_err(|e| e.to_string()))
-            .and_then(|b| b.with_inter_threads(1).map_err(|e| e.to_string()))
-            // no busy-waiting worker threads: an edge device has other work (recording) to do
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(|e| e.to_string()))
-            .and_then(|mut b| b.commit_from_file(model_file).map_err(|e| e.to_string()))
-            .map_err(|e| err(format!("ONNX Runtime cannot load it ({e}): is it a complete .onnx file? run scripts/fetch-model or check `file` in the manifest")))?;
-        check_input(&session, manifest).map_err(&err)?;
-        check_outputs(&session, manifest).map_err(&err)?;
+        let build = || -> ort::Result<Session> {
+            Session::builder(env)?
+                .with_intra_threads(intra_threads.max(1))?
+                .with_inter_threads(1)?
+                // no busy-waiting worker threads: an edge device has other work (recording) to do
+                .with_intra_op_spinning(false)?
+                .commit_from_file(model_file)
+        };
+        let session = build().map_err(|e| err(ModelError::Load(e)))?;
+        check_input(&session, manifest).map_err(err)?;
+        check_outputs(&session, manifest).map_err(err)?;
         let pre = Preprocessor::new(&manifest.input);
         Ok(Detector {
             id: manifest.id.clone(),
@@ -183,7 +186,10 @@ impl Detector {
         min_score: f32,
     ) -> Result<(Vec<Detection>, Timings), DetectError> {
         let t0 = Instant::now();
-        let place = self.pre.run(frame).map_err(|m| self.inference_err(m))?;
+        let place = self
+            .pre
+            .run(frame)
+            .map_err(|e| inference_err(&self.id, e.into()))?;
         let t1 = Instant::now();
         let shape = self.pre.shape();
         let input: SessionInputValue = match self.dtype {
@@ -194,11 +200,11 @@ impl Detector {
                 TensorRef::from_array_view((shape, &self.pre.u8buf[..])).map(Into::into)
             }
         }
-        .map_err(|e| inference_err(&self.id, e.to_string()))?;
+        .map_err(|e| inference_err(&self.id, e.into()))?;
         let outputs = self
             .session
             .run(ort::inputs![input])
-            .map_err(|e| inference_err(&self.id, e.to_string()))?;
+            .map_err(|e| inference_err(&self.id, e.into()))?;
         let t2 = Instant::now();
         self.candidates.clear();
         decode_outputs(
@@ -262,10 +268,6 @@ impl Detector {
         })
     }
 
-    fn inference_err(&self, msg: String) -> DetectError {
-        inference_err(&self.id, msg)
-    }
-
     /// Test hook: preprocesses `frame`, runs the session and returns every output as f32.
     #[cfg(test)]
     pub(crate) fn run_raw(&mut self, frame: &RgbFrame) -> Vec<(String, Vec<i64>, Vec<f32>)> {
@@ -290,49 +292,50 @@ impl Detector {
     }
 }
 
-fn inference_err(model: &str, msg: String) -> DetectError {
+fn inference_err(model: &str, source: InferenceError) -> DetectError {
     DetectError::Inference {
         model: model.to_string(),
-        msg,
+        source,
     }
 }
 
 /// An output as f32 (class ids and counts are often int64 in exported graphs).
-fn tensor_f32(v: &DynValue) -> Result<Owned<'_>, String> {
+/// None for other element types (strings, booleans, floats other than f32).
+fn tensor_f32(v: &DynValue) -> Option<Owned<'_>> {
     if let Ok((s, d)) = v.try_extract_tensor::<f32>() {
-        return Ok((s.to_vec(), Cow::Borrowed(d)));
+        return Some((s.to_vec(), Cow::Borrowed(d)));
     }
     if let Ok((s, d)) = v.try_extract_tensor::<i64>() {
-        return Ok((
+        return Some((
             s.to_vec(),
             Cow::Owned(d.iter().map(|&x| x as f32).collect()),
         ));
     }
     if let Ok((s, d)) = v.try_extract_tensor::<i32>() {
-        return Ok((
+        return Some((
             s.to_vec(),
             Cow::Owned(d.iter().map(|&x| x as f32).collect()),
         ));
     }
     if let Ok((s, d)) = v.try_extract_tensor::<u8>() {
-        return Ok((
+        return Some((
             s.to_vec(),
             Cow::Owned(d.iter().map(|&x| x as f32).collect()),
         ));
     }
-    Err(format!(
-        "output of type {} is not a float or integer tensor",
-        v.dtype()
-    ))
+    None
 }
 
 type Owned<'a> = (Vec<i64>, Cow<'a, [f32]>);
 
-fn output<'a>(outputs: &'a SessionOutputs, name: &str) -> Result<Owned<'a>, String> {
+fn output<'a>(outputs: &'a SessionOutputs, name: &str) -> Result<Owned<'a>, InferenceError> {
     let v = outputs
         .get(name)
-        .ok_or_else(|| format!("output {name} missing"))?;
-    tensor_f32(v).map_err(|e| format!("output {name}: {e}"))
+        .ok_or_else(|| InferenceError::MissingOutput(name.to_string()))?;
+    tensor_f32(v).ok_or_else(|| InferenceError::OutputType {
+        name: name.to_string(),
+        dtype: v.dtype().to_string(),
+    })
 }
 
 fn view<'a>(t: &'a Owned<'_>) -> View<'a> {
@@ -349,16 +352,16 @@ fn decode_outputs(
     g: Geometry,
     min_score: f32,
     out: &mut Vec<Candidate>,
-) -> Result<(), String> {
+) -> Result<(), InferenceError> {
     let get = |name: &Option<String>| output(outputs, name.as_deref().unwrap_or_default());
     match spec.decoder {
         DecoderKind::YoloBoxesScores => {
             let (b, s) = (get(&spec.boxes)?, get(&spec.scores)?);
-            decode::yolo_boxes_scores(view(&b), view(&s), g, min_score, out)
+            decode::yolo_boxes_scores(view(&b), view(&s), g, min_score, out)?
         }
-        DecoderKind::Yolov5 => decode::yolov5(view(&get(&spec.tensor)?), g, min_score, out),
+        DecoderKind::Yolov5 => decode::yolov5(view(&get(&spec.tensor)?), g, min_score, out)?,
         DecoderKind::Yolov8 => {
-            decode::yolov8(view(&get(&spec.tensor)?), classes, g, min_score, out)
+            decode::yolov8(view(&get(&spec.tensor)?), classes, g, min_score, out)?
         }
         DecoderKind::Ssd => {
             let (b, c, s) = (get(&spec.boxes)?, get(&spec.classes)?, get(&spec.scores)?);
@@ -372,35 +375,27 @@ fn decode_outputs(
                 scores: view(&s),
                 count: n.as_ref().map(view),
             };
-            decode::ssd(t, spec.class_offset, g, min_score, out)
+            decode::ssd(t, spec.class_offset, g, min_score, out)?
         }
     }
+    Ok(())
 }
 
-fn dims(shape: &[i64]) -> String {
-    let v: Vec<String> = shape
+fn check_input(session: &Session, m: &ModelManifest) -> Result<(), ModelError> {
+    let names: Vec<String> = session
+        .inputs()
         .iter()
-        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+        .map(|i| i.name().to_string())
         .collect();
-    format!("[{}]", v.join(","))
-}
-
-fn check_input(session: &Session, m: &ModelManifest) -> Result<(), String> {
-    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let Some(input) = session.inputs().iter().find(|i| i.name() == m.input.name) else {
-        return Err(format!(
-            "has no input named `{}` (its inputs: {}): fix [input] name in {}",
-            m.input.name,
-            names.join(", "),
-            m.path.display()
-        ));
+        return Err(ModelError::NoInput {
+            name: m.input.name.clone(),
+            inputs: names,
+            manifest: m.path.clone(),
+        });
     };
     if names.len() != 1 {
-        return Err(format!(
-            "has {} inputs ({}); only single-input models are supported",
-            names.len(),
-            names.join(", ")
-        ));
+        return Err(ModelError::ManyInputs { inputs: names });
     }
     let (w, h) = (m.input.width as i64, m.input.height as i64);
     let want: [i64; 4] = match m.input.layout {
@@ -411,60 +406,61 @@ fn check_input(session: &Session, m: &ModelManifest) -> Result<(), String> {
     let shape: &[i64] = dtype.tensor_shape().map(|s| &s[..]).unwrap_or(&[]);
     let fits = shape.len() == 4 && shape.iter().zip(want).all(|(&d, w)| d < 0 || d == w);
     if !fits {
-        return Err(format!(
-            "input `{}` has shape {}, but the manifest says {} ({}, {}x{}): fix [input] width/height/layout in {}",
-            m.input.name,
-            dims(shape),
-            dims(&want),
-            format!("{:?}", m.input.layout).to_lowercase(),
-            w,
-            h,
-            m.path.display()
-        ));
+        return Err(ModelError::InputShape {
+            name: m.input.name.clone(),
+            have: shape.into(),
+            want: want.into(),
+            layout: m.input.layout,
+            width: m.input.width,
+            height: m.input.height,
+            manifest: m.path.clone(),
+        });
     }
     let want_ty = match m.input.dtype {
         DType::Float32 => TensorElementType::Float32,
         DType::Uint8 => TensorElementType::Uint8,
     };
     if dtype.tensor_type() != Some(want_ty) {
-        return Err(format!(
-            "input `{}` is {dtype}, but the manifest says {}: fix [input] dtype in {}",
-            m.input.name,
-            format!("{:?}", m.input.dtype).to_lowercase(),
-            m.path.display()
-        ));
+        return Err(ModelError::InputType {
+            name: m.input.name.clone(),
+            have: dtype.to_string(),
+            want: format!("{:?}", m.input.dtype).to_lowercase(),
+            manifest: m.path.clone(),
+        });
     }
     Ok(())
 }
 
-fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), String> {
+fn check_outputs(session: &Session, m: &ModelManifest) -> Result<(), ModelError> {
     let o = &m.output;
-    let names: Vec<&str> = session.outputs().iter().map(|x| x.name()).collect();
-    let shape_of = |key: &str, name: &Option<String>| -> Result<Vec<i64>, String> {
+    let shape_of = |key: &'static str, name: &Option<String>| {
         let name = name.as_deref().unwrap_or_default();
         let out = session
             .outputs()
             .iter()
             .find(|x| x.name() == name)
-            .ok_or_else(|| {
-                format!(
-                    "has no output named `{name}` (its outputs: {}): fix output.{key} in {}",
-                    names.join(", "),
-                    m.path.display()
-                )
+            .ok_or_else(|| ModelError::NoOutput {
+                name: name.to_string(),
+                key,
+                outputs: session
+                    .outputs()
+                    .iter()
+                    .map(|x| x.name().to_string())
+                    .collect(),
+                manifest: m.path.clone(),
             })?;
-        Ok(out
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.to_vec())
-            .unwrap_or_default())
+        Ok::<_, ModelError>(
+            out.dtype()
+                .tensor_shape()
+                .map(|s| s.to_vec())
+                .unwrap_or_default(),
+        )
     };
     let n = m.labels.len() as i64;
-    let classes_mismatch = |have: i64| {
-        format!(
-            "the model has {have} classes but the manifest lists {n} labels: fix [labels] in {}",
-            m.path.display()
-        )
+    let classes_mismatch = |have: i64| ModelError::Classes {
+        have,
+        labels: n,
+        manifest: m.path.clone(),
     };
     match o.decoder {
         DecoderKind::YoloBoxesScores => {

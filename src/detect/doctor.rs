@@ -1,6 +1,6 @@
 //! `vidgest doctor` section for detection: runtime, manifest, model file and a test inference.
 
-use super::{find_manifest, runtime, sha256, Detector, ModelManifest, RgbFrame};
+use super::{find_manifest, manifest::file_sha256, runtime, Detector, ModelManifest, RgbFrame};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -42,7 +42,7 @@ pub fn doctor_report(explicit_runtime: Option<&Path>, model: &str) -> String {
     };
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let _ = writeln!(r, "  file: {} ({size} bytes)", file.display());
-    let sha_ok = match (&manifest.sha256, sha256::file_hex(&file)) {
+    let sha_ok = match (&manifest.sha256, file_sha256(&file)) {
         (_, Err(e)) => {
             let _ = writeln!(r, "  sha256: FAIL: cannot read the file: {e}");
             false

@@ -1,9 +1,14 @@
 //! Model manifests (`models/*.toml`, schema in docs/models.md): how to feed a model and how to
 //! read its outputs. Unknown keys are rejected so typos fail loudly.
 
+use super::error::ManifestError;
 use super::DetectError;
+use parking_lot::Mutex;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,26 +196,30 @@ pub struct ModelManifest {
 
 impl ModelManifest {
     pub fn load(path: &Path) -> Result<Self, DetectError> {
-        let err = |msg: String| DetectError::Manifest {
+        let err = |source: ManifestError| DetectError::Manifest {
             path: path.to_path_buf(),
-            msg,
+            source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let raw: Raw = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(ManifestError::Read(e)))?;
+        let raw: Raw = toml::from_str(&text).map_err(|e| err(ManifestError::Toml(e)))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let labels = match (raw.labels.names, raw.labels.file) {
             (Some(n), None) => n,
             (None, Some(f)) => {
                 let p = dir.join(&f);
-                let t = std::fs::read_to_string(&p)
-                    .map_err(|e| err(format!("labels.file {}: {e}", p.display())))?;
+                let t = std::fs::read_to_string(&p).map_err(|source| {
+                    err(ManifestError::LabelsFile {
+                        path: p.clone(),
+                        source,
+                    })
+                })?;
                 t.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
                     .map(String::from)
                     .collect()
             }
-            _ => return Err(err("[labels] needs exactly one of `names` or `file`".into())),
+            _ => return Err(err(ManifestError::LabelsChoice)),
         };
         let m = ModelManifest {
             id: raw.id,
@@ -229,24 +238,24 @@ impl ModelManifest {
         Ok(m)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ManifestError> {
         if self.id.is_empty() || self.id.chars().any(|c| c.is_whitespace()) {
-            return Err(format!("id {:?} must be non-empty without spaces", self.id));
+            return Err(ManifestError::Id(self.id.clone()));
         }
         if let Some(s) = &self.sha256 {
             if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("sha256 {s:?} is not 64 hex digits"));
+                return Err(ManifestError::Sha256(s.clone()));
             }
         }
         let i = &self.input;
         if !(1..=8192).contains(&i.width) || !(1..=8192).contains(&i.height) {
-            return Err(format!("input size {}x{} out of range", i.width, i.height));
+            return Err(ManifestError::InputSize(i.width, i.height));
         }
         if i.dtype == DType::Uint8 && i.normalize != Normalize::None {
-            return Err("input.dtype = \"uint8\" needs input.normalize = \"none\"".into());
+            return Err(ManifestError::Uint8Normalize);
         }
         let o = &self.output;
-        let need: &[(&str, &Option<String>)] = match o.decoder {
+        let need: &[(&'static str, &Option<String>)] = match o.decoder {
             DecoderKind::YoloBoxesScores => &[("boxes", &o.boxes), ("scores", &o.scores)],
             DecoderKind::Yolov5 | DecoderKind::Yolov8 => &[("tensor", &o.tensor)],
             DecoderKind::Ssd => &[
@@ -257,20 +266,17 @@ impl ModelManifest {
         };
         for (key, v) in need {
             if v.is_none() {
-                return Err(format!(
-                    "output.{key} (a tensor name) is required by decoder {}",
-                    o.decoder.name()
-                ));
+                return Err(ManifestError::MissingOutputName {
+                    key,
+                    decoder: o.decoder.name(),
+                });
             }
         }
         if !(o.iou_threshold > 0.0 && o.iou_threshold <= 1.0) {
-            return Err(format!(
-                "output.iou_threshold {} not in (0, 1]",
-                o.iou_threshold
-            ));
+            return Err(ManifestError::IouThreshold(o.iou_threshold));
         }
         if self.labels.is_empty() {
-            return Err("[labels] is empty".into());
+            return Err(ManifestError::LabelsEmpty);
         }
         Ok(())
     }
@@ -355,7 +361,7 @@ pub fn find_manifest(id_or_path: &str) -> Result<PathBuf, DetectError> {
         } else {
             Err(DetectError::Manifest {
                 path: p,
-                msg: "no such file".into(),
+                source: ManifestError::NoSuchFile,
             })
         };
     }
@@ -383,11 +389,11 @@ pub fn find_manifest(id_or_path: &str) -> Result<PathBuf, DetectError> {
     known.dedup();
     Err(DetectError::Manifest {
         path: PathBuf::from(id_or_path),
-        msg: format!(
-            "no model manifest with id \"{id_or_path}\" in {} (known ids: {}); give a manifest path or an id from models/",
-            super::error::list(&dirs),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ),
+        source: ManifestError::UnknownId {
+            id: id_or_path.to_string(),
+            searched: dirs,
+            known,
+        },
     })
 }
 
@@ -398,4 +404,48 @@ fn manifest_id(path: &Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(path).ok()?;
     toml::from_str::<IdOnly>(&text).ok().map(|m| m.id)
+}
+
+type HashKey = (PathBuf, u64, Option<SystemTime>);
+static SHA256_CACHE: Mutex<Option<HashMap<HashKey, String>>> = Mutex::new(None);
+
+/// Lowercase hex sha256 of a model file, cached while its path, size and mtime stay the same so
+/// many cameras sharing one model hash it once.
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(h) = SHA256_CACHE.lock().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(h.clone());
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let h = hex::encode(hasher.finalize());
+    SHA256_CACHE
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, h.clone());
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_sha256;
+
+    #[test]
+    fn file_sha256_known_vectors_and_rehash_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.onnx");
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(
+            file_sha256(&f).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // a new size is a new cache key: the digest follows the content
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(
+            file_sha256(&f).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(file_sha256(&dir.path().join("missing")).is_err());
+    }
 }

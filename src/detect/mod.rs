@@ -15,15 +15,15 @@ pub mod motion;
 pub mod nms;
 mod preprocess;
 pub mod runtime;
-mod sha256;
 
 pub use detector::{BBox, Detection, Detector, RgbFrame, Timings};
 pub use doctor::doctor_report;
-pub use error::DetectError;
+pub use error::{DetectError, InferenceError, ManifestError, ModelError};
 pub use filter::{Filter, Zone};
 pub use image::{load_image_rgb, scale_chain};
 pub use manifest::{find_manifest, ModelManifest};
 pub use motion::MotionGate;
+pub use preprocess::PreprocessError;
 pub use runtime::RuntimeInfo;
 
 #[cfg(test)]

@@ -4,6 +4,28 @@
 use super::detector::RgbFrame;
 use super::manifest::{Color, DType, InputSpec, Layout, Normalize, Resize};
 
+/// A frame that does not fit the model input.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("frame is {}x{}; this letterbox model needs a frame that fits {}x{} with one side equal (scale it keeping the aspect ratio)", frame.0, frame.1, input.0, input.1)]
+    LetterboxSize {
+        frame: (u32, u32),
+        input: (u32, u32),
+    },
+    #[error("frame is {}x{}; the model input is {}x{} (scale the frame to the model input first)", frame.0, frame.1, input.0, input.1)]
+    StretchSize {
+        frame: (u32, u32),
+        input: (u32, u32),
+    },
+    #[error("frame buffer too small: {len} bytes for {width}x{height} with stride {stride}")]
+    BufferTooSmall {
+        len: usize,
+        width: u32,
+        height: u32,
+        stride: usize,
+    },
+}
+
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
@@ -86,7 +108,7 @@ impl Preprocessor {
 
     /// Where a frame of this size goes: exactly the input size for `stretch`; for `letterbox`
     /// the frame must fit (one side equal to the input's, the other not larger) and is centred.
-    pub fn placement(&self, fw: u32, fh: u32) -> Result<Placement, String> {
+    pub fn placement(&self, fw: u32, fh: u32) -> Result<Placement, PreprocessError> {
         let (w, h) = (self.w as u32, self.h as u32);
         if fw == w && fh == h {
             return Ok(Placement { x0: 0, y0: 0, w, h });
@@ -99,25 +121,25 @@ impl Preprocessor {
                 h: fh,
             });
         }
+        let (frame, input) = ((fw, fh), (w, h));
         Err(if self.letterbox {
-            format!("frame is {fw}x{fh}; this letterbox model needs a frame that fits {w}x{h} with one side equal (scale it keeping the aspect ratio)")
+            PreprocessError::LetterboxSize { frame, input }
         } else {
-            format!("frame is {fw}x{fh}; the model input is {w}x{h} (scale the frame to the model input first)")
+            PreprocessError::StretchSize { frame, input }
         })
     }
 
     /// Fills the input buffer from `frame`.
-    pub fn run(&mut self, frame: &RgbFrame) -> Result<Placement, String> {
+    pub fn run(&mut self, frame: &RgbFrame) -> Result<Placement, PreprocessError> {
         let p = self.placement(frame.width, frame.height)?;
         let row = p.w as usize * 3;
         if frame.stride < row || frame.data.len() < frame.stride * (p.h as usize - 1) + row {
-            return Err(format!(
-                "frame buffer too small: {} bytes for {}x{} with stride {}",
-                frame.data.len(),
-                frame.width,
-                frame.height,
-                frame.stride
-            ));
+            return Err(PreprocessError::BufferTooSmall {
+                len: frame.data.len(),
+                width: frame.width,
+                height: frame.height,
+                stride: frame.stride,
+            });
         }
         if self.letterbox && self.filled_for != Some(p) {
             self.fill_pad();

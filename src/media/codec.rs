@@ -76,10 +76,7 @@ impl CodecConfig {
         h.update(self.width.to_be_bytes());
         h.update(self.height.to_be_bytes());
         h.update(&self.record);
-        h.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&h.finalize()[..8])
     }
 
     /// NAL length size in bytes from the record (usually 4).

@@ -2,9 +2,11 @@
 //!
 //! A fragment is cut only in front of a key frame, once the pending run is at least the target
 //! long (within half a frame interval: a 1 s GOP often measures 0.99999 s on the media clock),
-//! or when the codec configuration changes. GOPs longer than the 10 s hard maximum cannot be cut
-//! without breaking decodability: fragments then follow the GOP and a warning names the measured
-//! GOP and the camera setting to change.
+//! or when the codec configuration changes. A run always starts with a key frame: access units
+//! before the first key frame, and non-key access units carrying a new codec configuration, are
+//! dropped (they cannot be decoded). GOPs longer than the 10 s maximum cannot be cut without
+//! breaking decodability: fragments then follow the GOP and a warning names the measured GOP and
+//! the camera setting to change.
 
 use super::CodecConfig;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ impl ReadyFragment {
     }
 }
 
+/// Longest GOP that still fits the fragment limit; longer ones are warned about, not cut.
 pub const MAX_FRAGMENT: Duration = Duration::from_secs(10);
 /// Frame duration assumed when a session ends after a single frame.
 const FALLBACK_FRAME_NS: u64 = 33_333_333;

@@ -93,10 +93,7 @@ pub(crate) mod test_support {
             .nth(1)
             .expect("no codec_data in gst-launch caps output");
         let hex: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
-        let record = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let record = ::hex::decode(&hex).unwrap();
         let mut files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())

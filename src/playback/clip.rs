@@ -18,8 +18,11 @@ pub enum ClipError {
     },
     #[error("end time is before start time")]
     BadRange,
-    #[error("fragment {number}: {message}")]
-    Media { number: u64, message: String },
+    #[error("fragment {number}: {source}")]
+    Media {
+        number: u64,
+        source: crate::media::MediaError,
+    },
     #[error("cannot write clip: {0}")]
     Write(#[from] std::io::Error),
 }
@@ -87,9 +90,9 @@ pub fn write_clip_part(
     let mut base: Option<u64> = None;
     for (i, f) in part.fragments.iter().enumerate() {
         let bytes = reader.read_fragment(f)?;
-        let media = |e: crate::media::MediaError| ClipError::Media {
+        let media = |source| ClipError::Media {
             number: f.fragment_number,
-            message: e.to_string(),
+            source,
         };
         let info = fmp4::inspect_fragment(&bytes).map_err(media)?;
         let first = *base.get_or_insert(info.base_decode_time);

@@ -114,6 +114,15 @@ pub(crate) enum Qop {
     AuthInt,
 }
 
+/// Why none of the camera's WWW-Authenticate challenges can be answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnusableChallenge {
+    #[error("the camera sent no usable WWW-Authenticate challenge")]
+    None,
+    #[error("the camera offers only {} authentication, which probe does not support (Basic and Digest-MD5 are)", offered.join(", "))]
+    Unsupported { offered: Vec<String> },
+}
+
 impl Authenticator {
     /// Picks Digest when offered (it does not send the password), else Basic.
     /// On failure returns why no offered scheme is usable.
@@ -121,7 +130,7 @@ impl Authenticator {
         challenges: &[Challenge],
         username: &str,
         password: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UnusableChallenge> {
         let digest = challenges.iter().find(|c| {
             c.scheme == "digest"
                 && c.param("nonce").is_some()
@@ -170,12 +179,9 @@ impl Authenticator {
             })
             .collect();
         Err(if offered.is_empty() {
-            "the camera sent no usable WWW-Authenticate challenge".to_owned()
+            UnusableChallenge::None
         } else {
-            format!(
-                "the camera offers only {} authentication, which probe does not support (Basic and Digest-MD5 are)",
-                offered.join(", ")
-            )
+            UnusableChallenge::Unsupported { offered }
         })
     }
 
@@ -270,10 +276,7 @@ pub(crate) fn digest_response(
 }
 
 pub(crate) fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 fn quote(s: &str) -> String {
@@ -364,6 +367,14 @@ mod tests {
         );
         let ch = parse_challenges(r#"Digest realm="x", nonce="n", algorithm=SHA-256"#);
         let err = Authenticator::choose(&ch, "u", "p").err().unwrap();
-        assert!(err.contains("SHA-256"), "{err}");
+        assert!(
+            matches!(&err, UnusableChallenge::Unsupported { offered } if offered == &["digest (SHA-256)"]),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("SHA-256"), "{err}");
+        assert!(matches!(
+            Authenticator::choose(&[], "u", "p").err().unwrap(),
+            UnusableChallenge::None
+        ));
     }
 }

@@ -54,7 +54,7 @@ fn track(m: &Media, pt: u8, base: &str) -> Track {
 /// The first parameter set in a comma-separated base64 list that parses.
 fn first_sps(
     list: Option<&str>,
-    parse: fn(&[u8]) -> Result<sps::SpsInfo, String>,
+    parse: fn(&[u8]) -> Result<sps::SpsInfo, sps::SpsError>,
 ) -> Option<sps::SpsInfo> {
     list?.split(',').find_map(|b64| {
         let nal = base64::engine::general_purpose::STANDARD

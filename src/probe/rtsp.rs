@@ -162,7 +162,7 @@ impl<'a> Connection<'a> {
         };
         let password = self.target.password.as_deref().unwrap_or("");
         let auth = Authenticator::choose(&challenges, username, password)
-            .map_err(|detail| self.unauthorized(true, detail))?;
+            .map_err(|e| self.unauthorized(true, e.to_string()))?;
         self.auth = Some(auth);
         Ok(())
     }

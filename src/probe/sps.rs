@@ -1,9 +1,10 @@
-//! Picture size from sequence parameter sets: H.264 through h264-reader, H.265 through a small
-//! reader of the SPS head (up to the conformance window), since no maintained crate in our
-//! dependency set parses HEVC.
+//! Picture size from sequence parameter sets: H.264 through h264-reader; H.265 through a small
+//! parser of the SPS head (up to the conformance window) on h264-reader's RBSP bit reader, since
+//! no maintained crate in our dependency set parses HEVC.
 
 use h264_reader::nal::sps::SeqParameterSet;
-use h264_reader::rbsp::{decode_nal, BitReader};
+use h264_reader::rbsp::{decode_nal, BitRead, BitReader, BitReaderError, ByteReader};
+use std::num::NonZeroUsize;
 
 /// Display size (cropping applied) and, for H.264, the VUI frame rate if signalled.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,17 +14,64 @@ pub(crate) struct SpsInfo {
     pub fps: Option<f64>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpsError {
+    #[error("empty NAL unit")]
+    Empty,
+    #[error("NAL type {got} is not an SPS ({want})")]
+    NotSps { got: u8, want: u8 },
+    #[error("SPS ends early at {field} (truncated or malformed)")]
+    Truncated { field: &'static str },
+    #[error("unreadable SPS at {field}: {source}")]
+    Read {
+        field: &'static str,
+        source: std::io::Error,
+    },
+    #[error("invalid Exp-Golomb code in SPS field {field}")]
+    ExpGolomb { field: &'static str },
+    // h264-reader's error type implements Debug only
+    #[error("invalid H.264 SPS: {0:?}")]
+    H264(h264_reader::nal::sps::SpsError),
+    #[error("conformance window larger than the {width}x{height} picture")]
+    Window { width: u32, height: u32 },
+    #[error("implausible picture size {width}x{height}")]
+    Implausible { width: u32, height: u32 },
+}
+
+impl From<BitReaderError> for SpsError {
+    fn from(e: BitReaderError) -> Self {
+        match e {
+            BitReaderError::ReaderErrorFor(field, e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                SpsError::Truncated { field }
+            }
+            BitReaderError::ReaderErrorFor(field, source) => SpsError::Read { field, source },
+            BitReaderError::ExpGolombTooLarge(field) => SpsError::ExpGolomb { field },
+            other => SpsError::H264(other.into()),
+        }
+    }
+}
+
 /// `nal` is one H.264 SPS NAL unit including its header byte (as in sprop-parameter-sets).
-pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, String> {
+pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     match nal.first() {
         Some(h) if h & 0x1f == 7 => {}
-        Some(h) => return Err(format!("NAL type {} is not an SPS (7)", h & 0x1f)),
-        None => return Err("empty NAL unit".into()),
+        Some(h) => {
+            return Err(SpsError::NotSps {
+                got: h & 0x1f,
+                want: 7,
+            })
+        }
+        None => return Err(SpsError::Empty),
     }
-    let rbsp = decode_nal(nal).map_err(|e| e.to_string())?;
-    let sps =
-        SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| format!("{e:?}"))?;
-    let (width, height) = sps.pixel_dimensions().map_err(|e| format!("{e:?}"))?;
+    let rbsp = decode_nal(nal).map_err(|source| SpsError::Read {
+        field: "rbsp",
+        source,
+    })?;
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(SpsError::H264)?;
+    let (width, height) = sps.pixel_dimensions().map_err(SpsError::H264)?;
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
@@ -32,44 +80,59 @@ pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, String> {
 }
 
 /// `nal` is one H.265 SPS NAL unit including its two header bytes (as in sprop-sps).
-pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, String> {
+pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     if nal.len() < 3 {
-        return Err("SPS too short".into());
+        return Err(SpsError::Truncated {
+            field: "nal_unit_header",
+        });
     }
     let nal_type = (nal[0] >> 1) & 0x3f;
     if nal_type != 33 {
-        return Err(format!("NAL type {nal_type} is not an SPS (33)"));
+        return Err(SpsError::NotSps {
+            got: nal_type,
+            want: 33,
+        });
     }
-    let rbsp = unescape(&nal[2..]);
-    let mut r = Bits::new(&rbsp);
+    // H.265 has the same emulation prevention as H.264 but a two-byte NAL header.
+    const HEADER: NonZeroUsize = NonZeroUsize::new(2).unwrap();
+    let mut r = BitReader::new(ByteReader::skipping_bytes(nal, HEADER));
 
-    r.skip(4)?; // sps_video_parameter_set_id
-    let max_sub_layers_minus1 = r.read(3)? as usize;
-    r.skip(1)?; // sps_temporal_id_nesting_flag
-    skip_profile_tier_level(&mut r, max_sub_layers_minus1)?;
-    r.ue()?; // sps_seq_parameter_set_id
-    let chroma_format_idc = r.ue()?;
-    let separate_colour_plane = chroma_format_idc == 3 && r.read(1)? == 1;
-    let mut width = r.ue()?;
-    let mut height = r.ue()?;
-    if r.read(1)? == 1 {
-        // Conformance window offsets are in chroma units (H.265 table 6-1).
+    r.skip(4, "sps_video_parameter_set_id")?;
+    let max_sub_layers_minus1: u8 = r.read(3, "sps_max_sub_layers_minus1")?;
+    r.skip(1, "sps_temporal_id_nesting_flag")?;
+    skip_profile_tier_level(&mut r, usize::from(max_sub_layers_minus1))?;
+    r.read_ue("sps_seq_parameter_set_id")?;
+    let chroma_format_idc = r.read_ue("chroma_format_idc")?;
+    let separate_colour_plane =
+        chroma_format_idc == 3 && r.read_bool("separate_colour_plane_flag")?;
+    let mut width = r.read_ue("pic_width_in_luma_samples")?;
+    let mut height = r.read_ue("pic_height_in_luma_samples")?;
+    if r.read_bool("conformance_window_flag")? {
+        // Conformance window offsets are in chroma units (H.265 table 6-1); they are ue(v) up to
+        // 2^32 - 2, so the crop is computed in u64 (u32 overflowed, found by fuzzing).
         let (sub_w, sub_h) = match (chroma_format_idc, separate_colour_plane) {
-            (1, false) => (2, 2),
+            (1, false) => (2u64, 2u64),
             (2, false) => (2, 1),
             _ => (1, 1),
         };
-        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        width = width
-            .checked_sub(sub_w * (left + right))
-            .ok_or("conformance window wider than the picture")?;
-        height = height
-            .checked_sub(sub_h * (top + bottom))
-            .ok_or("conformance window taller than the picture")?;
+        let left = r.read_ue("conf_win_left_offset")?;
+        let right = r.read_ue("conf_win_right_offset")?;
+        let top = r.read_ue("conf_win_top_offset")?;
+        let bottom = r.read_ue("conf_win_bottom_offset")?;
+        let crop = |size: u32, sub: u64, a: u32, b: u32| {
+            u64::from(size)
+                .checked_sub(sub * (u64::from(a) + u64::from(b)))
+                .map(|v| v as u32)
+        };
+        match (
+            crop(width, sub_w, left, right),
+            crop(height, sub_h, top, bottom),
+        ) {
+            (Some(w), Some(h)) => (width, height) = (w, h),
+            _ => return Err(SpsError::Window { width, height }),
+        }
     }
-    if width == 0 || height == 0 || width > 16384 || height > 16384 {
-        return Err(format!("implausible picture size {width}x{height}"));
-    }
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
@@ -77,90 +140,40 @@ pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, String> {
     })
 }
 
-/// H.265 7.3.3 profile_tier_level(1, maxNumSubLayersMinus1): fixed-size fields we skip over.
-fn skip_profile_tier_level(r: &mut Bits, max_sub_layers_minus1: usize) -> Result<(), String> {
-    // general_profile_space..general_level_idc: 2+1+5+32+4+43+1 bits, then 8 for the level.
-    r.skip(88 + 8)?;
-    let mut profile_present = [false; 8];
-    let mut level_present = [false; 8];
-    for i in 0..max_sub_layers_minus1 {
-        profile_present[i] = r.read(1)? == 1;
-        level_present[i] = r.read(1)? == 1;
-    }
-    if max_sub_layers_minus1 > 0 {
-        r.skip(2 * (8 - max_sub_layers_minus1))?; // reserved_zero_2bits
-    }
-    for i in 0..max_sub_layers_minus1 {
-        if profile_present[i] {
-            r.skip(88)?;
-        }
-        if level_present[i] {
-            r.skip(8)?;
-        }
+/// h264-reader accepts cropping that leaves nothing (found by fuzzing: `12x0`).
+fn plausible(width: u32, height: u32) -> Result<(), SpsError> {
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(SpsError::Implausible { width, height });
     }
     Ok(())
 }
 
-/// Removes emulation-prevention bytes (`00 00 03` -> `00 00`).
-fn unescape(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut zeros = 0;
-    for &b in data {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
+/// H.265 7.3.3 profile_tier_level(1, maxNumSubLayersMinus1): fixed-size fields we skip over.
+fn skip_profile_tier_level(
+    r: &mut impl BitRead,
+    max_sub_layers_minus1: usize,
+) -> Result<(), SpsError> {
+    // general_profile_space..general_level_idc: 2+1+5+32+4+43+1 bits, then 8 for the level.
+    r.skip(88 + 8, "general_profile_tier_level")?;
+    let mut profile_present = [false; 8];
+    let mut level_present = [false; 8];
+    for i in 0..max_sub_layers_minus1 {
+        profile_present[i] = r.read_bool("sub_layer_profile_present_flag")?;
+        level_present[i] = r.read_bool("sub_layer_level_present_flag")?;
+    }
+    if max_sub_layers_minus1 > 0 {
+        let reserved = 2 * (8 - max_sub_layers_minus1 as u32);
+        r.skip(reserved, "reserved_zero_2bits")?;
+    }
+    for i in 0..max_sub_layers_minus1 {
+        if profile_present[i] {
+            r.skip(88, "sub_layer_profile")?;
         }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-/// MSB-first bit reader with Exp-Golomb codes.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bits<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Bits { data, pos: 0 }
-    }
-
-    fn read(&mut self, n: u32) -> Result<u32, String> {
-        debug_assert!(n <= 32);
-        let mut v: u64 = 0;
-        for _ in 0..n {
-            let byte = self
-                .data
-                .get(self.pos / 8)
-                .ok_or("SPS ends early (truncated or malformed)")?;
-            v = (v << 1) | u64::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
+        if level_present[i] {
+            r.skip(8, "sub_layer_level_idc")?;
         }
-        Ok(v as u32)
     }
-
-    fn skip(&mut self, n: usize) -> Result<(), String> {
-        if self.pos + n > self.data.len() * 8 {
-            return Err("SPS ends early (truncated or malformed)".into());
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    /// Unsigned Exp-Golomb `ue(v)`.
-    fn ue(&mut self) -> Result<u32, String> {
-        let mut zeros = 0;
-        while self.read(1)? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err("invalid Exp-Golomb code in SPS".into());
-            }
-        }
-        let rest = self.read(zeros)?;
-        Ok(((1u64 << zeros) - 1 + u64::from(rest)) as u32)
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,10 +181,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        hex::decode(s).unwrap()
     }
 
     // Parameter sets produced on this machine by GStreamer 1.22 encoders; sizes confirmed with
@@ -207,29 +217,49 @@ mod tests {
 
     #[test]
     fn rejects_wrong_nal_types_and_truncation() {
-        assert!(h264(&[0x68, 0xeb]).unwrap_err().contains("not an SPS"));
+        assert!(h264(&[0x68, 0xeb])
+            .unwrap_err()
+            .to_string()
+            .contains("not an SPS"));
         assert!(h265(&[0x40, 0x01, 0x0c])
             .unwrap_err()
+            .to_string()
             .contains("not an SPS"));
         let sps = hex("42010101600000030090000003");
-        assert!(h265(&sps).unwrap_err().contains("ends early"));
-        assert!(h264(&[]).is_err());
+        let e = h265(&sps).unwrap_err().to_string();
+        assert!(
+            e.contains("ends early") && e.contains("general_profile_tier_level"),
+            "{e}"
+        );
+        assert!(matches!(h264(&[]), Err(SpsError::Empty)));
     }
 
+    // Found by fuzzing (fuzz/ target sps): conformance window offsets near 2^32 overflowed u32.
     #[test]
-    fn unescape_and_exp_golomb() {
-        assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
-        // 1 -> 0; 010 -> 1; 011 -> 2; 00100 -> 3
-        let data = [0b1010_0110, 0b0100_0000];
-        let mut r = Bits::new(&data);
-        assert_eq!(
-            [
-                r.ue().unwrap(),
-                r.ue().unwrap(),
-                r.ue().unwrap(),
-                r.ue().unwrap()
-            ],
-            [0, 1, 2, 3]
+    fn h265_huge_conformance_window_is_an_error() {
+        let sps = hex("4201feffff67b4b4b4b46400ceacca402452c1feffffffffff20f18319606c69a00000030020000791c0c0a00000030020000791c0c0");
+        let e = h265(&sps).unwrap_err();
+        assert!(e.to_string().contains("conformance window"), "{e}");
+    }
+
+    // Found by fuzzing: h264-reader crops this SPS to 12x0.
+    #[test]
+    fn h264_empty_picture_is_an_error() {
+        let sps = hex("67009d0064a5ded9f2cdcdcd8ccdcdcdcdcd");
+        let e = h264(&sps).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpsError::Implausible {
+                    width: 12,
+                    height: 0
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("implausible picture size 12x0"),
+            "{e}"
         );
     }
 }

@@ -20,6 +20,8 @@ pub enum StreamError {
     },
     #[error("corrupt stream data: {0}")]
     Corrupt(String),
+    #[error("corrupt stream data: {0}")]
+    Record(#[from] super::segment::CursorError),
 }
 
 impl StreamError {
@@ -53,6 +55,7 @@ impl StreamError {
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
             StreamError::Corrupt(m) => StreamError::Corrupt(m.clone()),
+            StreamError::Record(e) => StreamError::Corrupt(e.to_string()),
         }
     }
 }

@@ -79,23 +79,16 @@ impl Frame {
 }
 
 /// Why a frame could not be read; recovery cuts the file at the frame's start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The file ends inside the frame (torn write).
+    #[error("file ends inside a record")]
     Truncated,
     /// Length out of bounds, CRC mismatch or a malformed body.
+    #[error("{0}")]
     Invalid(&'static str),
+    #[error(transparent)]
     Io(io::Error),
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Truncated => f.write_str("file ends inside a record"),
-            FrameError::Invalid(why) => f.write_str(why),
-            FrameError::Io(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 /// Reads one frame; Ok(None) at a clean end of input.

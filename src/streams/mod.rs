@@ -7,7 +7,6 @@
 mod consumer;
 mod error;
 mod format;
-mod locks;
 mod meta;
 mod retention;
 mod routing;
@@ -17,11 +16,14 @@ mod shard;
 #[cfg(test)]
 mod tests;
 
+// parking_lot: no lock poisoning, so a panic in one HTTP handler does not lock every other caller
+// out; the guarded data stays consistent because updates are applied after their I/O succeeded.
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use consumer::Consumer;
@@ -33,7 +35,6 @@ pub use routing::{
 };
 
 use error::Result;
-use locks::{lock, read, write};
 use meta::{StreamMeta, META_FILE};
 use shard::{IoCounters, Shard, ShardConfig};
 
@@ -262,7 +263,8 @@ impl StreamStore {
     }
 
     fn stream(&self, name: &str) -> Result<Arc<Stream>> {
-        read(&self.streams)
+        self.streams
+            .read()
             .get(name)
             .cloned()
             .ok_or_else(|| StreamError::stream_not_found(name))
@@ -284,8 +286,8 @@ impl StreamStore {
         meta::validate_name("stream", name)?;
         meta::validate_shard_count(shard_count)?;
         meta::validate_retention(retention_hours)?;
-        let _admin = lock(&self.admin);
-        if read(&self.streams).contains_key(name) {
+        let _admin = self.admin.lock();
+        if self.streams.read().contains_key(name) {
             return Err(StreamError::InUse(format!(
                 "Stream {name} under account 000000000000 already exists."
             )));
@@ -309,7 +311,9 @@ impl StreamStore {
             meta::sync_dir(&self.root)?;
         }
         let stream = Stream::open(&dir, shard_config(&self.opts), &self.counters)?;
-        write(&self.streams).insert(name.to_string(), Arc::new(stream));
+        self.streams
+            .write()
+            .insert(name.to_string(), Arc::new(stream));
         tracing::info!(
             stream = name,
             shards = shard_count,
@@ -357,8 +361,10 @@ impl StreamStore {
     /// Deletes a stream with all its records and consumers: its directory is renamed into the
     /// staging area first (one atomic step), then removed.
     pub fn delete_stream(&self, name: &str) -> Result<()> {
-        let _admin = lock(&self.admin);
-        let stream = write(&self.streams)
+        let _admin = self.admin.lock();
+        let stream = self
+            .streams
+            .write()
             .remove(name)
             .ok_or_else(|| StreamError::stream_not_found(name))?;
         for shard in &stream.shards {
@@ -371,7 +377,9 @@ impl StreamStore {
         if let Err(e) = fs::rename(&stream.dir, &trash) {
             // Still in place: bring it back.
             let reopened = Stream::open(&stream.dir, shard_config(&self.opts), &self.counters)?;
-            write(&self.streams).insert(name.to_string(), Arc::new(reopened));
+            self.streams
+                .write()
+                .insert(name.to_string(), Arc::new(reopened));
             return Err(StreamError::io(format!("deleting stream {name}"), e));
         }
         if self.opts.fsync {
@@ -386,12 +394,12 @@ impl StreamStore {
 
     /// Stream names, sorted.
     pub fn list_streams(&self) -> Vec<String> {
-        read(&self.streams).keys().cloned().collect()
+        self.streams.read().keys().cloned().collect()
     }
 
     pub fn describe(&self, name: &str) -> Result<StreamInfo> {
         let s = self.stream(name)?;
-        let meta = read(&s.meta);
+        let meta = s.meta.read();
         Ok(StreamInfo {
             name: meta.name.clone(),
             status: "ACTIVE",
@@ -438,14 +446,14 @@ impl StreamStore {
 
     pub fn set_retention(&self, name: &str, hours: u32) -> Result<()> {
         meta::validate_retention(hours)?;
-        let _admin = lock(&self.admin);
+        let _admin = self.admin.lock();
         let s = self.stream(name)?;
-        let mut updated = read(&s.meta).clone();
+        let mut updated = s.meta.read().clone();
         updated.retention_hours = hours;
         // Written (and synced) outside the meta lock: describe() on the API's async workers
         // must not wait for an fsync. The admin lock keeps metadata writers in order.
         updated.store(&s.dir, self.opts.fsync)?;
-        *write(&s.meta) = updated;
+        *s.meta.write() = updated;
         Ok(())
     }
 
@@ -622,7 +630,7 @@ impl StreamStore {
     /// Deletes whole sealed segments whose newest record is older than the stream's retention
     /// (per the clock). Returns how many segments were removed.
     pub fn enforce_retention(&self) -> Result<usize> {
-        let streams: Vec<Arc<Stream>> = read(&self.streams).values().cloned().collect();
+        let streams: Vec<Arc<Stream>> = self.streams.read().values().cloned().collect();
         retention::enforce(&streams, self.now())
     }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::error::Result;
-use super::locks::read;
 use super::Stream;
 use crate::clock::UnixNanos;
 
@@ -14,7 +13,7 @@ const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 pub(crate) fn enforce(streams: &[Arc<Stream>], now: UnixNanos) -> Result<usize> {
     let mut removed = 0;
     for stream in streams {
-        let hours = read(&stream.meta).retention_hours;
+        let hours = stream.meta.read().retention_hours;
         let cutoff = now.saturating_sub(i64::from(hours) * NANOS_PER_HOUR);
         for shard in &stream.shards {
             removed += shard.expire(cutoff)?;

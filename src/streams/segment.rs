@@ -236,27 +236,50 @@ impl Cursor {
 
     /// The next frame; its offset must be `expect` (anything else means the file was damaged
     /// after it was indexed).
-    pub fn next_frame(&mut self, expect: u64) -> Result<Frame, String> {
+    pub fn next_frame(&mut self, expect: u64) -> Result<Frame, CursorError> {
         let at = self.pos;
         let frame = match format::read_frame(&mut self.reader) {
             Ok(Some(f)) => f,
-            Ok(None) => return Err(self.describe(at, FrameError::Truncated)),
-            Err(e) => return Err(self.describe(at, e)),
+            Ok(None) => return Err(self.frame_err(at, FrameError::Truncated)),
+            Err(e) => return Err(self.frame_err(at, e)),
         };
         if frame.offset != expect {
-            return Err(format!(
-                "{}: record at byte {at} has offset {}, expected {expect}",
-                self.path.display(),
-                frame.offset
-            ));
+            return Err(CursorError::Offset {
+                path: self.path.clone(),
+                at,
+                got: frame.offset,
+                expect,
+            });
         }
         self.pos += frame.disk_len();
         Ok(frame)
     }
 
-    fn describe(&self, at: u64, e: FrameError) -> String {
-        format!("{}: {e} at byte {at}", self.path.display())
+    fn frame_err(&self, at: u64, source: FrameError) -> CursorError {
+        CursorError::Frame {
+            path: self.path.clone(),
+            at,
+            source,
+        }
     }
+}
+
+/// A record that cannot be read back from a segment file that indexed it (damaged since).
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    #[error("{}: {source} at byte {at}", path.display())]
+    Frame {
+        path: PathBuf,
+        at: u64,
+        source: FrameError,
+    },
+    #[error("{}: record at byte {at} has offset {got}, expected {expect}", path.display())]
+    Offset {
+        path: PathBuf,
+        at: u64,
+        got: u64,
+        expect: u64,
+    },
 }
 
 #[cfg(test)]
@@ -293,5 +316,45 @@ mod tests {
         assert_eq!(log_name(42), "00000000000000000042.log");
         assert_eq!(parse_name("00000000000000000042.idx"), Some((42, "idx")));
         assert_eq!(parse_name("42.log"), None);
+    }
+
+    #[test]
+    fn cursor_names_file_and_byte_of_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let mut buf = Vec::new();
+        format::encode(&mut buf, 7, 1, "k", b"one");
+        format::encode(&mut buf, 8, 2, "k", b"two");
+        let second = buf.len() as u64 / 2;
+        std::fs::write(&path, &buf[..buf.len() - 1]).unwrap();
+        let open = || Cursor::new(File::open(&path).unwrap(), path.clone(), 0).unwrap();
+
+        let mut c = open();
+        assert_eq!(c.next_frame(7).unwrap().data, b"one");
+        let e = c.next_frame(8).unwrap_err();
+        assert!(
+            matches!(&e, CursorError::Frame { at, source: FrameError::Truncated, .. } if *at == second),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with(&path.display().to_string()),
+            "{e}"
+        );
+
+        let e = open().next_frame(6).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CursorError::Offset {
+                    at: 0,
+                    got: 7,
+                    expect: 6,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = crate::streams::StreamError::from(e);
+        assert!(e.to_string().starts_with("corrupt stream data: "), "{e}");
     }
 }

@@ -1,16 +1,16 @@
 //! One shard: an append-only log of segment files, its writer with group commit, readers that
 //! only see durable records, and lookups by offset and arrival time.
 
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{Result, StreamError};
 use super::format::{self, Frame, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
-use super::locks::{lock, read, write};
 use super::meta::{sync_dir, write_atomic};
 use super::segment::{self, Cursor, Segment};
 use super::PutRecord;
@@ -157,7 +157,7 @@ impl Shard {
     /// than the previous record's, so arrival order is offset order. Returns their offsets and
     /// the offset after the last, which `sync_until` makes durable.
     pub fn append(&self, recs: &[&PutRecord], now: UnixNanos) -> Result<(Vec<u64>, u64)> {
-        let mut w = lock(&self.writer);
+        let mut w = self.writer.lock();
         self.check_writable(&w)?;
         let arrival = now.max(w.last_arrival_ns);
         let mut batch = Batch {
@@ -213,7 +213,7 @@ impl Shard {
         if w.closed {
             return Err(StreamError::stream_not_found(&self.stream));
         }
-        if let Some(why) = &lock(&self.sync).failed {
+        if let Some(why) = &self.sync.lock().failed {
             return Err(StreamError::io(
                 format!(
                     "stream {} {} refuses writes until restart",
@@ -251,7 +251,7 @@ impl Shard {
             ));
         }
         {
-            let mut segs = write(&self.segments);
+            let mut segs = self.segments.write();
             let seg = segs.last_mut().expect("active segment");
             let mut pos = w.len;
             for (i, (header, data)) in batch.parts.iter().enumerate() {
@@ -287,7 +287,9 @@ impl Shard {
             self.counters.fdatasyncs.fetch_add(1, Ordering::Relaxed);
             self.publish(w.next);
         }
-        let sealed = read(&self.segments)
+        let sealed = self
+            .segments
+            .read()
             .last()
             .cloned()
             .expect("active segment");
@@ -300,7 +302,7 @@ impl Shard {
         if self.cfg.fsync {
             sync_dir(&self.dir)?;
         }
-        write(&self.segments).push(Segment::empty(w.next));
+        self.segments.write().push(Segment::empty(w.next));
         w.file = Arc::new(file);
         w.len = SEGMENT_HEADER_LEN;
         Ok(())
@@ -310,7 +312,7 @@ impl Shard {
     /// runs fdatasync for everything written so far; the others wait for it and are usually
     /// covered by it.
     pub fn sync_until(&self, target: u64) -> Result<()> {
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         loop {
             if st.durable >= target {
                 return Ok(());
@@ -322,18 +324,18 @@ impl Shard {
                 ));
             }
             if st.syncing {
-                st = self.synced.wait(st).unwrap_or_else(|e| e.into_inner());
+                self.synced.wait(&mut st);
                 continue;
             }
             st.syncing = true;
             drop(st);
             let (file, end) = {
-                let w = lock(&self.writer);
+                let w = self.writer.lock();
                 (Arc::clone(&w.file), w.next)
             };
             let result = file.sync_data();
             self.counters.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-            st = lock(&self.sync);
+            st = self.sync.lock();
             st.syncing = false;
             match result {
                 Ok(()) if end > st.durable => {
@@ -351,7 +353,7 @@ impl Shard {
     }
 
     fn publish(&self, end: u64) {
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         if end > st.durable {
             st.durable = end;
             self.grew.notify_all();
@@ -360,30 +362,30 @@ impl Shard {
 
     fn fail(&self, why: String) {
         tracing::error!(stream = %self.stream, shard = %self.id, "{why}; the shard refuses writes until restart");
-        lock(&self.sync).failed = Some(why);
+        self.sync.lock().failed = Some(why);
         self.synced.notify_all();
     }
 
     /// Stops appends and wakes waiters (the stream is being deleted).
     pub fn close(&self) {
-        lock(&self.writer).closed = true;
-        lock(&self.sync).closed = true;
+        self.writer.lock().closed = true;
+        self.sync.lock().closed = true;
         self.synced.notify_all();
         self.grew.notify_all();
     }
 
     /// Offset after the last durable record (LATEST).
     pub fn tip(&self) -> u64 {
-        lock(&self.sync).durable
+        self.sync.lock().durable
     }
 
     /// Offset of the oldest stored record (TRIM_HORIZON).
     pub fn trim_horizon(&self) -> u64 {
-        read(&self.segments)[0].base
+        self.segments.read()[0].base
     }
 
     pub fn usage(&self) -> (usize, u64) {
-        let segs = read(&self.segments);
+        let segs = self.segments.read();
         (segs.len(), segs.iter().map(|s| s.len).sum())
     }
 
@@ -402,10 +404,7 @@ impl Shard {
             cur = start.want;
             let end = start.seg_next.min(tip);
             while start.at < end {
-                let f = start
-                    .cursor
-                    .next_frame(start.at)
-                    .map_err(StreamError::Corrupt)?;
+                let f = start.cursor.next_frame(start.at)?;
                 start.at += 1;
                 if f.offset < cur {
                     continue;
@@ -425,7 +424,7 @@ impl Shard {
 
     /// Opens the segment holding the first stored record at or after `offset`.
     fn start_at(&self, offset: u64) -> Result<Option<Start>> {
-        let segs = read(&self.segments);
+        let segs = self.segments.read();
         let mut want = offset.max(segs[0].base);
         let mut i = segs.partition_point(|s| s.base <= want).saturating_sub(1);
         while want >= segs[i].next {
@@ -450,7 +449,7 @@ impl Shard {
     pub fn seek_time(&self, ts: UnixNanos) -> Result<u64> {
         let tip = self.tip();
         let mut start = {
-            let segs = read(&self.segments);
+            let segs = self.segments.read();
             // Only the active (last) segment can be empty; arrival times never decrease.
             let full = &segs[..segs.len() - usize::from(segs[segs.len() - 1].is_empty())];
             let i = full.partition_point(|s| s.last_arrival_ns < ts);
@@ -466,10 +465,7 @@ impl Shard {
             }
         };
         while start.at < start.seg_next.min(tip) {
-            let f = start
-                .cursor
-                .next_frame(start.at)
-                .map_err(StreamError::Corrupt)?;
+            let f = start.cursor.next_frame(start.at)?;
             if f.arrival_ns >= ts {
                 return Ok(f.offset);
             }
@@ -490,7 +486,7 @@ impl Shard {
     /// Blocks until a durable record at or after `pos` exists, or `timeout` passes.
     pub fn wait_for(&self, pos: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.sync);
+        let mut st = self.sync.lock();
         loop {
             if st.closed {
                 return Err(StreamError::stream_not_found(&self.stream));
@@ -506,11 +502,7 @@ impl Shard {
             {
                 st.parked += 1;
             }
-            st = self
-                .grew
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.grew.wait_for(&mut st, left);
             #[cfg(test)]
             {
                 st.parked -= 1;
@@ -522,14 +514,14 @@ impl Shard {
     /// they released by parking, so a non-zero answer means they are inside the wait.
     #[cfg(test)]
     pub fn parked_waiters(&self) -> usize {
-        lock(&self.sync).parked
+        self.sync.lock().parked
     }
 
     /// Deletes sealed segments, oldest first, whose newest record arrived before `cutoff`.
     /// The active segment always stays.
     pub fn expire(&self, cutoff: UnixNanos) -> Result<usize> {
         let removed: Vec<Segment> = {
-            let mut segs = write(&self.segments);
+            let mut segs = self.segments.write();
             let n = segs[..segs.len() - 1]
                 .iter()
                 .take_while(|s| s.last_arrival_ns < cutoff)

@@ -3,8 +3,8 @@
 //! of burst).
 
 use crate::clock::SharedClock;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 pub const WRITE_RECORDS_PER_S: f64 = 1000.0;
 pub const WRITE_BYTES_PER_S: f64 = 1024.0 * 1024.0;
@@ -56,7 +56,7 @@ impl Limits {
 
     fn with<R>(&self, stream: &str, shard: &str, f: impl FnOnce(&mut ShardBuckets) -> R) -> R {
         let now = self.clock.now_ns();
-        let mut map = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.shards.lock();
         let b = map
             .entry((stream.to_string(), shard.to_string()))
             .or_insert_with(|| ShardBuckets {

@@ -303,11 +303,7 @@ fn shard_for(info: &StreamInfo, key: &str, ehk: Option<u128>) -> String {
 }
 
 fn limited(state: &ApiState, stream: &str) -> bool {
-    state
-        .limited_streams
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(stream)
+    state.limited_streams.lock().contains(stream)
 }
 
 async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {

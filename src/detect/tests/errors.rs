@@ -97,7 +97,10 @@ fn corrupt_model_file() {
         s.contains("sha256 is") && s.contains("scripts/fetch-model") && s.contains("tiny-test"),
         "{s}"
     );
-    assert!(s.contains(&crate::detect::sha256::digest_hex(&junk)), "{s}");
+    assert!(
+        s.contains(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&junk))),
+        "{s}"
+    );
 }
 
 #[test]
@@ -249,4 +252,57 @@ fn missing_runtime_library() {
     assert!(minor >= 31, "{}", info.version);
     // init is once per process: the same info again
     assert_eq!(runtime::init(None).unwrap(), info);
+}
+
+#[test]
+fn errors_keep_their_cause_typed() {
+    use crate::detect::decode::{self, DecodeError, Geometry, View};
+    use crate::detect::manifest::BoxFormat;
+    use crate::detect::ManifestError;
+    let g = Geometry {
+        format: BoxFormat::CxcywhNormalized,
+        in_w: 416.0,
+        in_h: 416.0,
+    };
+    let t = View {
+        shape: &[1, 10, 4],
+        data: &[0.0; 40],
+    };
+    let e = decode::yolov5(t, g, 0.5, &mut Vec::new()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DecodeError::Layout {
+                family: "yolov5",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "yolov5 output has shape [1, 10, 4], expected [1,N,5+C]"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("iou.toml");
+    std::fs::write(
+        &p,
+        SMALL.replace("[labels]", "iou_threshold = 2.0\n[labels]"),
+    )
+    .unwrap();
+    let e = ModelManifest::load(&p).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            DetectError::Manifest { path, source: ManifestError::IouThreshold(v) }
+                if path == &p && *v == 2.0
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("output.iou_threshold 2 not in (0, 1]"),
+        "{e}"
+    );
 }
