@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench streams_append` measures (medians of 5 runs, fsync on, 1 KiB records):
 //! - plain: one file, the records' bytes written batch by batch, one fdatasync per batch;
-//! - put_many: the same batches through `StreamStore::put_many` into a 1-shard stream;
+//! - put_many: the same batches through `ShardStreams::put_many` into a 1-shard stream;
 //! - put from 1 and 8 threads: single-record puts, showing how many records share an fdatasync
 //!   (group commit).
 //!
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vidgest::clock::system_clock;
-use vidgest::streams::{PutRecord, StreamStore, StreamsOptions};
+use vidgest::streams::{PutRecord, ShardStreams, ShardStreamsOptions};
 
 struct Sizes {
     records: usize,
@@ -141,8 +141,9 @@ fn plain_write(base: &Path, s: &Sizes) -> Row {
     }
 }
 
-fn open_store(dir: &Path, shards: u32) -> Arc<StreamStore> {
-    let store = StreamStore::open(dir, StreamsOptions::default(), system_clock()).expect("open");
+fn open_store(dir: &Path, shards: u32) -> Arc<ShardStreams> {
+    let store =
+        ShardStreams::open(dir, ShardStreamsOptions::default(), system_clock()).expect("open");
     store.create_stream("bench", shards, 24).expect("create");
     store
 }

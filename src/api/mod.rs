@@ -11,7 +11,7 @@ pub use auth::{Auth, AuthError, RouteAuth, Scope};
 pub use server::{serve_with, Handshake, HttpOptions, Plain};
 
 use crate::clock::SharedClock;
-use crate::streams::StreamStore;
+use crate::streams::ShardStreams;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Everything request handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub streams: Arc<StreamStore>,
+    pub streams: Arc<ShardStreams>,
     pub auth: Arc<Auth>,
     pub clock: SharedClock,
     pub limits: Arc<kinesis::Limits>,
@@ -41,7 +41,7 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(
-        streams: Arc<StreamStore>,
+        streams: Arc<ShardStreams>,
         auth: Auth,
         clock: SharedClock,
         iterator_key: kinesis::IteratorKey,

@@ -5,7 +5,7 @@
 use super::{CameraStatus, Counters, DetectionResult, FrameTime};
 use crate::clock::UnixNanos;
 use crate::records::{round, BoundingBox, DetectedObject, DetectionRecord, RecordKind};
-use crate::streams::{PutRecord, StreamStore};
+use crate::streams::{PutRecord, ShardStreams};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ pub enum Mapping {
 }
 
 pub struct RecordSink {
-    pub streams: Arc<StreamStore>,
+    pub streams: Arc<ShardStreams>,
     pub stream: String,
     pub device: String,
     pub heartbeat: Duration,

@@ -5,7 +5,7 @@ use super::{CameraStatus, CaptureEvent, Counters, DetectionResult, FrameTime, No
 use crate::clock::{SharedClock, UnixNanos};
 use crate::media::fmp4::{self, Sample, TIMESCALE};
 use crate::media::fragmenter::{Fragmenter, ReadyFragment};
-use crate::store::{AppendOutcome, NewFragment, StreamWriter};
+use crate::store::{AppendOutcome, NewFragment, VideoWriter};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -29,7 +29,7 @@ const BEHIND_LIMIT_NS: i64 = 10_000_000_000;
 const ENDED_SESSIONS: usize = 4;
 
 pub struct Recorder {
-    writer: StreamWriter,
+    writer: VideoWriter,
     status: Arc<CameraStatus>,
     clock: SharedClock,
     fragment_duration: Duration,
@@ -92,7 +92,7 @@ impl Session {
 
 impl Recorder {
     pub fn new(
-        writer: StreamWriter,
+        writer: VideoWriter,
         status: Arc<CameraStatus>,
         clock: SharedClock,
         fragment_duration: Duration,
@@ -459,7 +459,7 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::config::{FsyncPolicy, OnFull};
     use crate::media::{Codec, CodecConfig};
-    use crate::store::{Statvfs, Store, StoreOptions, StoreReader, StreamOptions};
+    use crate::store::{Statvfs, Store, StoreOptions, StoreReader, VideoOptions};
 
     const START: i64 = 1_764_000_000_000_000_000;
 
@@ -513,9 +513,9 @@ mod tests {
         )
         .unwrap();
         let writer = store
-            .open_stream(
+            .open_video(
                 "cam",
-                StreamOptions {
+                VideoOptions {
                     retention: Duration::from_secs(3600),
                     max_bytes: None,
                     segment_size: 1 << 20,
@@ -631,15 +631,15 @@ mod tests {
 
     #[test]
     fn detection_finishing_after_its_session_ended_is_linked() {
-        use crate::streams::{StreamStore, StreamsOptions};
+        use crate::streams::{ShardStreams, ShardStreamsOptions};
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
         let (rec, status) = recorder(dir.path(), &clock);
-        let opts = StreamsOptions {
+        let opts = ShardStreamsOptions {
             fsync: false,
             ..Default::default()
         };
-        let streams = StreamStore::open(&dir.path().join("streams"), opts, clock.clone()).unwrap();
+        let streams = ShardStreams::open(&dir.path().join("streams"), opts, clock.clone()).unwrap();
         streams.create_stream("det", 1, 24).unwrap();
         let sink = RecordSink {
             streams: streams.clone(),

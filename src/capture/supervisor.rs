@@ -8,7 +8,7 @@ use super::{
 };
 use crate::clock::SharedClock;
 use crate::config::{CameraConfig, RtspUrl, SourceKind};
-use crate::store::StreamWriter;
+use crate::store::VideoWriter;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -48,7 +48,7 @@ pub struct DetectWiring {
 
 pub fn spawn_camera(
     cam: CameraConfig,
-    writer: StreamWriter,
+    writer: VideoWriter,
     clock: SharedClock,
     shutdown: Shutdown,
     status: Arc<CameraStatus>,

@@ -311,9 +311,9 @@ fn detect_source_is_redacted_in_debug_output() {
 #[test]
 fn stream_names_match_the_stream_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::streams::StreamStore::open(
+    let store = crate::streams::ShardStreams::open(
         dir.path(),
-        crate::streams::StreamsOptions::default(),
+        crate::streams::ShardStreamsOptions::default(),
         crate::clock::system_clock(),
     )
     .unwrap();

@@ -8,8 +8,8 @@ use crate::capture::{
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::lifecycle::Handle;
-use crate::store::{Store, StreamOptions};
-use crate::streams::StreamStore;
+use crate::store::{Store, VideoOptions};
+use crate::streams::ShardStreams;
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ pub fn start_cameras(
     config: &Config,
     clock: &SharedClock,
     store: &Arc<Store>,
-    streams: &Arc<StreamStore>,
+    streams: &Arc<ShardStreams>,
     detection: Option<&DetectionPool>,
 ) -> anyhow::Result<(Vec<Arc<CameraStatus>>, Handle)> {
     let shutdown = Shutdown::new();
@@ -53,7 +53,7 @@ pub fn start_cameras(
     };
     for cam in config.cameras.iter().filter(|c| c.enabled) {
         let writer = match store
-            .open_stream(&cam.name, stream_options(config, cam))
+            .open_video(&cam.name, video_options(config, cam))
             .with_context(|| format!("camera {}: cannot open its video stream", cam.name))
         {
             Ok(w) => w,
@@ -75,7 +75,7 @@ pub fn start_cameras(
         ));
     }
     for cam in config.cameras.iter().filter(|c| !c.enabled) {
-        store.set_stream_options(&cam.name, stream_options(config, cam));
+        store.set_video_options(&cam.name, video_options(config, cam));
         tracing::info!(camera = %cam.name, "camera disabled in config");
     }
     let statuses = cameras.iter().map(|c| c.status.clone()).collect();
@@ -90,8 +90,8 @@ pub fn start_cameras(
     ))
 }
 
-fn stream_options(config: &Config, cam: &crate::config::CameraConfig) -> StreamOptions {
-    StreamOptions {
+fn video_options(config: &Config, cam: &crate::config::CameraConfig) -> VideoOptions {
+    VideoOptions {
         retention: cam.retention.0,
         max_bytes: cam.max_bytes.map(|b| b.0),
         segment_size: cam.segment_size(&config.storage),
@@ -123,7 +123,7 @@ fn wire_detection(
     config: &Config,
     cam: &crate::config::CameraConfig,
     pool: &DetectionPool,
-    streams: &Arc<StreamStore>,
+    streams: &Arc<ShardStreams>,
     status: &Arc<CameraStatus>,
 ) -> Option<DetectWiring> {
     let d = cam.detection()?;

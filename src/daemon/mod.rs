@@ -13,7 +13,7 @@ use crate::config::{format_bytes, Config};
 use crate::datadir::DataDirLock;
 use crate::lifecycle::Started;
 use crate::store::{self, Statvfs, Store, StoreOptions};
-use crate::streams::{StreamStore, StreamsOptions};
+use crate::streams::{ShardStreams, ShardStreamsOptions};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ pub struct Daemon {
     /// Built first: the API and any async subsystem run on it.
     runtime: tokio::runtime::Runtime,
     pub store: Arc<Store>,
-    pub streams: Arc<StreamStore>,
+    pub streams: Arc<ShardStreams>,
     pub api: ApiState,
     pub cameras: Vec<Arc<CameraStatus>>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
@@ -152,9 +152,9 @@ impl Daemon {
 }
 
 /// Opens the shard streams and creates the ones the config declares.
-fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<StreamStore>> {
+fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<ShardStreams>> {
     let root = config.agent.data_dir.join("streams");
-    let streams = StreamStore::open(&root, StreamsOptions::default(), clock)
+    let streams = ShardStreams::open(&root, ShardStreamsOptions::default(), clock)
         .with_context(|| format!("cannot open the shard streams in {}", root.display()))?;
     for s in &config.streams {
         let created = streams

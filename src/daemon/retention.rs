@@ -4,11 +4,11 @@
 use crate::config::format_bytes;
 use crate::lifecycle::{Handle, Shutdown};
 use crate::store::Store;
-use crate::streams::StreamStore;
+use crate::streams::ShardStreams;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn start(store: Arc<Store>, streams: Arc<StreamStore>, every: Duration) -> Handle {
+pub fn start(store: Arc<Store>, streams: Arc<ShardStreams>, every: Duration) -> Handle {
     let shutdown = Shutdown::new();
     let thread = std::thread::Builder::new()
         .name("retention".into())

@@ -1,4 +1,4 @@
-//! Video store: per camera stream, fragment bytes appended to segment files, metadata in an
+//! Video store: per camera video stream (Kinesis Video's "stream"; code says `Video*`), fragment bytes appended to segment files, metadata in an
 //! SQLite index (WAL, so the CLI reads while the daemon writes).
 //!
 //! Durability: bytes are written (and fdatasync'ed, per policy) before the index row commits, so a
@@ -14,9 +14,9 @@ mod schema;
 mod writer;
 
 pub use disk::{default_min_free, existing_ancestor, segment_cap, DiskSpace, Statvfs};
-pub use reader::{FragmentMeta, InitMeta, StoreReader, StreamSummary};
+pub use reader::{FragmentMeta, InitMeta, StoreReader, VideoSummary};
 pub use retention::{DeletedSegment, RetentionReport};
-pub use writer::{AppendOutcome, NewFragment, StreamWriter};
+pub use writer::{AppendOutcome, NewFragment, VideoWriter};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, FsyncPolicy, OnFull};
@@ -50,7 +50,7 @@ pub enum StoreError {
     #[error("no recordings under {0}: has `vidgest run` started with this data_dir?")]
     NoStore(PathBuf),
     #[error("unknown camera stream `{0}`")]
-    UnknownStream(String),
+    UnknownCamera(String),
     #[error("fragment {number} of `{stream}` is no longer stored (deleted by retention?)")]
     FragmentGone { stream: String, number: u64 },
 }
@@ -80,9 +80,9 @@ impl StoreOptions {
     }
 }
 
-/// Per-stream policy (from a `[[camera]]`).
+/// Per-video-stream policy (from a `[[camera]]`).
 #[derive(Debug, Clone)]
-pub struct StreamOptions {
+pub struct VideoOptions {
     pub retention: Duration,
     pub max_bytes: Option<u64>,
     pub segment_size: u64,
@@ -112,13 +112,13 @@ pub struct Store {
 #[derive(Debug)]
 struct State {
     conn: Connection,
-    streams: HashMap<String, StreamState>,
+    streams: HashMap<String, VideoState>,
 }
 
 #[derive(Debug)]
-struct StreamState {
+struct VideoState {
     id: i64,
-    opts: Option<StreamOptions>,
+    opts: Option<VideoOptions>,
     usage: u64,
     /// Segment currently appended to by this stream's writer; retention never deletes it.
     open_segment: Option<i64>,

@@ -41,7 +41,7 @@ pub struct InitMeta {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StreamSummary {
+pub struct VideoSummary {
     pub name: String,
     pub fragments: u64,
     pub bytes: u64,
@@ -109,10 +109,10 @@ impl StoreReader {
             })
             .optional()
             .map_err(|e| self.idx(e))?
-            .ok_or_else(|| StoreError::UnknownStream(stream.to_string()))
+            .ok_or_else(|| StoreError::UnknownCamera(stream.to_string()))
     }
 
-    pub fn streams(&self) -> Result<Vec<StreamSummary>> {
+    pub fn streams(&self) -> Result<Vec<VideoSummary>> {
         let mut q = self
             .conn
             .prepare(
@@ -124,7 +124,7 @@ impl StoreReader {
             .map_err(|e| self.idx(e))?;
         let rows = q
             .query_map([], |r| {
-                Ok(StreamSummary {
+                Ok(VideoSummary {
                     name: r.get(0)?,
                     fragments: r.get::<_, i64>(1)? as u64,
                     bytes: r.get::<_, i64>(2)? as u64,

@@ -6,7 +6,7 @@
 //! - Segment files with no index row (retention deletes rows first, then files) are removed.
 //! - Index rows whose file vanished are dropped with a warning.
 
-use super::{segment_path, Inner, State, StreamState, SEGMENT_EXT};
+use super::{segment_path, Inner, State, VideoState, SEGMENT_EXT};
 use rusqlite::params;
 use std::collections::HashSet;
 use std::path::Path;
@@ -31,11 +31,11 @@ pub(super) fn recover(root: &Path, st: &mut State) -> Result<(), Inner> {
         )?;
         st.streams.insert(
             name.clone(),
-            StreamState {
+            VideoState {
                 id: *id,
-                // The last configured retention, until a writer (or `set_stream_options`) says
+                // The last configured retention, until a writer (or `set_video_options`) says
                 // otherwise: a camera removed from the config still ages out.
-                opts: retention_ns.map(|r| super::StreamOptions {
+                opts: retention_ns.map(|r| super::VideoOptions {
                     retention: std::time::Duration::from_nanos(r.max(0) as u64),
                     max_bytes: max_bytes.map(|b| b.max(0) as u64),
                     segment_size: u64::MAX,

@@ -78,8 +78,8 @@ fn opts() -> StoreOptions {
     }
 }
 
-fn stream_opts() -> StreamOptions {
-    StreamOptions {
+fn stream_opts() -> VideoOptions {
+    VideoOptions {
         retention: Duration::from_secs(3600),
         max_bytes: None,
         segment_size: 1 << 20,
@@ -87,7 +87,7 @@ fn stream_opts() -> StreamOptions {
 }
 
 /// Appends a 2 s fragment of `size` bytes at the clock's time and advances the clock 2 s.
-fn append(w: &mut StreamWriter, clock: &ManualClock, size: usize) -> AppendOutcome {
+fn append(w: &mut VideoWriter, clock: &ManualClock, size: usize) -> AppendOutcome {
     let cfg = codec();
     let n = w.next_fragment_number();
     let data = vec![(n % 251) as u8; size];
@@ -109,7 +109,7 @@ fn append(w: &mut StreamWriter, clock: &ManualClock, size: usize) -> AppendOutco
 fn fragments_round_trip_with_increasing_numbers() {
     let h = Harness::new();
     let store = h.open(opts());
-    let mut w = store.open_stream("front", stream_opts()).unwrap();
+    let mut w = store.open_video("front", stream_opts()).unwrap();
     for i in 0..5 {
         let out = append(&mut w, &h.clock, 1000 + i);
         assert!(
@@ -142,7 +142,7 @@ fn fragments_round_trip_with_increasing_numbers() {
     );
     assert!(matches!(
         r.fragments("nope", None, None, 1),
-        Err(StoreError::UnknownStream(_))
+        Err(StoreError::UnknownCamera(_))
     ));
 }
 
@@ -151,7 +151,7 @@ fn crash_recovery_truncates_uncommitted_bytes_and_never_reuses_numbers() {
     let h = Harness::new();
     {
         let store = h.open(opts());
-        let mut w = store.open_stream("front", stream_opts()).unwrap();
+        let mut w = store.open_video("front", stream_opts()).unwrap();
         for _ in 0..3 {
             append(&mut w, &h.clock, 500);
         }
@@ -179,7 +179,7 @@ fn crash_recovery_truncates_uncommitted_bytes_and_never_reuses_numbers() {
         1500,
         "torn bytes truncated"
     );
-    let mut w = store.open_stream("front", stream_opts()).unwrap();
+    let mut w = store.open_video("front", stream_opts()).unwrap();
     assert_eq!(w.next_fragment_number(), 4);
     append(&mut w, &h.clock, 500);
     let r = StoreReader::open(&h.root()).unwrap();
@@ -198,7 +198,7 @@ fn orphan_segment_files_are_removed_on_open() {
     let h = Harness::new();
     {
         let store = h.open(opts());
-        let mut w = store.open_stream("front", stream_opts()).unwrap();
+        let mut w = store.open_video("front", stream_opts()).unwrap();
         append(&mut w, &h.clock, 100);
     }
     let orphan = h.root().join("front").join(format!("{:020}.m4s", 999));
@@ -211,7 +211,7 @@ fn orphan_segment_files_are_removed_on_open() {
 fn age_retention_runs_hours_in_milliseconds() {
     let h = Harness::new();
     let store = h.open(opts());
-    let mut w = store.open_stream("front", stream_opts()).unwrap();
+    let mut w = store.open_video("front", stream_opts()).unwrap();
     // Three hours of 2 s fragments: 5400 fragments, segments roll every 60 s.
     for _ in 0..5400 {
         append(&mut w, &h.clock, 100);
@@ -249,10 +249,10 @@ fn camera_and_global_budgets_hold_with_delete_oldest() {
     let mut so = stream_opts();
     so.max_bytes = Some(100_000);
     so.segment_size = 25_000;
-    let mut a = store.open_stream("a", so).unwrap();
+    let mut a = store.open_video("a", so).unwrap();
     let mut bo = stream_opts();
     bo.segment_size = 50_000;
-    let mut b = store.open_stream("b", bo).unwrap();
+    let mut b = store.open_video("b", bo).unwrap();
     for _ in 0..200 {
         append(&mut a, &h.clock, 5_000);
         append(&mut b, &h.clock, 5_000);
@@ -297,7 +297,7 @@ fn deny_new_refuses_instead_of_deleting() {
     let store = h.open(o);
     let mut so = stream_opts();
     so.segment_size = 10_000;
-    let mut w = store.open_stream("a", so).unwrap();
+    let mut w = store.open_video("a", so).unwrap();
     let mut stored = 0;
     let mut refused = Vec::new();
     for _ in 0..20 {
@@ -332,7 +332,7 @@ fn low_disk_triggers_retention_before_writes_fail() {
     let store = h.open_with_disk(o, disk.clone());
     let mut so = stream_opts();
     so.segment_size = 40_000;
-    let mut w = store.open_stream("a", so).unwrap();
+    let mut w = store.open_video("a", so).unwrap();
     for _ in 0..300 {
         assert!(matches!(
             append(&mut w, &h.clock, 8_000),
@@ -349,13 +349,13 @@ fn a_camera_removed_from_the_config_keeps_its_age_retention() {
     let h = Harness::new();
     {
         let store = h.open(opts());
-        let mut w = store.open_stream("gone", stream_opts()).unwrap();
+        let mut w = store.open_video("gone", stream_opts()).unwrap();
         // 10 minutes of 2 s fragments (segments roll every 60 s).
         for _ in 0..300 {
             append(&mut w, &h.clock, 100);
         }
     }
-    // Restart without that camera (no writer, no set_stream_options), two hours later.
+    // Restart without that camera (no writer, no set_video_options), two hours later.
     h.clock.advance(Duration::from_secs(7200));
     let store = h.open(opts());
     let report = store.enforce_retention().unwrap();
@@ -382,8 +382,8 @@ fn a_segment_file_that_cannot_be_unlinked_fails_no_write() {
     let store = h.open(o);
     let mut so = stream_opts();
     so.segment_size = 20_000;
-    let mut a = store.open_stream("a", so.clone()).unwrap();
-    let mut b = store.open_stream("b", so).unwrap();
+    let mut a = store.open_video("a", so.clone()).unwrap();
+    let mut b = store.open_video("b", so).unwrap();
     for _ in 0..10 {
         append(&mut a, &h.clock, 10_000);
     }

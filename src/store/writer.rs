@@ -1,7 +1,7 @@
-//! Appending fragments to one camera stream.
+//! Appending fragments to one camera's video stream.
 
 use super::{
-    retention, segment_path, Inner, Result, State, Store, StoreError, StreamOptions, StreamState,
+    retention, segment_path, Inner, Result, State, Store, StoreError, VideoOptions, VideoState,
 };
 use crate::clock::UnixNanos;
 use crate::config::{FsyncPolicy, OnFull};
@@ -36,13 +36,13 @@ pub enum AppendOutcome {
     Refused { reason: String },
 }
 
-/// The only writer of one stream; dropping it closes its open segment.
+/// The only writer of one video stream; dropping it closes its open segment.
 #[derive(Debug)]
-pub struct StreamWriter {
+pub struct VideoWriter {
     store: Arc<Store>,
     name: String,
     id: i64,
-    opts: StreamOptions,
+    opts: VideoOptions,
     next_number: u64,
     last_end_ns: Option<UnixNanos>,
     inits: HashMap<String, i64>,
@@ -59,14 +59,14 @@ struct OpenSegment {
 }
 
 impl Store {
-    /// Registers (or reopens) the stream `name` and returns its writer.
-    pub fn open_stream(self: &Arc<Self>, name: &str, opts: StreamOptions) -> Result<StreamWriter> {
+    /// Registers (or reopens) the video stream of camera `name` and returns its writer.
+    pub fn open_video(self: &Arc<Self>, name: &str, opts: VideoOptions) -> Result<VideoWriter> {
         let db = self.root.join(super::INDEX_FILE);
         let mut st = self.lock();
         let (id, next_number, last_end_ns) = open_stream_row(&mut st, name, self.clock.now_ns())
             .map_err(|e| Inner::from(e).at(&db))?;
         persist_options(&st, id, &opts).map_err(|e| Inner::from(e).at(&db))?;
-        let entry = st.streams.entry(name.to_string()).or_insert(StreamState {
+        let entry = st.streams.entry(name.to_string()).or_insert(VideoState {
             id,
             opts: None,
             usage: 0,
@@ -74,7 +74,7 @@ impl Store {
         });
         entry.opts = Some(opts.clone());
         drop(st);
-        Ok(StreamWriter {
+        Ok(VideoWriter {
             store: self.clone(),
             name: name.to_string(),
             id,
@@ -90,7 +90,7 @@ impl Store {
 impl Store {
     /// Retention and budget for a stream that is not being written now (a disabled camera),
     /// so its old video still ages out. Persisted, like a writer's options.
-    pub fn set_stream_options(&self, name: &str, opts: StreamOptions) {
+    pub fn set_video_options(&self, name: &str, opts: VideoOptions) {
         let mut st = self.lock();
         let Some(id) = st.streams.get(name).map(|s| s.id) else {
             return;
@@ -106,7 +106,7 @@ impl Store {
 
 /// Keeps a stream's retention and budget in the index (applied after a restart even when the
 /// camera is gone from the config).
-fn persist_options(st: &State, id: i64, opts: &StreamOptions) -> rusqlite::Result<()> {
+fn persist_options(st: &State, id: i64, opts: &VideoOptions) -> rusqlite::Result<()> {
     st.conn.execute(
         "UPDATE streams SET retention_ns = ?2, max_bytes = ?3 WHERE id = ?1",
         params![
@@ -144,7 +144,7 @@ fn open_stream_row(
     Ok((id, next as u64, last_end))
 }
 
-impl StreamWriter {
+impl VideoWriter {
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -389,7 +389,7 @@ fn commit_fragment(
     tx.commit()
 }
 
-impl Drop for StreamWriter {
+impl Drop for VideoWriter {
     fn drop(&mut self) {
         let store = self.store.clone();
         let mut st = store.lock();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Result, StreamError};
 use super::meta::{self, sync_dir, write_atomic};
 use super::routing;
-use super::{ReadPosition, StoredRecord, StreamStore};
+use super::{ReadPosition, ShardStreams, StoredRecord};
 
 const CONSUMERS_DIR: &str = "consumers";
 /// Bytes one poll reads from a shard at most (GetRecords' limit).
@@ -27,7 +27,7 @@ struct CheckpointFile {
 }
 
 pub struct Consumer {
-    store: Arc<StreamStore>,
+    store: Arc<ShardStreams>,
     stream: String,
     name: String,
     path: PathBuf,
@@ -49,7 +49,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn open(store: Arc<StreamStore>, stream: &str, name: &str) -> Result<Consumer> {
+    pub(crate) fn open(store: Arc<ShardStreams>, stream: &str, name: &str) -> Result<Consumer> {
         meta::validate_name("consumer", name)?;
         let dir = store.stream_dir(stream)?.join(CONSUMERS_DIR);
         if !dir.exists() {

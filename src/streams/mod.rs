@@ -1,6 +1,6 @@
 //! Embedded, durable, Kinesis-compatible shard stream (see docs/streams.md).
 //!
-//! `StreamStore` owns `<data_dir>/streams`: one directory per stream with `meta.json`, one
+//! `ShardStreams` owns `<data_dir>/streams`: one directory per stream with `meta.json`, one
 //! directory of append-only segment files per shard, and consumer checkpoints. Writers append
 //! under a per-shard lock and share fdatasyncs (group commit); readers only see durable records.
 
@@ -46,7 +46,7 @@ const STAGING_DIR: &str = "+staging";
 const MAX_PARTITION_KEY_CHARS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamsOptions {
+pub struct ShardStreamsOptions {
     /// A put returns only once its records are on disk (fdatasync). Default true.
     pub fsync: bool,
     /// A segment is sealed and a new one started when the next record would exceed this size.
@@ -54,9 +54,9 @@ pub struct StreamsOptions {
     pub segment_bytes: u64,
 }
 
-impl Default for StreamsOptions {
+impl Default for ShardStreamsOptions {
     fn default() -> Self {
-        StreamsOptions {
+        ShardStreamsOptions {
             fsync: true,
             segment_bytes: 64 * 1024 * 1024,
         }
@@ -196,9 +196,9 @@ impl Stream {
     }
 }
 
-pub struct StreamStore {
+pub struct ShardStreams {
     root: PathBuf,
-    opts: StreamsOptions,
+    opts: ShardStreamsOptions,
     clock: SharedClock,
     streams: RwLock<BTreeMap<String, Arc<Stream>>>,
     /// Serializes create / delete / retention changes (metadata writes).
@@ -206,19 +206,23 @@ pub struct StreamStore {
     counters: Arc<IoCounters>,
 }
 
-impl std::fmt::Debug for StreamStore {
+impl std::fmt::Debug for ShardStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamStore")
+        f.debug_struct("ShardStreams")
             .field("root", &self.root)
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
 }
 
-impl StreamStore {
+impl ShardStreams {
     /// Opens everything under root (`<data_dir>/streams`), recovering torn tails (truncate at
     /// the last valid record, log what was cut).
-    pub fn open(root: &Path, opts: StreamsOptions, clock: SharedClock) -> Result<Arc<StreamStore>> {
+    pub fn open(
+        root: &Path,
+        opts: ShardStreamsOptions,
+        clock: SharedClock,
+    ) -> Result<Arc<ShardStreams>> {
         let io = |what: &str, p: &Path, e| StreamError::io(format!("{what} {}", p.display()), e);
         fs::create_dir_all(root).map_err(|e| io("creating", root, e))?;
         let staging = root.join(STAGING_DIR);
@@ -244,7 +248,7 @@ impl StreamStore {
             tracing::info!(stream = %name, shards = stream.shards.len(), "opened stream");
             streams.insert(name, Arc::new(stream));
         }
-        Ok(Arc::new(StreamStore {
+        Ok(Arc::new(ShardStreams {
             root: root.to_path_buf(),
             opts,
             clock,
@@ -254,7 +258,7 @@ impl StreamStore {
         }))
     }
 
-    pub fn options(&self) -> StreamsOptions {
+    pub fn options(&self) -> ShardStreamsOptions {
         self.opts
     }
 
@@ -656,7 +660,7 @@ fn unique_name(stream: &str, what: &str) -> String {
     format!("{stream}.{}-{n}.{what}", std::process::id())
 }
 
-fn shard_config(opts: &StreamsOptions) -> ShardConfig {
+fn shard_config(opts: &ShardStreamsOptions) -> ShardConfig {
     ShardConfig {
         fsync: opts.fsync,
         segment_bytes: opts.segment_bytes,

@@ -147,7 +147,7 @@ pub fn try_read_fragments(data_dir: &Path, camera: &str) -> Result<Vec<FragmentM
 /// The store errors a reader legitimately sees before the daemon has stored anything.
 pub fn not_stored_yet(e: &StoreError) -> bool {
     match e {
-        StoreError::NoStore(_) | StoreError::UnknownStream(_) => true,
+        StoreError::NoStore(_) | StoreError::UnknownCamera(_) => true,
         // The daemon creates index.sqlite, then its tables in one transaction: a reader in
         // between finds the file without the tables.
         StoreError::Index { source, .. } => source.to_string().contains("no such table"),

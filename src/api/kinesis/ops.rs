@@ -5,7 +5,7 @@ use super::request::{check_stream_name, record_parts, Request};
 use super::{stream_arn, KinesisError, ACCOUNT};
 use crate::api::ApiState;
 use crate::streams::{
-    PutRecord, ShardInfo, StartPosition, StreamInfo, StreamStore, MAX_RECORD_BYTES,
+    PutRecord, ShardInfo, ShardStreams, StartPosition, StreamInfo, MAX_RECORD_BYTES,
 };
 use base64::Engine;
 use serde_json::{json, Value};
@@ -66,7 +66,7 @@ fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Kinesi
 /// Runs blocking store work (fsync, file reads) off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &ApiState,
-    f: impl FnOnce(Arc<StreamStore>) -> Result<T, KinesisError> + Send + 'static,
+    f: impl FnOnce(Arc<ShardStreams>) -> Result<T, KinesisError> + Send + 'static,
 ) -> Result<T, KinesisError> {
     let store = state.streams.clone();
     tokio::task::spawn_blocking(move || f(store))

@@ -18,16 +18,20 @@ use crate::clock::{Clock, ManualClock, SharedClock};
 /// 2023-11-14T22:13:20Z
 pub const T0: UnixNanos = 1_700_000_000_000_000_000;
 
-pub fn opts(segment_bytes: u64) -> StreamsOptions {
-    StreamsOptions {
+pub fn opts(segment_bytes: u64) -> ShardStreamsOptions {
+    ShardStreamsOptions {
         fsync: true,
         segment_bytes,
     }
 }
 
-pub fn open_with(root: &Path, o: StreamsOptions, clock: &Arc<ManualClock>) -> Arc<StreamStore> {
+pub fn open_with(
+    root: &Path,
+    o: ShardStreamsOptions,
+    clock: &Arc<ManualClock>,
+) -> Arc<ShardStreams> {
     let clock: SharedClock = clock.clone();
-    StreamStore::open(root, o, clock).unwrap()
+    ShardStreams::open(root, o, clock).unwrap()
 }
 
 pub fn rec(key: &str, data: impl Into<Vec<u8>>) -> PutRecord {
@@ -39,7 +43,12 @@ pub fn rec(key: &str, data: impl Into<Vec<u8>>) -> PutRecord {
 }
 
 /// Every record of a shard from the trim horizon, read `limit` at a time.
-pub fn read_all(store: &StreamStore, stream: &str, shard: &str, limit: usize) -> Vec<StoredRecord> {
+pub fn read_all(
+    store: &ShardStreams,
+    stream: &str,
+    shard: &str,
+    limit: usize,
+) -> Vec<StoredRecord> {
     let mut pos = store
         .resolve(stream, shard, StartPosition::TrimHorizon)
         .unwrap();

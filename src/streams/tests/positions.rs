@@ -4,7 +4,7 @@ use super::*;
 fn setup() -> (
     tempfile::TempDir,
     Arc<ManualClock>,
-    Arc<StreamStore>,
+    Arc<ShardStreams>,
     Vec<String>,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -24,7 +24,7 @@ fn setup() -> (
     (dir, clock, store, seqs)
 }
 
-fn first(store: &StreamStore, pos: ReadPosition) -> Option<u64> {
+fn first(store: &ShardStreams, pos: ReadPosition) -> Option<u64> {
     let b = store
         .read("s", "shardId-000000000000", pos, 1, 1 << 20)
         .unwrap();

@@ -25,7 +25,7 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
     segment_files(dir, "s", ID).pop().unwrap()
 }
 
-fn assert_records(store: &StreamStore, n: usize) {
+fn assert_records(store: &ShardStreams, n: usize) {
     let got = read_all(store, "s", ID, 1000);
     assert_eq!(got.len(), n);
     for (i, r) in got.iter().enumerate() {

@@ -25,7 +25,7 @@ fn put_read_round_trip_across_many_segments() {
         }
         clock.advance(Duration::from_millis(10));
     }
-    let check = |store: &StreamStore| {
+    let check = |store: &ShardStreams| {
         for (i, exp) in expect.iter().enumerate() {
             let id = shard_id(i as u32);
             for limit in [1, 7, 10_000] {
@@ -117,7 +117,7 @@ fn records_larger_than_a_segment_get_their_own_segment() {
 #[test]
 fn without_fsync_records_are_visible_once_written() {
     let dir = tempfile::tempdir().unwrap();
-    let o = StreamsOptions {
+    let o = ShardStreamsOptions {
         fsync: false,
         segment_bytes: 2048,
     };

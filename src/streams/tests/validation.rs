@@ -108,7 +108,7 @@ fn ensure_stream_creates_once_and_keeps_existing_shards() {
 fn store_and_consumer_can_be_shared_across_threads() {
     fn shared<T: Send + Sync>() {}
     fn sendable<T: Send>() {}
-    shared::<StreamStore>();
-    shared::<Arc<StreamStore>>();
+    shared::<ShardStreams>();
+    shared::<Arc<ShardStreams>>();
     sendable::<Consumer>();
 }
