@@ -1,5 +1,6 @@
-//! Video store: per camera video stream (Kinesis Video's "stream"; code says `Video*`), fragment bytes appended to segment files, metadata in an
-//! SQLite index (WAL, so the CLI reads while the daemon writes).
+//! Video store: per camera, a video stream (Kinesis Video's "stream"; `Video*` in code) of
+//! fragment bytes appended to segment files, metadata in an SQLite index (WAL, so the CLI reads
+//! while the daemon writes).
 //!
 //! Durability: bytes are written (and fdatasync'ed, per policy) before the index row commits, so a
 //! reader never sees an uncommitted fragment; on open, bytes past the last committed row are
