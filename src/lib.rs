@@ -12,6 +12,8 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod playback;
 pub mod probe;

@@ -6,12 +6,12 @@
 
 mod consumer;
 mod error;
-mod format;
+pub(crate) mod format;
 mod locks;
 mod meta;
 mod retention;
 mod routing;
-mod segment;
+pub(crate) mod segment;
 mod shard;
 
 #[cfg(test)]

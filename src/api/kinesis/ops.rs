@@ -336,6 +336,15 @@ async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
 }
 
 async fn put_records(state: &ApiState, req: Request<'_>) -> OpResult {
+    let (name, parsed) = parse_put_records(req)?;
+    let out = write_records(state, name, parsed).await?;
+    serde_json::to_value(out).map_err(|e| KinesisError::internal(e.to_string()))
+}
+
+/// The general (validating) parse of a PutRecords request; the fast path must agree with it.
+pub(crate) fn parse_put_records(
+    req: Request<'_>,
+) -> Result<(String, Vec<PutRecord>), KinesisError> {
     let name = req.stream_name()?;
     let records = req
         .opt_array("Records")?
@@ -357,8 +366,7 @@ async fn put_records(state: &ApiState, req: Request<'_>) -> OpResult {
             data,
         });
     }
-    let out = write_records(state, name, parsed).await?;
-    serde_json::to_value(out).map_err(|e| KinesisError::internal(e.to_string()))
+    Ok((name, parsed))
 }
 
 /// PutRecords of well-formed requests without a generic JSON tree: borrowed strings, base64
