@@ -314,11 +314,77 @@ fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
             header.kind
         )));
     }
+    let body_start = bytes.len() - buf.len();
+    let body_end = match header.size {
+        None => bytes.len(),
+        Some(size) => body_start.saturating_add(size),
+    };
+    check_moof_children(
+        bytes
+            .get(body_start..body_end)
+            .ok_or_else(|| invalid("truncated moof"))?,
+    )?;
     let moof = Moof::decode_atom(&header, &mut buf).map_err(|e| match e {
         mp4_atom::Error::OutOfBounds => invalid("truncated moof"),
         e => e.into(),
     })?;
     Ok((moof, bytes.len() - buf.len()))
+}
+
+/// mp4-atom decodes every box kind it knows wherever it appears, and some of its decoders overflow
+/// on malformed input (found by fuzzing: an `iref` in a moof panics in debug builds of mp4-atom
+/// 0.11). Only the boxes a fragment has reach it: mfhd and traf in the moof, and no metadata
+/// containers (meta, udta) in a traf, which we never read.
+fn check_moof_children(moof_body: &[u8]) -> Result<(), MediaError> {
+    for (kind, body) in child_boxes(moof_body)? {
+        match &kind {
+            b"mfhd" | b"skip" | b"free" => {}
+            b"traf" => {
+                for (kind, _) in child_boxes(body)? {
+                    if matches!(&kind, b"meta" | b"udta") {
+                        return Err(unexpected_box(kind, "traf"));
+                    }
+                }
+            }
+            _ => return Err(unexpected_box(kind, "moof")),
+        }
+    }
+    Ok(())
+}
+
+fn unexpected_box(kind: [u8; 4], parent: &str) -> MediaError {
+    invalid(format!(
+        "unexpected '{}' box in {parent}",
+        String::from_utf8_lossy(&kind).escape_debug()
+    ))
+}
+
+type ChildBox<'a> = ([u8; 4], &'a [u8]);
+
+/// The (kind, body) of each box in a container body; errors on a size that does not fit.
+fn child_boxes(mut body: &[u8]) -> Result<Vec<ChildBox<'_>>, MediaError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let truncated = || invalid("truncated box in moof");
+        let field = |r: std::ops::Range<usize>| body.get(r).ok_or_else(truncated);
+        let size32 = u32::from_be_bytes(field(0..4)?.try_into().expect("4 bytes"));
+        let kind: [u8; 4] = field(4..8)?.try_into().expect("4 bytes");
+        let (header_len, size) = match size32 {
+            0 => (8, body.len() as u64),
+            1 => (
+                16,
+                u64::from_be_bytes(field(8..16)?.try_into().expect("8 bytes")),
+            ),
+            n => (8, u64::from(n)),
+        };
+        let size = usize::try_from(size).map_err(|_| truncated())?;
+        if size < header_len || size > body.len() {
+            return Err(truncated());
+        }
+        out.push((kind, &body[header_len..size]));
+        body = &body[size..];
+    }
+    Ok(out)
 }
 
 /// Byte range of the mdat payload that directly follows the moof.
@@ -330,14 +396,17 @@ fn mdat_body_range(bytes: &[u8]) -> Result<std::ops::Range<usize>, MediaError> {
         return Err(invalid(format!("'{}' after moof, not 'mdat'", header.kind)));
     }
     let start = bytes.len() - buf.len();
-    let end = header.size.map_or(bytes.len(), |size| start + size);
-    if end > bytes.len() {
+    // A 64-bit box size can be anything up to 2^64 - 1 (found by fuzzing: `start + size` overflowed).
+    let end = header
+        .size
+        .map_or(bytes.len() as u128, |size| start as u128 + size as u128);
+    if end > bytes.len() as u128 {
         return Err(invalid(format!(
             "mdat ends at byte {end} but the fragment has {} bytes",
             bytes.len()
         )));
     }
-    Ok(start..end)
+    Ok(start..end as usize)
 }
 
 fn single_traf(moof: &Moof) -> Result<&Traf, MediaError> {
@@ -707,5 +776,82 @@ mod tests {
         let bad = [encode(&bad).unwrap(), frag[moof_len..].to_vec()].concat();
         assert!(err(&bad).contains("outside the mdat body"));
         assert!(rewrite_fragment(&frag[..100], 1, 0).is_err());
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn small_fragment() -> Vec<u8> {
+        let samples = [Sample {
+            data: &[0, 0, 0, 2, 0x65, 1],
+            duration: 3000,
+            is_key: true,
+            composition_offset: 0,
+        }];
+        fragment(1, 0, &samples).unwrap()
+    }
+
+    /// `frag` with `child` appended at the end of its moof, inside the traf (its last box) or not.
+    fn with_child(frag: &[u8], in_traf: bool, child: &[u8]) -> Vec<u8> {
+        let size_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let moof_len = size_at(frag, 0) as usize;
+        let traf_at = frag.windows(4).position(|w| w == b"traf").unwrap() - 4;
+        assert_eq!(traf_at + size_at(frag, traf_at) as usize, moof_len);
+        let mut out = frag.to_vec();
+        out.splice(moof_len..moof_len, child.iter().copied());
+        let grown = if in_traf { vec![0, traf_at] } else { vec![0] };
+        for at in grown {
+            let n = size_at(&out, at) + child.len() as u32;
+            out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        }
+        out
+    }
+
+    // Found by fuzzing (fuzz/ target fmp4): mp4-atom 0.11 decodes an `iref` anywhere and its
+    // length arithmetic overflows (a panic in debug builds).
+    #[test]
+    fn inspect_rejects_unexpected_boxes_in_moof() {
+        let crash = hex(
+            "000000906d6f6f66000000106d66680e010000000000000200000078697265660000001c74666864000200380000000000000000000000000000000000000000000000e85d86d6b24987b1949f2dd30030a02e6b9b177ec7347bfffd18ddab21c144fae2d75bf8087ed92d3f000031009066000000106d66686400000000006864000200380000004f0000000000000078",
+        );
+        let e = inspect_fragment(&crash).unwrap_err().to_string();
+        assert!(e.contains("unexpected 'mfh\\u{e}' box in moof"), "{e}");
+        assert!(rewrite_fragment(&crash, 1, 0).is_err());
+        // The same with a free box before the iref (free and skip are let through).
+        let crash = [&crash[..12], b"free", &crash[16..]].concat();
+        let e = inspect_fragment(&crash).unwrap_err().to_string();
+        assert!(e.contains("unexpected 'iref' box in moof"), "{e}");
+
+        let frag = small_fragment();
+        inspect_fragment(&frag).unwrap();
+        let meta = [0, 0, 0, 12, b'm', b'e', b't', b'a', 0, 0, 0, 0];
+        let e = inspect_fragment(&with_child(&frag, true, &meta)).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected 'meta' box in traf"),
+            "{e}"
+        );
+        let e = inspect_fragment(&with_child(&frag, false, &meta)).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected 'meta' box in moof"),
+            "{e}"
+        );
+    }
+
+    // Found by fuzzing: a 64-bit mdat size near 2^64 overflowed `start + size`.
+    #[test]
+    fn inspect_rejects_huge_mdat_size() {
+        let frag = small_fragment();
+        let moof_len = u32::from_be_bytes(frag[..4].try_into().unwrap()) as usize;
+        let mut bad = frag[..moof_len].to_vec();
+        bad.extend_from_slice(&1u32.to_be_bytes());
+        bad.extend_from_slice(b"mdat");
+        bad.extend_from_slice(&u64::MAX.to_be_bytes());
+        bad.extend_from_slice(&frag[moof_len + 8..]);
+        let e = inspect_fragment(&bad).unwrap_err().to_string();
+        assert!(e.contains("mdat ends at byte"), "{e}");
     }
 }

@@ -60,11 +60,13 @@ pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, String> {
             _ => (1, 1),
         };
         let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        width = width
-            .checked_sub(sub_w * (left + right))
+        // Offsets are ue(v) up to 2^32 - 2: the sums and products overflow u32 (found by fuzzing).
+        let crop = |a: u32, b: u32, sub: u32| a.checked_add(b).and_then(|n| n.checked_mul(sub));
+        width = crop(left, right, sub_w)
+            .and_then(|c| width.checked_sub(c))
             .ok_or("conformance window wider than the picture")?;
-        height = height
-            .checked_sub(sub_h * (top + bottom))
+        height = crop(top, bottom, sub_h)
+            .and_then(|c| height.checked_sub(c))
             .ok_or("conformance window taller than the picture")?;
     }
     if width == 0 || height == 0 || width > 16384 || height > 16384 {
@@ -214,6 +216,13 @@ mod tests {
         let sps = hex("42010101600000030090000003");
         assert!(h265(&sps).unwrap_err().contains("ends early"));
         assert!(h264(&[]).is_err());
+    }
+
+    // Found by fuzzing (fuzz/ target sps): conformance window offsets near 2^32 overflowed u32.
+    #[test]
+    fn h265_huge_conformance_window_is_an_error() {
+        let sps = hex("4201feffff67b4b4b4b46400ceacca402452c1feffffffffff20f18319606c69a00000030020000791c0c0a00000030020000791c0c0");
+        assert!(h265(&sps).unwrap_err().contains("conformance window"));
     }
 
     #[test]
