@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all bootstrap build release demo test lint bench clean
+.PHONY: all bootstrap build release demo test lint bench fuzz clean
 
 all: build
 
@@ -34,6 +34,12 @@ lint:
 
 bench: release
 	bench/recording.sh
+
+## Fuzzing (needs the nightly toolchain and `cargo install cargo-fuzz`; see docs/testing.md).
+## Not part of `make test`. FUZZ_RUNS=100000 make fuzz for a short pass.
+FUZZ_RUNS ?= 10000000
+fuzz:
+	fuzz/run.sh $(FUZZ_RUNS)
 
 clean:
 	$(CARGO) clean
