@@ -332,16 +332,30 @@ fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
 }
 
 /// mp4-atom decodes every box kind it knows wherever it appears, and some of its decoders overflow
-/// on malformed input (found by fuzzing: an `iref` in a moof panics in debug builds of mp4-atom
-/// 0.11). Only the boxes a fragment has reach it: mfhd and traf in the moof, and no metadata
-/// containers (meta, udta) in a traf, which we never read.
+/// on malformed input (found by fuzzing: an `iref` in a moof or traf panics in debug builds of
+/// mp4-atom 0.11). Only the boxes a fragment has reach it.
 fn check_moof_children(moof_body: &[u8]) -> Result<(), MediaError> {
     for (kind, body) in child_boxes(moof_body)? {
         match &kind {
             b"mfhd" | b"skip" | b"free" => {}
             b"traf" => {
                 for (kind, _) in child_boxes(body)? {
-                    if matches!(&kind, b"meta" | b"udta") {
+                    // What mp4-atom's Traf keeps, and two kinds it does not know (kept raw).
+                    let known = matches!(
+                        &kind,
+                        b"tfhd"
+                            | b"tfdt"
+                            | b"trun"
+                            | b"sbgp"
+                            | b"sgpd"
+                            | b"subs"
+                            | b"saiz"
+                            | b"saio"
+                            | b"senc"
+                            | b"skip"
+                            | b"free"
+                    );
+                    if !known && !matches!(&kind, b"sdtp" | b"uuid") {
                         return Err(unexpected_box(kind, "traf"));
                     }
                 }
@@ -825,6 +839,14 @@ mod tests {
         let crash = [&crash[..12], b"free", &crash[16..]].concat();
         let e = inspect_fragment(&crash).unwrap_err().to_string();
         assert!(e.contains("unexpected 'iref' box in moof"), "{e}");
+        let iref = [
+            0, 0, 0, 16, b'i', b'r', b'e', b'f', 0, 0, 0, 0, 0, 0, 0, 255,
+        ];
+        let e = inspect_fragment(&with_child(&small_fragment(), true, &iref)).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected 'iref' box in traf"),
+            "{e}"
+        );
 
         let frag = small_fragment();
         inspect_fragment(&frag).unwrap();

@@ -24,6 +24,7 @@ pub(crate) fn h264(nal: &[u8]) -> Result<SpsInfo, String> {
     let sps =
         SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| format!("{e:?}"))?;
     let (width, height) = sps.pixel_dimensions().map_err(|e| format!("{e:?}"))?;
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
@@ -69,14 +70,20 @@ pub(crate) fn h265(nal: &[u8]) -> Result<SpsInfo, String> {
             .and_then(|c| height.checked_sub(c))
             .ok_or("conformance window taller than the picture")?;
     }
-    if width == 0 || height == 0 || width > 16384 || height > 16384 {
-        return Err(format!("implausible picture size {width}x{height}"));
-    }
+    plausible(width, height)?;
     Ok(SpsInfo {
         width,
         height,
         fps: None,
     })
+}
+
+/// h264-reader accepts cropping that leaves nothing (found by fuzzing: `12x0`).
+fn plausible(width: u32, height: u32) -> Result<(), String> {
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(format!("implausible picture size {width}x{height}"));
+    }
+    Ok(())
 }
 
 /// H.265 7.3.3 profile_tier_level(1, maxNumSubLayersMinus1): fixed-size fields we skip over.
@@ -223,6 +230,15 @@ mod tests {
     fn h265_huge_conformance_window_is_an_error() {
         let sps = hex("4201feffff67b4b4b4b46400ceacca402452c1feffffffffff20f18319606c69a00000030020000791c0c0a00000030020000791c0c0");
         assert!(h265(&sps).unwrap_err().contains("conformance window"));
+    }
+
+    // Found by fuzzing: h264-reader crops this SPS to 12x0.
+    #[test]
+    fn h264_empty_picture_is_an_error() {
+        let sps = hex("67009d0064a5ded9f2cdcdcd8ccdcdcdcdcd");
+        assert!(h264(&sps)
+            .unwrap_err()
+            .contains("implausible picture size 12x0"));
     }
 
     #[test]

@@ -373,7 +373,11 @@ pub(crate) fn parse_put_records(
 /// decoded straight into the record. Anything unusual returns None and takes the general path,
 /// which produces the service's exact validation errors.
 pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
+    // Unknown fields take the general path: serde_json skips an ignored value without checking
+    // it (invalid UTF-8, numbers out of range), where the general path refuses the request
+    // (found by fuzzing).
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Req<'a> {
         #[serde(rename = "StreamName", borrow)]
         stream_name: &'a str,
@@ -381,6 +385,7 @@ pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
         records: Vec<Obj<Rec<'a>>>,
     }
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Rec<'a> {
         #[serde(rename = "Data", borrow)]
         data: &'a str,
@@ -390,10 +395,7 @@ pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
         #[serde(rename = "ExplicitHashKey", borrow, default)]
         explicit_hash_key: Option<&'a str>,
     }
-    // UTF-8 checked up front: serde_json skips ignored fields without checking them, and the
-    // general path refuses invalid UTF-8 anywhere (found by fuzzing).
-    let text = std::str::from_utf8(body).ok()?;
-    let Obj(req): Obj<Req> = serde_json::from_str(text).ok()?;
+    let Obj(req): Obj<Req> = serde_json::from_slice(body).ok()?;
     if req.records.is_empty()
         || req.records.len() > 500
         || check_stream_name(req.stream_name).is_err()
@@ -772,9 +774,11 @@ mod tests {
         }
     }
 
-    // Found by fuzzing: serde_json skips an ignored field without checking its UTF-8.
+    // Found by fuzzing: serde_json skips an ignored field without checking it, so the fast path
+    // took invalid UTF-8 and out-of-range numbers in unknown fields, which the general path
+    // refuses.
     #[test]
-    fn fast_path_refuses_invalid_utf8_in_ignored_fields() {
+    fn fast_path_leaves_unknown_fields_to_the_general_path() {
         let mut body =
             br#"{"StreamName":"s","X":"\xd0","Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#
                 .to_vec();
@@ -782,5 +786,17 @@ mod tests {
         body.splice(at..at + 4, [0xd0]);
         assert!(serde_json::from_slice::<Value>(&body).is_err());
         assert_eq!(fast_parse_put_records(&body), None);
+        for body in [
+            r#"{"StreamName":"s","Records":[{"Data":"AAEC","PartitionKey":"k","X":8e3111112}]}"#,
+            r#"{"StreamName":"s","X":1e999,"Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#,
+        ] {
+            assert_eq!(both(body), (None, None), "{body}");
+        }
+        // A known field the fast path does not use is fine for both.
+        let ok =
+            r#"{"StreamName":"s","StreamARN":null,"Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#;
+        let (fast, general) = both(ok);
+        assert!(general.is_some());
+        assert_eq!(fast, None);
     }
 }
