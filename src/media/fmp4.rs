@@ -319,58 +319,43 @@ fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
         None => bytes.len(),
         Some(size) => body_start.saturating_add(size),
     };
-    check_moof_children(
-        bytes
-            .get(body_start..body_end)
-            .ok_or_else(|| invalid("truncated moof"))?,
-    )?;
+    let body = bytes
+        .get(body_start..body_end)
+        .ok_or_else(|| invalid("truncated moof"))?;
+    let filtered = filtered_moof(body)?;
+    let mut buf = &filtered[..];
+    let header = Header::decode_maybe(&mut buf)?.ok_or_else(|| invalid("truncated moof"))?;
     let moof = Moof::decode_atom(&header, &mut buf).map_err(|e| match e {
         mp4_atom::Error::OutOfBounds => invalid("truncated moof"),
         e => e.into(),
     })?;
-    Ok((moof, bytes.len() - buf.len()))
+    Ok((moof, body_end))
 }
 
-/// mp4-atom decodes every box kind it knows wherever it appears, and some of its decoders overflow
-/// on malformed input (found by fuzzing: an `iref` in a moof or traf panics in debug builds of
-/// mp4-atom 0.11). Only the boxes a fragment has reach it.
-fn check_moof_children(moof_body: &[u8]) -> Result<(), MediaError> {
+/// The moof rebuilt from the boxes we read: mfhd, and tfhd, tfdt and trun in each traf.
+/// mp4-atom decodes every box kind it knows wherever it appears, and some of its decoders fail
+/// badly on malformed input (found by fuzzing, mp4-atom 0.11: `iref` overflows its length
+/// arithmetic, `sgpd` with a huge entry count allocates gigabytes). Other boxes (sample groups,
+/// encryption info, metadata) are dropped, as mp4-atom already drops the kinds it does not know:
+/// a rewritten fragment does not carry them.
+fn filtered_moof(moof_body: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let raw = |kind: &[u8; 4], body: &[u8]| container(kind, &[body.to_vec()]);
+    let mut children = Vec::new();
     for (kind, body) in child_boxes(moof_body)? {
         match &kind {
-            b"mfhd" | b"skip" | b"free" => {}
+            b"mfhd" => children.push(raw(&kind, body)),
             b"traf" => {
-                for (kind, _) in child_boxes(body)? {
-                    // What mp4-atom's Traf keeps, and two kinds it does not know (kept raw).
-                    let known = matches!(
-                        &kind,
-                        b"tfhd"
-                            | b"tfdt"
-                            | b"trun"
-                            | b"sbgp"
-                            | b"sgpd"
-                            | b"subs"
-                            | b"saiz"
-                            | b"saio"
-                            | b"senc"
-                            | b"skip"
-                            | b"free"
-                    );
-                    if !known && !matches!(&kind, b"sdtp" | b"uuid") {
-                        return Err(unexpected_box(kind, "traf"));
-                    }
-                }
+                let kept: Vec<Vec<u8>> = child_boxes(body)?
+                    .into_iter()
+                    .filter(|(k, _)| matches!(k, b"tfhd" | b"tfdt" | b"trun"))
+                    .map(|(k, b)| raw(&k, b))
+                    .collect();
+                children.push(container(b"traf", &kept));
             }
-            _ => return Err(unexpected_box(kind, "moof")),
+            _ => {}
         }
     }
-    Ok(())
-}
-
-fn unexpected_box(kind: [u8; 4], parent: &str) -> MediaError {
-    invalid(format!(
-        "unexpected '{}' box in {parent}",
-        String::from_utf8_lossy(&kind).escape_debug()
-    ))
+    Ok(container(b"moof", &children))
 }
 
 type ChildBox<'a> = ([u8; 4], &'a [u8]);
@@ -809,58 +794,66 @@ mod tests {
         fragment(1, 0, &samples).unwrap()
     }
 
-    /// `frag` with `child` appended at the end of its moof, inside the traf (its last box) or not.
+    /// `frag` with `child` appended at the end of its moof, inside the traf (its last box) or not;
+    /// the trun's data offset follows the samples.
     fn with_child(frag: &[u8], in_traf: bool, child: &[u8]) -> Vec<u8> {
-        let size_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
-        let moof_len = size_at(frag, 0) as usize;
+        let u32_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let moof_len = u32_at(frag, 0) as usize;
         let traf_at = frag.windows(4).position(|w| w == b"traf").unwrap() - 4;
-        assert_eq!(traf_at + size_at(frag, traf_at) as usize, moof_len);
+        assert_eq!(traf_at + u32_at(frag, traf_at) as usize, moof_len);
         let mut out = frag.to_vec();
         out.splice(moof_len..moof_len, child.iter().copied());
-        let grown = if in_traf { vec![0, traf_at] } else { vec![0] };
+        let trun_offset = frag.windows(4).position(|w| w == b"trun").unwrap() + 12;
+        let grown = if in_traf {
+            vec![0, traf_at, trun_offset]
+        } else {
+            vec![0, trun_offset]
+        };
         for at in grown {
-            let n = size_at(&out, at) + child.len() as u32;
+            let n = u32_at(&out, at) + child.len() as u32;
             out[at..at + 4].copy_from_slice(&n.to_be_bytes());
         }
         out
     }
 
-    // Found by fuzzing (fuzz/ target fmp4): mp4-atom 0.11 decodes an `iref` anywhere and its
-    // length arithmetic overflows (a panic in debug builds).
+    // Found by fuzzing (fuzz/ target fmp4): mp4-atom 0.11 decodes every box kind it knows
+    // wherever it appears; an `iref` overflows its length arithmetic (a panic in debug builds)
+    // and an `sgpd` with a huge entry count allocated gigabytes. Only mfhd and traf (tfhd, tfdt,
+    // trun) reach it now.
     #[test]
-    fn inspect_rejects_unexpected_boxes_in_moof() {
-        let crash = hex(
+    fn inspect_skips_boxes_it_does_not_read() {
+        let iref_crash = hex(
             "000000906d6f6f66000000106d66680e010000000000000200000078697265660000001c74666864000200380000000000000000000000000000000000000000000000e85d86d6b24987b1949f2dd30030a02e6b9b177ec7347bfffd18ddab21c144fae2d75bf8087ed92d3f000031009066000000106d66686400000000006864000200380000004f0000000000000078",
         );
-        let e = inspect_fragment(&crash).unwrap_err().to_string();
-        assert!(e.contains("unexpected 'mfh\\u{e}' box in moof"), "{e}");
-        assert!(rewrite_fragment(&crash, 1, 0).is_err());
-        // The same with a free box before the iref (free and skip are let through).
-        let crash = [&crash[..12], b"free", &crash[16..]].concat();
-        let e = inspect_fragment(&crash).unwrap_err().to_string();
-        assert!(e.contains("unexpected 'iref' box in moof"), "{e}");
+        let sgpd_oom = hex(
+            "000000906d6f6f66000000106d666864000000200000000200000078747261660000001c7466686400020038000000010000040000000210010100000000000073677064010100000000145d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d74666474010000000000026e0101000000001474666455740100000000000002007e00000000000500000005000000000000000002000000fb0000000000107300",
+        );
+        for bytes in [iref_crash, sgpd_oom] {
+            assert!(inspect_fragment(&bytes).is_err());
+            assert!(rewrite_fragment(&bytes, 1, 0).is_err());
+        }
+
+        let frag = small_fragment();
+        let info = inspect_fragment(&frag).unwrap();
         let iref = [
             0, 0, 0, 16, b'i', b'r', b'e', b'f', 0, 0, 0, 0, 0, 0, 0, 255,
         ];
-        let e = inspect_fragment(&with_child(&small_fragment(), true, &iref)).unwrap_err();
-        assert!(
-            e.to_string().contains("unexpected 'iref' box in traf"),
-            "{e}"
-        );
-
-        let frag = small_fragment();
-        inspect_fragment(&frag).unwrap();
-        let meta = [0, 0, 0, 12, b'm', b'e', b't', b'a', 0, 0, 0, 0];
-        let e = inspect_fragment(&with_child(&frag, true, &meta)).unwrap_err();
-        assert!(
-            e.to_string().contains("unexpected 'meta' box in traf"),
-            "{e}"
-        );
-        let e = inspect_fragment(&with_child(&frag, false, &meta)).unwrap_err();
-        assert!(
-            e.to_string().contains("unexpected 'meta' box in moof"),
-            "{e}"
-        );
+        let mut sgpd = vec![0, 0, 0, 20, b's', b'g', b'p', b'd', 0, 0, 0, 0];
+        sgpd.extend_from_slice(b"roll");
+        sgpd.extend_from_slice(&u32::MAX.to_be_bytes());
+        for (in_traf, child) in [(true, &iref[..]), (false, &iref[..]), (true, &sgpd[..])] {
+            let bytes = with_child(&frag, in_traf, child);
+            assert_eq!(inspect_fragment(&bytes).unwrap(), info);
+            // Rewriting drops the box and moves the data offset back.
+            let out = rewrite_fragment(&bytes, 9, 1 << 33).unwrap();
+            let moved = inspect_fragment(&out).unwrap();
+            assert_eq!((moved.sequence_number, moved.sample_count), (9, 1));
+            assert_eq!(
+                out.len() + child.len(),
+                bytes.len(),
+                "the box is gone (our tfdt is always version 1)"
+            );
+        }
     }
 
     // Found by fuzzing: a 64-bit mdat size near 2^64 overflowed `start + size`.
