@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 # tree or the current directory, so demo, tests and benchmarks name it.
 export ORT_DYLIB_PATH ?= $(CURDIR)/vendor/onnxruntime/lib/libonnxruntime.so
 
-.PHONY: all bootstrap build release demo test lint bench clean
+.PHONY: all bootstrap build release demo test lint bench fuzz clean
 
 all: build
 
@@ -37,6 +37,12 @@ lint:
 
 bench: release
 	bench/recording.sh
+
+## Fuzzing (needs the nightly toolchain and `cargo install cargo-fuzz`; see docs/testing.md).
+## Not part of `make test`. FUZZ_RUNS=100000 make fuzz for a short pass.
+FUZZ_RUNS ?= 10000000
+fuzz:
+	fuzz/run.sh $(FUZZ_RUNS)
 
 clean:
 	$(CARGO) clean

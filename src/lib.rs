@@ -18,6 +18,8 @@ pub mod config;
 pub mod daemon;
 pub mod datadir;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod media;
 pub mod playback;

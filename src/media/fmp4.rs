@@ -314,11 +314,76 @@ fn read_moof(bytes: &[u8]) -> Result<(Moof, usize), MediaError> {
             header.kind
         )));
     }
+    let body_start = bytes.len() - buf.len();
+    let body_end = match header.size {
+        None => bytes.len(),
+        Some(size) => body_start.saturating_add(size),
+    };
+    let body = bytes
+        .get(body_start..body_end)
+        .ok_or_else(|| invalid("truncated moof"))?;
+    let filtered = filtered_moof(body)?;
+    let mut buf = &filtered[..];
+    let header = Header::decode_maybe(&mut buf)?.ok_or_else(|| invalid("truncated moof"))?;
     let moof = Moof::decode_atom(&header, &mut buf).map_err(|e| match e {
         mp4_atom::Error::OutOfBounds => invalid("truncated moof"),
         e => e.into(),
     })?;
-    Ok((moof, bytes.len() - buf.len()))
+    Ok((moof, body_end))
+}
+
+/// The moof rebuilt from the boxes we read: mfhd, and tfhd, tfdt and trun in each traf.
+/// mp4-atom decodes every box kind it knows wherever it appears, and some of its decoders fail
+/// badly on malformed input (found by fuzzing, mp4-atom 0.11: `iref` overflows its length
+/// arithmetic, `sgpd` with a huge entry count allocates gigabytes). Other boxes (sample groups,
+/// encryption info, metadata) are dropped, as mp4-atom already drops the kinds it does not know:
+/// a rewritten fragment does not carry them.
+fn filtered_moof(moof_body: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let raw = |kind: &[u8; 4], body: &[u8]| container(kind, &[body.to_vec()]);
+    let mut children = Vec::new();
+    for (kind, body) in child_boxes(moof_body)? {
+        match &kind {
+            b"mfhd" => children.push(raw(&kind, body)),
+            b"traf" => {
+                let kept: Vec<Vec<u8>> = child_boxes(body)?
+                    .into_iter()
+                    .filter(|(k, _)| matches!(k, b"tfhd" | b"tfdt" | b"trun"))
+                    .map(|(k, b)| raw(&k, b))
+                    .collect();
+                children.push(container(b"traf", &kept));
+            }
+            _ => {}
+        }
+    }
+    Ok(container(b"moof", &children))
+}
+
+type ChildBox<'a> = ([u8; 4], &'a [u8]);
+
+/// The (kind, body) of each box in a container body; errors on a size that does not fit.
+fn child_boxes(mut body: &[u8]) -> Result<Vec<ChildBox<'_>>, MediaError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let truncated = || invalid("truncated box in moof");
+        let field = |r: std::ops::Range<usize>| body.get(r).ok_or_else(truncated);
+        let size32 = u32::from_be_bytes(field(0..4)?.try_into().expect("4 bytes"));
+        let kind: [u8; 4] = field(4..8)?.try_into().expect("4 bytes");
+        let (header_len, size) = match size32 {
+            0 => (8, body.len() as u64),
+            1 => (
+                16,
+                u64::from_be_bytes(field(8..16)?.try_into().expect("8 bytes")),
+            ),
+            n => (8, u64::from(n)),
+        };
+        let size = usize::try_from(size).map_err(|_| truncated())?;
+        if size < header_len || size > body.len() {
+            return Err(truncated());
+        }
+        out.push((kind, &body[header_len..size]));
+        body = &body[size..];
+    }
+    Ok(out)
 }
 
 /// Byte range of the mdat payload that directly follows the moof.
@@ -330,14 +395,17 @@ fn mdat_body_range(bytes: &[u8]) -> Result<std::ops::Range<usize>, MediaError> {
         return Err(invalid(format!("'{}' after moof, not 'mdat'", header.kind)));
     }
     let start = bytes.len() - buf.len();
-    let end = header.size.map_or(bytes.len(), |size| start + size);
-    if end > bytes.len() {
+    // A 64-bit box size can be anything up to 2^64 - 1 (found by fuzzing: `start + size` overflowed).
+    let end = header
+        .size
+        .map_or(bytes.len() as u128, |size| start as u128 + size as u128);
+    if end > bytes.len() as u128 {
         return Err(invalid(format!(
             "mdat ends at byte {end} but the fragment has {} bytes",
             bytes.len()
         )));
     }
-    Ok(start..end)
+    Ok(start..end as usize)
 }
 
 fn single_traf(moof: &Moof) -> Result<&Traf, MediaError> {
@@ -707,5 +775,98 @@ mod tests {
         let bad = [encode(&bad).unwrap(), frag[moof_len..].to_vec()].concat();
         assert!(err(&bad).contains("outside the mdat body"));
         assert!(rewrite_fragment(&frag[..100], 1, 0).is_err());
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn small_fragment() -> Vec<u8> {
+        let samples = [Sample {
+            data: &[0, 0, 0, 2, 0x65, 1],
+            duration: 3000,
+            is_key: true,
+            composition_offset: 0,
+        }];
+        fragment(1, 0, &samples).unwrap()
+    }
+
+    /// `frag` with `child` appended at the end of its moof, inside the traf (its last box) or not;
+    /// the trun's data offset follows the samples.
+    fn with_child(frag: &[u8], in_traf: bool, child: &[u8]) -> Vec<u8> {
+        let u32_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let moof_len = u32_at(frag, 0) as usize;
+        let traf_at = frag.windows(4).position(|w| w == b"traf").unwrap() - 4;
+        assert_eq!(traf_at + u32_at(frag, traf_at) as usize, moof_len);
+        let mut out = frag.to_vec();
+        out.splice(moof_len..moof_len, child.iter().copied());
+        let trun_offset = frag.windows(4).position(|w| w == b"trun").unwrap() + 12;
+        let grown = if in_traf {
+            vec![0, traf_at, trun_offset]
+        } else {
+            vec![0, trun_offset]
+        };
+        for at in grown {
+            let n = u32_at(&out, at) + child.len() as u32;
+            out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        }
+        out
+    }
+
+    // Found by fuzzing (fuzz/ target fmp4): mp4-atom 0.11 decodes every box kind it knows
+    // wherever it appears; an `iref` overflows its length arithmetic (a panic in debug builds)
+    // and an `sgpd` with a huge entry count allocated gigabytes. Only mfhd and traf (tfhd, tfdt,
+    // trun) reach it now.
+    #[test]
+    fn inspect_skips_boxes_it_does_not_read() {
+        let iref_crash = hex(
+            "000000906d6f6f66000000106d66680e010000000000000200000078697265660000001c74666864000200380000000000000000000000000000000000000000000000e85d86d6b24987b1949f2dd30030a02e6b9b177ec7347bfffd18ddab21c144fae2d75bf8087ed92d3f000031009066000000106d66686400000000006864000200380000004f0000000000000078",
+        );
+        let sgpd_oom = hex(
+            "000000906d6f6f66000000106d666864000000200000000200000078747261660000001c7466686400020038000000010000040000000210010100000000000073677064010100000000145d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d74666474010000000000026e0101000000001474666455740100000000000002007e00000000000500000005000000000000000002000000fb0000000000107300",
+        );
+        for bytes in [iref_crash, sgpd_oom] {
+            assert!(inspect_fragment(&bytes).is_err());
+            assert!(rewrite_fragment(&bytes, 1, 0).is_err());
+        }
+
+        let frag = small_fragment();
+        let info = inspect_fragment(&frag).unwrap();
+        let iref = [
+            0, 0, 0, 16, b'i', b'r', b'e', b'f', 0, 0, 0, 0, 0, 0, 0, 255,
+        ];
+        let mut sgpd = vec![0, 0, 0, 20, b's', b'g', b'p', b'd', 0, 0, 0, 0];
+        sgpd.extend_from_slice(b"roll");
+        sgpd.extend_from_slice(&u32::MAX.to_be_bytes());
+        for (in_traf, child) in [(true, &iref[..]), (false, &iref[..]), (true, &sgpd[..])] {
+            let bytes = with_child(&frag, in_traf, child);
+            assert_eq!(inspect_fragment(&bytes).unwrap(), info);
+            // Rewriting drops the box and moves the data offset back.
+            let out = rewrite_fragment(&bytes, 9, 1 << 33).unwrap();
+            let moved = inspect_fragment(&out).unwrap();
+            assert_eq!((moved.sequence_number, moved.sample_count), (9, 1));
+            assert_eq!(
+                out.len() + child.len(),
+                bytes.len(),
+                "the box is gone (our tfdt is always version 1)"
+            );
+        }
+    }
+
+    // Found by fuzzing: a 64-bit mdat size near 2^64 overflowed `start + size`.
+    #[test]
+    fn inspect_rejects_huge_mdat_size() {
+        let frag = small_fragment();
+        let moof_len = u32::from_be_bytes(frag[..4].try_into().unwrap()) as usize;
+        let mut bad = frag[..moof_len].to_vec();
+        bad.extend_from_slice(&1u32.to_be_bytes());
+        bad.extend_from_slice(b"mdat");
+        bad.extend_from_slice(&u64::MAX.to_be_bytes());
+        bad.extend_from_slice(&frag[moof_len + 8..]);
+        let e = inspect_fragment(&bad).unwrap_err().to_string();
+        assert!(e.contains("mdat ends at byte"), "{e}");
     }
 }

@@ -6,12 +6,12 @@
 //!
 //! Credentials never leave this module in clear text: every URL shown goes through [`redact_url`].
 
-mod auth;
+pub(crate) mod auth;
 mod error;
 mod report;
 mod rtsp;
-mod sdp;
-mod sps;
+pub(crate) mod sdp;
+pub(crate) mod sps;
 mod target;
 
 use std::time::Duration;

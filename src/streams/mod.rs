@@ -6,11 +6,11 @@
 
 mod consumer;
 mod error;
-mod format;
+pub(crate) mod format;
 mod meta;
 mod retention;
 mod routing;
-mod segment;
+pub(crate) mod segment;
 mod shard;
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ mod cbor;
 mod error;
 mod iterator;
 mod limits;
-mod ops;
-mod request;
+pub(crate) mod ops;
+pub(crate) mod request;
 
 pub use error::KinesisError;
 pub use iterator::{IteratorKey, IteratorKeyError, ShardIterator, DEFAULT_TTL_MS};

@@ -332,6 +332,15 @@ async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
 }
 
 async fn put_records(state: &ApiState, req: Request<'_>) -> OpResult {
+    let (name, parsed) = parse_put_records(req)?;
+    let out = write_records(state, name, parsed).await?;
+    serde_json::to_value(out).map_err(|e| KinesisError::internal(e.to_string()))
+}
+
+/// The general (validating) parse of a PutRecords request; the fast path must agree with it.
+pub(crate) fn parse_put_records(
+    req: Request<'_>,
+) -> Result<(String, Vec<PutRecord>), KinesisError> {
     let name = req.stream_name()?;
     let records = req
         .opt_array("Records")?
@@ -353,22 +362,26 @@ async fn put_records(state: &ApiState, req: Request<'_>) -> OpResult {
             data,
         });
     }
-    let out = write_records(state, name, parsed).await?;
-    serde_json::to_value(out).map_err(|e| KinesisError::internal(e.to_string()))
+    Ok((name, parsed))
 }
 
 /// PutRecords of well-formed requests without a generic JSON tree: borrowed strings, base64
 /// decoded straight into the record. Anything unusual returns None and takes the general path,
 /// which produces the service's exact validation errors.
 pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
+    // Unknown fields take the general path: serde_json skips an ignored value without checking
+    // it (invalid UTF-8, numbers out of range), where the general path refuses the request
+    // (found by fuzzing).
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Req<'a> {
         #[serde(rename = "StreamName", borrow)]
         stream_name: &'a str,
         #[serde(rename = "Records", borrow)]
-        records: Vec<Rec<'a>>,
+        records: Vec<Obj<Rec<'a>>>,
     }
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Rec<'a> {
         #[serde(rename = "Data", borrow)]
         data: &'a str,
@@ -378,7 +391,7 @@ pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
         #[serde(rename = "ExplicitHashKey", borrow, default)]
         explicit_hash_key: Option<&'a str>,
     }
-    let req: Req = serde_json::from_slice(body).ok()?;
+    let Obj(req): Obj<Req> = serde_json::from_slice(body).ok()?;
     if req.records.is_empty()
         || req.records.len() > 500
         || check_stream_name(req.stream_name).is_err()
@@ -386,7 +399,7 @@ pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
         return None;
     }
     let mut out = Vec::with_capacity(req.records.len());
-    for r in &req.records {
+    for Obj(r) in &req.records {
         let key_chars = r.partition_key.chars().count();
         if key_chars == 0 || key_chars > 256 || r.explicit_hash_key.is_some() {
             return None;
@@ -404,6 +417,27 @@ pub fn fast_parse_put_records(body: &[u8]) -> Option<(String, Vec<PutRecord>)> {
         });
     }
     Some((req.stream_name.to_string(), out))
+}
+
+/// `T` from a JSON object only: serde's derived structs also accept an array of the field values
+/// (`["name", [["AAAA", "key"]]]`), which the general path refuses (found by fuzzing).
+struct Obj<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for MapOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(MapOnly(std::marker::PhantomData))
+            .map(Obj)
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -696,4 +730,74 @@ async fn change_retention(state: &ApiState, req: Request<'_>, increase: bool) ->
     })
     .await?;
     Ok(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Parsed = Option<(String, Vec<PutRecord>)>;
+
+    /// (fast path, general path) on one body.
+    fn both(body: &str) -> (Parsed, Parsed) {
+        let general = serde_json::from_str::<Value>(body)
+            .ok()
+            .filter(Value::is_object)
+            .and_then(|v| parse_put_records(Request(&v)).ok());
+        (fast_parse_put_records(body.as_bytes()), general)
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let (fast, general) = both(
+            r#"{"StreamName":"s","Records":[{"Data":"QUJD","PartitionKey":"k","ExplicitHashKey":null}]}"#,
+        );
+        assert!(fast.is_some());
+        assert_eq!(fast, general);
+        // Escaped strings cannot be borrowed: the general path takes them.
+        let (fast, general) =
+            both(r#"{"StreamName":"s","Records":[{"Data":"QUJD","PartitionKey":"a\"b"}]}"#);
+        assert_eq!(
+            (fast, general.map(|g| g.1[0].partition_key.clone())),
+            (None, Some("a\"b".into()))
+        );
+    }
+
+    // Found by fuzzing (fuzz/ target put_records): serde's derived structs accept arrays, so the
+    // fast path took bodies the general path (and the service) refuse.
+    #[test]
+    fn fast_path_refuses_arrays() {
+        for body in [
+            r#"["s",[["AAAA","k"]]]"#,
+            r#"{"StreamName":"s","Records":[["AAAA","k"]]}"#,
+        ] {
+            assert_eq!(both(body), (None, None), "{body}");
+        }
+    }
+
+    // Found by fuzzing: serde_json skips an ignored field without checking it, so the fast path
+    // took invalid UTF-8 and out-of-range numbers in unknown fields, which the general path
+    // refuses.
+    #[test]
+    fn fast_path_leaves_unknown_fields_to_the_general_path() {
+        let mut body =
+            br#"{"StreamName":"s","X":"\xd0","Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#
+                .to_vec();
+        let at = body.windows(4).position(|w| w == b"\\xd0").unwrap();
+        body.splice(at..at + 4, [0xd0]);
+        assert!(serde_json::from_slice::<Value>(&body).is_err());
+        assert_eq!(fast_parse_put_records(&body), None);
+        for body in [
+            r#"{"StreamName":"s","Records":[{"Data":"AAEC","PartitionKey":"k","X":8e3111112}]}"#,
+            r#"{"StreamName":"s","X":1e999,"Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#,
+        ] {
+            assert_eq!(both(body), (None, None), "{body}");
+        }
+        // A known field the fast path does not use is fine for both.
+        let ok =
+            r#"{"StreamName":"s","StreamARN":null,"Records":[{"Data":"AAEC","PartitionKey":"k"}]}"#;
+        let (fast, general) = both(ok);
+        assert!(general.is_some());
+        assert_eq!(fast, None);
+    }
 }
