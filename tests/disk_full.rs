@@ -53,8 +53,16 @@ data_dir = "{{data_dir}}"
 min_free = "{min_free}"
 on_full = "{on_full}"
 segment_size = "1MiB"
-[[camera]]
-name = "cam"
+{}"#,
+        camera("cam")
+    )
+}
+
+/// A synthetic camera of about 500 KB/s (incompressible snow at 4 Mbit/s).
+fn camera(name: &str) -> String {
+    format!(
+        r#"[[camera]]
+name = "{name}"
 fragment_duration = "1s"
 [camera.source]
 kind = "test"
@@ -150,23 +158,6 @@ fn a_failing_write_marks_the_camera_failed_and_it_recovers() {
 #[test]
 fn default_settings_record_continuously_on_a_64_mib_disk() {
     let fs = Tmpfs::mount("64m");
-    let camera = |name: &str| {
-        format!(
-            r#"
-[[camera]]
-name = "{name}"
-fragment_duration = "1s"
-[camera.source]
-kind = "test"
-pattern = "snow"
-width = 320
-height = 240
-fps = 15
-gop = 15
-bitrate = 4000
-"#
-        )
-    };
     let config = format!(
         "[agent]\ndata_dir = \"{{data_dir}}\"\n{}{}",
         camera("a"),
