@@ -2,7 +2,7 @@
 //! library is found at run time (never linked), and one `ort` environment exists per process.
 
 use super::DetectError;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -148,7 +148,7 @@ fn load(explicit: Option<&Path>) -> Result<Runtime, DetectError> {
             library.display()
         ))
     };
-    let version = library_version(&library).map_err(fail)?;
+    let version = library_version(&library).map_err(|e| fail(e.to_string()))?;
     let minor = version
         .split('.')
         .nth(1)
@@ -169,39 +169,43 @@ fn load(explicit: Option<&Path>) -> Result<Runtime, DetectError> {
     })
 }
 
-/// Reads `OrtGetApiBase()->GetVersionString()` with dlopen. The handle is kept open on purpose:
-/// `ort` opens the same library next and shares it.
-fn library_version(path: &Path) -> Result<String, String> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: dlopen/dlsym/dlerror are called with valid C strings; the symbol has the C type
-    // ONNX Runtime documents (`const OrtApiBase* OrtGetApiBase(void)`).
-    unsafe {
-        let handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        if handle.is_null() {
-            return Err(dl_error());
-        }
-        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
-        if sym.is_null() {
-            return Err("it does not export OrtGetApiBase (not ONNX Runtime?)".into());
-        }
-        let get: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
-        let base = get();
-        if base.is_null() {
-            return Err("OrtGetApiBase returned null".into());
-        }
-        let v = ((*base).GetVersionString)();
-        Ok(CStr::from_ptr(v).to_string_lossy().into_owned())
-    }
+/// Why a candidate library cannot be used as ONNX Runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// dlopen's own words (libloading keeps them as the error's source).
+    #[error("{0}")]
+    Open(String),
+    #[error("it does not export OrtGetApiBase (not ONNX Runtime?)")]
+    NotOnnxRuntime,
+    #[error("OrtGetApiBase returned null")]
+    NoApiBase,
 }
 
-fn dl_error() -> String {
-    // SAFETY: dlerror returns null or a valid C string owned by libc.
-    let e: *const c_char = unsafe { libc::dlerror() };
-    if e.is_null() {
-        "dlopen failed".into()
-    } else {
-        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
-    }
+/// Reads `OrtGetApiBase()->GetVersionString()` through `libloading`. The library stays loaded
+/// on purpose (`ort` opens the same one next and shares it; unloading it under `ort` would be
+/// unsound).
+fn library_version(path: &Path) -> Result<String, LibraryError> {
+    // SAFETY: loading runs the library's initialisers; it is the ONNX Runtime the user pointed
+    // us at (or found in a system library directory), which `ort` loads next anyway.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        let detail = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+        LibraryError::Open(detail)
+    })?;
+    // SAFETY: the symbol has the C type ONNX Runtime documents
+    // (`const OrtApiBase* OrtGetApiBase(void)`).
+    let version = unsafe {
+        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib
+            .get(b"OrtGetApiBase\0")
+            .map_err(|_| LibraryError::NotOnnxRuntime)?;
+        let base = get();
+        if base.is_null() {
+            return Err(LibraryError::NoApiBase);
+        }
+        let v = ((*base).GetVersionString)();
+        CStr::from_ptr(v).to_string_lossy().into_owned()
+    };
+    std::mem::forget(lib);
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -215,7 +219,16 @@ mod tests {
         std::fs::write(&p, b"not an ELF file").unwrap();
         assert_eq!(locate(Some(&p)), Some(p.clone()));
         let e = library_version(&p).unwrap_err();
-        assert!(e.contains("libonnxruntime.so"), "{e}");
+        assert!(matches!(e, LibraryError::Open(_)), "{e}");
+        assert!(e.to_string().contains("libonnxruntime.so"), "{e}");
+        // A real shared library that is not ONNX Runtime.
+        let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+        if libc.exists() {
+            assert!(matches!(
+                library_version(libc),
+                Err(LibraryError::NotOnnxRuntime)
+            ));
+        }
     }
 
     #[test]
