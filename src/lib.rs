@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
+pub mod delivery;
 pub mod detect;
 #[doc(hidden)]
 pub mod fuzzing;
