@@ -1,9 +1,12 @@
 //! Firehose-style delivery of shard-stream records to objects (issue: delivery). So far: the
-//! object key language (`prefix`) and deterministic object names (`keys`). The buffers, formats,
+//! object key language (`prefix`), deterministic object names (`keys`) and JSON lines bodies
+//! with compression (`format`). The buffers, formats,
 //! destinations and forwarders build on them.
 
+pub mod format;
 pub mod keys;
 pub mod prefix;
 
+pub use format::{Compression, JsonlBody};
 pub use keys::BatchOrigin;
 pub use prefix::{EvalContext, EvalError, Prefix, PrefixError, PrefixKind};
