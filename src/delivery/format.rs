@@ -37,8 +37,9 @@ enum Encoder {
     Plain(Vec<u8>),
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    /// Snappy's framing format (what `snappy`-aware tools and Firehose's "Snappy" read).
-    Snappy(snap::write::FrameEncoder<Vec<u8>>),
+    /// Snappy's framing format (what `snappy`-aware tools and Firehose's "Snappy" read); boxed,
+    /// its buffers make it much larger than the other encoders.
+    Snappy(Box<snap::write::FrameEncoder<Vec<u8>>>),
 }
 
 /// One object being built from records.
@@ -64,7 +65,9 @@ impl JsonlBody {
             Compression::Zstd => {
                 Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?)
             }
-            Compression::Snappy => Encoder::Snappy(snap::write::FrameEncoder::new(Vec::new())),
+            Compression::Snappy => {
+                Encoder::Snappy(Box::new(snap::write::FrameEncoder::new(Vec::new())))
+            }
         };
         Ok(JsonlBody {
             enc,
@@ -80,7 +83,7 @@ impl JsonlBody {
             Encoder::Plain(v) => v,
             Encoder::Gzip(e) => e,
             Encoder::Zstd(e) => e,
-            Encoder::Snappy(e) => e,
+            Encoder::Snappy(e) => e.as_mut(),
         };
         w.write_all(data)?;
         w.write_all(b"\n")?;
