@@ -1,12 +1,14 @@
 //! Firehose-style delivery of shard-stream records to objects (issue: delivery). So far: the
-//! object key language (`prefix`), deterministic object names (`keys`) and JSON lines bodies
-//! with compression (`format`). The buffers, formats,
+//! object key language (`prefix`), deterministic object names (`keys`) JSON lines bodies
+//! with compression (`format`) and buffering per prefix with safe checkpoints (`buffer`). The buffers, formats,
 //! destinations and forwarders build on them.
 
+pub mod buffer;
 pub mod format;
 pub mod keys;
 pub mod prefix;
 
+pub use buffer::{Batcher, BufferingHints, ReadyBatch, SourceRecord};
 pub use format::{Compression, JsonlBody};
 pub use keys::BatchOrigin;
 pub use prefix::{EvalContext, EvalError, Prefix, PrefixError, PrefixKind};
