@@ -1,7 +1,8 @@
-//! Firehose-style delivery of shard-stream records to objects (issue: delivery). So far: the
-//! object key language (`prefix`), deterministic object names (`keys`) JSON lines bodies
-//! with compression (`format`) and buffering per prefix with safe checkpoints (`buffer`). The buffers, formats,
-//! destinations and forwarders build on them.
+//! Firehose-style delivery of shard-stream records to objects (issue: delivery). So far the
+//! building blocks, not yet wired into the daemon: the object key language (`prefix`),
+//! deterministic object names (`keys`), JSON lines bodies with compression (`format`) and
+//! buffering per prefix with safe checkpoints (`buffer`). Destinations (object_store), Parquet,
+//! the delivery loop on a named consumer and the forwarders build on them.
 
 pub mod buffer;
 pub mod format;
