@@ -1,15 +1,18 @@
 //! Firehose-style delivery of shard-stream records to objects (issue: delivery). So far the
 //! building blocks, not yet wired into the daemon: the object key language (`prefix`),
 //! deterministic object names (`keys`), JSON lines bodies with compression (`format`) and
-//! buffering per prefix with safe checkpoints (`buffer`). Destinations (object_store), Parquet,
+//! buffering per prefix with safe checkpoints (`buffer`) and Firehose's error
+//! records (`errors`). Destinations (object_store), Parquet,
 //! the delivery loop on a named consumer and the forwarders build on them.
 
 pub mod buffer;
+pub mod errors;
 pub mod format;
 pub mod keys;
 pub mod prefix;
 
 pub use buffer::{Batcher, BufferingHints, ReadyBatch, SourceRecord};
+pub use errors::{ErrorOutputType, ErrorRecord};
 pub use format::{Compression, JsonlBody};
 pub use keys::BatchOrigin;
 pub use prefix::{EvalContext, EvalError, Prefix, PrefixError, PrefixKind};
