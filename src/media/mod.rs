@@ -41,6 +41,20 @@ pub(crate) mod test_support {
     /// One frame at 30 fps in 90 kHz ticks.
     pub const FRAME_TICKS: u32 = 3000;
 
+    /// A real avcC from x264 (64x64, High profile), for tests that need a valid init segment
+    /// but no frames.
+    pub fn small_h264_config() -> CodecConfig {
+        CodecConfig {
+            codec: Codec::H264,
+            width: 64,
+            height: 64,
+            record: hex::decode(
+                "01640014ffe1001b67640014acd94426c05a8303035280000003008000001e478a14cb01000568ebecb22c",
+            )
+            .expect("valid hex"),
+        }
+    }
+
     pub struct Stream {
         pub config: CodecConfig,
         /// Access units exactly as GStreamer outputs them (length-prefixed NAL units).

@@ -1,23 +1,11 @@
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::media::{Codec, CodecConfig};
+use crate::media::CodecConfig;
 
 const START: i64 = 1_764_000_000_000_000_000;
 
 fn codec() -> CodecConfig {
-    // A real avcC from x264 (64x64, High profile).
-    let hex =
-        "01640014ffe1001b67640014acd94426c05a8303035280000003008000001e478a14cb01000568ebecb22c";
-    let record = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    CodecConfig {
-        codec: Codec::H264,
-        width: 64,
-        height: 64,
-        record,
-    }
+    crate::media::test_support::small_h264_config()
 }
 
 #[derive(Debug)]
