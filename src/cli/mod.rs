@@ -115,12 +115,10 @@ pub fn doctor(config: &Path) -> anyhow::Result<ExitCode> {
         print!("{report}");
     }
     let data = &config.agent.data_dir;
-    let probe = if data.exists() {
-        data.clone()
-    } else {
-        std::path::PathBuf::from(".")
-    };
-    match vidgest::store::DiskSpace::available(&vidgest::store::Statvfs, &probe) {
+    // The data dir may not exist before the first run: its nearest existing ancestor is on
+    // the same file system (not the current directory, which may be anywhere).
+    let probe = vidgest::store::existing_ancestor(data).unwrap_or(std::path::Path::new("/"));
+    match vidgest::store::DiskSpace::available(&vidgest::store::Statvfs, probe) {
         Ok(free) => println!("data dir: {} ({} free)", data.display(), format_bytes(free)),
         Err(e) => println!("data dir: {}: cannot read free space: {e}", data.display()),
     }
