@@ -42,9 +42,18 @@ pub fn segment_cap(fs_total: u64, min_free: u64) -> u64 {
     (fs_total.saturating_sub(min_free) / 16).max(256 << 10)
 }
 
-/// The nearest existing ancestor of `path` (the data dir may not exist before the first run).
+/// The nearest existing ancestor of `path` (the data dir may not exist before the first run);
+/// a relative path's last ancestor is the current directory.
 pub fn existing_ancestor(path: &Path) -> Option<&Path> {
-    path.ancestors().find(|p| p.exists())
+    path.ancestors()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find(|p| p.exists())
 }
 
 #[cfg(test)]
@@ -73,6 +82,10 @@ mod tests {
         assert_eq!(
             existing_ancestor(&dir.path().join("a/b/c")),
             Some(dir.path())
+        );
+        assert_eq!(
+            existing_ancestor(Path::new("no-such-dir-here/x")),
+            Some(Path::new("."))
         );
     }
 }
