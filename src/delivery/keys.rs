@@ -53,18 +53,12 @@ impl BatchOrigin<'_> {
     /// The object key: prefix, delivery name, version 1, the oldest arrival time, batch id and
     /// extension (with its dot, e.g. `.jsonl.gz`; empty for none).
     pub fn object_key(&self, oldest_arrival_ns: UnixNanos, ext: &str) -> String {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(oldest_arrival_ns as i128)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let time = super::prefix::format_timestamp("yyyy-MM-dd-HH-mm-ss", oldest_arrival_ns)
+            .expect("a valid constant pattern");
         format!(
-            "{}{}-1-{:04}-{:02}-{:02}-{:02}-{:02}-{:02}-{}{}",
+            "{}{}-1-{time}-{}{}",
             self.prefix,
             self.delivery,
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
             self.batch_id(),
             ext
         )

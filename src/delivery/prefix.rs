@@ -155,8 +155,7 @@ impl Prefix {
     }
 
     pub fn evaluate(&self, cx: &EvalContext) -> Result<String, EvalError> {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(cx.arrival_ns as i128)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let t = utc(cx.arrival_ns);
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -238,6 +237,18 @@ fn parse_pattern(pattern: &str) -> Result<Vec<TimePart>, PrefixError> {
         out.push(part);
         i += run;
     }
+    Ok(out)
+}
+
+fn utc(ns: UnixNanos) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `ns` in UTC with a `!{timestamp:...}` pattern (object names use the same letters).
+pub(super) fn format_timestamp(pattern: &str, ns: UnixNanos) -> Result<String, PrefixError> {
+    let mut out = String::new();
+    format_time(&mut out, &parse_pattern(pattern)?, utc(ns));
     Ok(out)
 }
 
