@@ -54,7 +54,7 @@ impl SessionClock {
     fn producer_time(&self, generation: u64, pts_ns: u64) -> Option<UnixNanos> {
         let base = self.media_base_ns?;
         let media = pts_ns + self.generation_offsets.get(generation as usize)?;
-        Some(self.wall_base_ns + (media as i64 - base as i64))
+        Some(wall_time(self.wall_base_ns, base, media))
     }
 }
 
@@ -73,7 +73,20 @@ struct Session {
     last_config_id: Option<String>,
 }
 
+/// Producer (wall) time of media time `media_ns`, given that `media_base_ns` happened at
+/// `wall_base_ns`: the one mapping of a session's media clock onto the wall clock.
+fn wall_time(wall_base_ns: UnixNanos, media_base_ns: u64, media_ns: u64) -> UnixNanos {
+    wall_base_ns + (media_ns as i64 - media_base_ns as i64)
+}
+
 impl Session {
+    /// Producer time of media time `media_ns`; before the first key frame set the base,
+    /// `fallback_base` stands in for it.
+    fn wall_time(&self, media_ns: u64, fallback_base: u64) -> UnixNanos {
+        let base = self.media_base().unwrap_or(fallback_base);
+        wall_time(self.wall_base_ns, base, media_ns)
+    }
+
     /// Media time of the first key frame, as the normalizer outputs it.
     fn media_base(&self) -> Option<u64> {
         self.media_base_ns
@@ -181,7 +194,7 @@ impl Recorder {
                 else {
                     return Mapping::NotYet;
                 };
-                Mapping::At(s.wall_base_ns + (media as i64 - base as i64))
+                Mapping::At(wall_time(s.wall_base_ns, base, media))
             }
         }
     }
@@ -288,8 +301,9 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        let media_base = s.media_base().unwrap_or(ready.start_pts_ns());
-        let to_wall = |media_ns: u64| s.wall_base_ns + (media_ns as i64 - media_base as i64);
+        // Base looked up once: `to_wall` runs for every sample.
+        let base = s.media_base().unwrap_or(ready.start_pts_ns());
+        let to_wall = |media_ns: u64| wall_time(s.wall_base_ns, base, media_ns);
         let producer_ns = to_wall(ready.start_pts_ns());
 
         // Decode times on the 90 kHz clock, from absolute wall-mapped times so consecutive
@@ -399,8 +413,7 @@ impl Recorder {
         let Some(s) = self.session.as_mut() else {
             return false;
         };
-        let media_base = s.media_base().unwrap_or(ready.start_pts_ns());
-        let start = s.wall_base_ns + (ready.start_pts_ns() as i64 - media_base as i64);
+        let start = s.wall_time(ready.start_pts_ns(), ready.start_pts_ns());
         let now = self.clock.now_ns();
         let ahead = start + duration_ns - now;
         if ahead < -BEHIND_LIMIT_NS {
