@@ -22,15 +22,6 @@ impl Compression {
             Compression::Snappy => ".jsonl.snappy",
         }
     }
-
-    /// HTTP `Content-Encoding` for object stores that honour it (None: leave it unset).
-    pub fn content_encoding(self) -> Option<&'static str> {
-        match self {
-            Compression::Gzip => Some("gzip"),
-            Compression::Zstd => Some("zstd"),
-            Compression::None | Compression::Snappy => None,
-        }
-    }
 }
 
 enum Encoder {
