@@ -2,6 +2,7 @@
 //! (/healthz never does), and it shows the running cameras' state and counters.
 
 mod harness;
+mod support;
 
 use harness::{eventually, Daemon};
 use std::io::{Read, Write};
@@ -36,11 +37,7 @@ fn body_json(response: &str) -> serde_json::Value {
 #[test]
 fn rest_routes_need_a_token_and_show_camera_state() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = format!(
         r#"
 [agent]

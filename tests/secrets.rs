@@ -4,6 +4,7 @@
 //! percent-encoded.
 
 mod harness;
+mod support;
 
 use base64::Engine;
 use std::io::{Read, Write};
@@ -192,10 +193,7 @@ fn serve_401(mut sock: TcpStream, seen: &Mutex<Vec<String>>) {
 /// TOML for one RTSP camera on `url` (as a TOML basic string) and a disabled camera whose
 /// detection sub-stream uses the same URL.
 fn config(dir: &Path, url: &str) -> std::path::PathBuf {
-    let listen = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let listen = format!("127.0.0.1:{}", support::free_port());
     let quoted = toml::Value::String(url.to_owned()).to_string();
     let text = format!(
         r#"[agent]
