@@ -106,11 +106,7 @@ pub const AUTH: RouteAuth = RouteAuth {
 
 pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
     let proto = Protocol::of(&headers);
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(op) = target.strip_prefix(TARGET_PREFIX) else {
+    let Some(op) = operation(&headers) else {
         return KinesisError::unknown_operation().respond(proto);
     };
     let op = op.to_string();
