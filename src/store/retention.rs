@@ -37,15 +37,13 @@ impl RetentionReport {
     /// not returned: the rows are gone, so recovery removes the file as an orphan at next start.
     pub(super) fn remove_files(&self) {
         for d in &self.deleted {
-            match std::fs::remove_file(&d.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::error!(
+            if let Err(e) = super::recovery::remove_file(&d.path) {
+                // An I/O error names its own file: no index path to attach.
+                let e = e.at(std::path::Path::new(""));
+                tracing::error!(
                     camera = %d.stream,
-                    path = %d.path.display(),
-                    error = %e,
-                    "retention: cannot delete segment file; it is removed at the next start"
-                ),
+                    "retention: {e}; the file is removed at the next start"
+                );
             }
         }
     }
