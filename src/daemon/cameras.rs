@@ -45,23 +45,22 @@ pub fn start_cameras(
     streams: &Arc<ShardStreams>,
     detection: Option<&DetectionPool>,
 ) -> anyhow::Result<(Vec<Arc<CameraStatus>>, Handle)> {
+    // Every writer first: a camera whose video cannot be opened fails the start before any
+    // camera thread runs, so there is nothing to stop.
+    let writers = config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|cam| {
+            store
+                .open_video(&cam.name, video_options(config, cam))
+                .with_context(|| format!("camera {}: cannot open its video stream", cam.name))
+                .map(|w| (cam, w))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let shutdown = Shutdown::new();
     let mut cameras: Vec<CameraHandle> = Vec::new();
-    let stop_started = |cameras: Vec<CameraHandle>, shutdown: &Shutdown| {
-        shutdown.trigger();
-        cameras.into_iter().for_each(CameraHandle::join);
-    };
-    for cam in config.cameras.iter().filter(|c| c.enabled) {
-        let writer = match store
-            .open_video(&cam.name, video_options(config, cam))
-            .with_context(|| format!("camera {}: cannot open its video stream", cam.name))
-        {
-            Ok(w) => w,
-            Err(e) => {
-                stop_started(cameras, &shutdown);
-                return Err(e);
-            }
-        };
+    for (cam, writer) in writers {
         tracing::info!(camera = %cam.name, source = ?cam.source, "starting camera");
         let status = Arc::new(CameraStatus::new(&cam.name));
         let detect = detection.and_then(|pool| wire_detection(config, cam, pool, streams, &status));
