@@ -6,9 +6,10 @@
 //! safe to checkpoint only when every record before it on its shard is in a confirmed object,
 //! so `safe_before` gives, per shard, the first sequence number still held by an open buffer.
 
-use super::format::{Compression, JsonlBody};
+use super::body::{BodyEncoder, BodyFormat, PushError};
 use crate::clock::UnixNanos;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct ReadyBatch {
 }
 
 struct Pending {
-    body: JsonlBody,
+    body: Box<dyn BodyEncoder>,
     opened_ns: UnixNanos,
     oldest_arrival_ns: UnixNanos,
     first: (String, String),
@@ -53,31 +54,32 @@ struct Pending {
 
 pub struct Batcher {
     hints: BufferingHints,
-    compression: Compression,
+    format: Arc<dyn BodyFormat>,
     open: BTreeMap<String, Pending>,
 }
 
 impl Batcher {
-    pub fn new(hints: BufferingHints, compression: Compression) -> Self {
+    pub fn new(hints: BufferingHints, format: Arc<dyn BodyFormat>) -> Self {
         Self {
             hints,
-            compression,
+            format,
             open: BTreeMap::new(),
         }
     }
 
     /// Adds `rec` to the buffer of `prefix`; returns that buffer when it reached the size hint.
+    /// A record the format cannot hold is returned as `PushError::Convert` and is not buffered.
     pub fn push(
         &mut self,
         prefix: &str,
         rec: SourceRecord,
         now: UnixNanos,
-    ) -> std::io::Result<Option<ReadyBatch>> {
+    ) -> Result<Option<ReadyBatch>, PushError> {
         if !self.open.contains_key(prefix) {
             self.open.insert(
                 prefix.to_string(),
                 Pending {
-                    body: JsonlBody::new(self.compression)?,
+                    body: self.format.encoder()?,
                     opened_ns: now,
                     oldest_arrival_ns: rec.arrival_ns,
                     first: (rec.shard.to_string(), rec.sequence.to_string()),
@@ -86,13 +88,18 @@ impl Batcher {
             );
         }
         let p = self.open.get_mut(prefix).expect("inserted above");
-        p.body.push(rec.data)?;
+        if let Err(e) = p.body.push(rec.data) {
+            if p.body.records() == 0 {
+                self.open.remove(prefix);
+            }
+            return Err(e);
+        }
         p.oldest_arrival_ns = p.oldest_arrival_ns.min(rec.arrival_ns);
         p.first_per_shard
             .entry(rec.shard.to_string())
             .or_insert_with(|| rec.sequence.to_string());
         if p.body.raw_bytes() >= self.hints.size {
-            return self.flush(prefix).map(Some);
+            return Ok(Some(self.flush(prefix)?));
         }
         Ok(None)
     }
@@ -163,7 +170,9 @@ mod tests {
                 size,
                 interval: Duration::from_secs(interval_s),
             },
-            Compression::None,
+            Arc::new(crate::delivery::body::Jsonl(
+                crate::delivery::format::Compression::None,
+            )),
         )
     }
 

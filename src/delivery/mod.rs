@@ -5,12 +5,14 @@
 //! records (`errors`). Destinations (object_store), Parquet,
 //! the delivery loop on a named consumer and the forwarders build on them.
 
+pub mod body;
 pub mod buffer;
 pub mod errors;
 pub mod format;
 pub mod keys;
 pub mod prefix;
 
+pub use body::{BodyEncoder, BodyFormat, ConvertError, Jsonl, PushError};
 pub use buffer::{Batcher, BufferingHints, ReadyBatch, SourceRecord};
 pub use errors::{ErrorOutputType, ErrorRecord};
 pub use format::{Compression, JsonlBody};
