@@ -1,11 +1,17 @@
 //! The TOML configuration: schema (serde, unknown keys rejected), defaults, and validation that
 //! names the TOML path of every problem (`camera[1].source.url: missing scheme`).
 
+mod delivery;
 mod listen;
 pub(crate) mod rtsp_url;
 mod units;
 mod validate;
 
+pub use delivery::{
+    ColumnConfig, ColumnType, DeclaredSchema, DeliveryConfig, DeliveryFormat, DestinationConfig,
+    DirDestination, ForwardConfig, KinesisForward, MqttForward, S3Destination, SchemaConfig,
+    Secret, BUILTIN_SCHEMAS,
+};
 pub use listen::{bind_api_listener, ListenError};
 pub use rtsp_url::{redact_url, RtspUrl, RtspUrlError};
 pub use units::{format_bytes, ByteSize, DurationError, HumanDuration, SizeError, MAX_DURATION};
@@ -33,6 +39,10 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     #[serde(default)]
     pub detect: DetectGlobalConfig,
+    #[serde(default, rename = "delivery")]
+    pub deliveries: Vec<DeliveryConfig>,
+    #[serde(default, rename = "forward")]
+    pub forwards: Vec<ForwardConfig>,
 }
 
 /// `[detect]`: what all cameras' detection shares.

@@ -415,6 +415,7 @@ fn example_config_documents_every_key() {
     let cam = "[[camera]]\nname = \"c\"\n";
     let src = "[camera.source]\nkind = \"test\"\n";
     let u = "zzz_unknown = 1\n";
+    let dl = "[[delivery]]\nname = \"d\"\nsource = \"s\"\n";
     let tables: Vec<(&[&str], String)> = vec![
         (&[], format!("{u}{agent}")),
         (&["agent"], format!("{agent}{u}")),
@@ -426,6 +427,31 @@ fn example_config_documents_every_key() {
         (&["storage"], format!("{agent}[storage]\n{u}")),
         (&["stream"], format!("{agent}[[stream]]\nname = \"s\"\n{u}")),
         (&["detect"], format!("{agent}[detect]\n{u}")),
+        (&["delivery"], format!("{agent}{dl}{u}")),
+        (
+            &["delivery", "destination"],
+            format!("{agent}{dl}[delivery.destination]\nkind = \"dir\"\n{u}"),
+        ),
+        (
+            &["delivery", "destination"],
+            format!("{agent}{dl}[delivery.destination]\nkind = \"s3\"\nbucket = \"b\"\n{u}"),
+        ),
+        (
+            &["delivery", "schema"],
+            format!("{agent}{dl}[delivery.schema]\n{u}"),
+        ),
+        (
+            &["delivery", "schema", "column"],
+            format!("{agent}{dl}[[delivery.schema.column]]\nname = \"c\"\ntype = \"int\"\n{u}"),
+        ),
+        (
+            &["forward"],
+            format!("{agent}[[forward]]\nkind = \"kinesis\"\nname = \"f\"\nsource = \"s\"\nstream = \"r\"\n{u}"),
+        ),
+        (
+            &["forward"],
+            format!("{agent}[[forward]]\nkind = \"mqtt\"\nname = \"f\"\nsource = \"s\"\nurl = \"mqtt://h\"\n{u}"),
+        ),
         (&["camera"], format!("{agent}{cam}{u}{src}")),
         (&["camera", "source"], format!("{agent}{cam}{src}{u}")),
         (
@@ -449,4 +475,109 @@ fn example_config_documents_every_key() {
             );
         }
     }
+}
+
+const DELIVERY: &str = r#"
+[agent]
+data_dir = "/tmp/vidgest"
+[[stream]]
+name = "detections"
+[[delivery]]
+name = "det-s3"
+source = "detections"
+format = "parquet"
+compression = "snappy"
+buffer_size = "5MiB"
+buffer_interval = "60s"
+prefix = "detections/camera=!{partitionKeyFromQuery:camera}/dt=!{timestamp:yyyy-MM-dd}/"
+error_prefix = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+[delivery.destination]
+kind = "s3"
+bucket = "edge-archive"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:9000"
+access_key_id = "AKIAEXAMPLEKEYID0001"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+[[delivery]]
+name = "local"
+source = "detections"
+[delivery.destination]
+kind = "dir"
+path = "/var/lib/vidgest/outbox"
+[[forward]]
+name = "cloud"
+source = "detections"
+kind = "kinesis"
+stream = "edge-detections"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:4567"
+[[forward]]
+name = "ha"
+source = "detections"
+kind = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+password = "mqtt-secret-password"
+"#;
+
+#[test]
+fn delivery_and_forward_contract_parses() {
+    let c = Config::parse(DELIVERY).unwrap();
+    assert_eq!(c.deliveries.len(), 2);
+    let d = &c.deliveries[0];
+    assert_eq!(d.format, DeliveryFormat::Parquet);
+    assert_eq!(d.buffer_interval.0, Duration::from_secs(60));
+    assert!(matches!(&d.destination, DestinationConfig::S3(s) if s.bucket == "edge-archive"));
+    let local = &c.deliveries[1];
+    assert_eq!(local.format, DeliveryFormat::Jsonl);
+    assert_eq!(local.compression(), crate::delivery::Compression::None);
+    assert_eq!(local.buffer_size.0, 5 << 20);
+    assert_eq!(local.buffer_interval.0, Duration::from_secs(300));
+    assert_eq!(c.forwards.len(), 2);
+    assert!(matches!(&c.forwards[0], ForwardConfig::Kinesis(k) if k.stream == "edge-detections"));
+    assert!(
+        matches!(&c.forwards[1], ForwardConfig::Mqtt(m) if m.topic_prefix == "vidgest" && m.keep_alive.0 == Duration::from_secs(30))
+    );
+    let debug = format!("{c:?}");
+    for secret in [
+        "wJalrXUtnFEMI",
+        "AKIAEXAMPLEKEYID0001",
+        "mqtt-secret-password",
+    ] {
+        assert!(!debug.contains(secret), "{secret} shown in {debug}");
+    }
+}
+
+#[test]
+fn delivery_problems_name_their_paths() {
+    let bad = DELIVERY
+        .replacen(
+            "source = \"detections\"\nformat",
+            "source = \"nope\"\nformat",
+            1,
+        )
+        .replace("buffer_size = \"5MiB\"", "buffer_size = \"200MiB\"")
+        .replace("buffer_interval = \"60s\"", "buffer_interval = \"20m\"")
+        .replace("!{partitionKeyFromQuery:camera}", "!{partitionKey:camera}")
+        .replace("/var/lib/vidgest/outbox", "../outbox")
+        .replace("mqtt://127.0.0.1:1883", "http://127.0.0.1:1883");
+    let p = problems(&bad);
+    let has = |path: &str, text: &str| p.iter().any(|l| l.starts_with(path) && l.contains(text));
+    assert!(has("delivery[0].source", "unknown stream `nope`"), "{p:?}");
+    assert!(has("delivery[0].buffer_size", "1MiB ..= 128MiB"), "{p:?}");
+    assert!(has("delivery[0].buffer_interval", "1s ..= 900s"), "{p:?}");
+    assert!(has("delivery[0].prefix", "unknown expression"), "{p:?}");
+    assert!(has("delivery[1].destination.path", "without `..`"), "{p:?}");
+    assert!(has("forward[1].url", "mqtt://"), "{p:?}");
+    assert_eq!(p.len(), 6, "{p:?}");
+    // Secrets never appear in errors either.
+    assert!(!p.iter().any(|l| l.contains("wJalrXUtnFEMI")));
+
+    let dup = DELIVERY.replace("name = \"ha\"", "name = \"cloud\"");
+    assert!(problems(&dup)
+        .iter()
+        .any(|l| l.starts_with("forward[1].name") && l.contains("duplicate")));
+    let kind = DELIVERY.replace("kind = \"dir\"", "kind = \"ftp\"");
+    let p = problems(&kind);
+    assert!(p[0].starts_with("delivery"), "{p:?}");
+    assert!(p[0].contains("ftp"), "{p:?}");
 }

@@ -218,6 +218,18 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             validate_detect(d, &|f| at(&format!("detect.{f}")), &mut add);
         }
     }
+    let sources: std::collections::BTreeSet<String> = config
+        .streams
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(
+            config
+                .cameras
+                .iter()
+                .filter_map(|c| c.detect.as_ref().map(|d| d.stream.clone())),
+        )
+        .collect();
+    super::delivery::validate(&config.deliveries, &config.forwards, &sources, &mut add);
     problems
 }
 
@@ -362,7 +374,7 @@ const MIN_CAMERA_BUDGET: u64 = 4 << 20;
 const MIN_GLOBAL_BUDGET: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
-enum StreamNameError {
+pub(super) enum StreamNameError {
     #[error("`{0}` may only contain letters, digits, `-`, `_` and `.` (1..128)")]
     Characters(String),
     #[error("`{0}` is not a usable stream name (it names a directory)")]
@@ -371,7 +383,7 @@ enum StreamNameError {
 
 /// Shard stream names follow the Kinesis rule, and name directories on disk, so `.` and `..`
 /// are refused too (the stream store refuses them at start: refuse them here first).
-fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
+pub(super) fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
     let chars_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -384,7 +396,7 @@ fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
     }
 }
 
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
