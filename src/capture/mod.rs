@@ -1,7 +1,7 @@
 //! Capture: one GStreamer pipeline per camera, a supervisor that reconnects with backoff, and a
 //! recorder that turns encoded access units into stored fragments. Recording never decodes.
 
-mod backoff;
+pub(crate) mod backoff;
 mod detection;
 mod linker;
 mod normalize;

@@ -170,7 +170,7 @@ pub enum ColumnType {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DestinationConfig {
     Dir(DirDestination),
-    S3(S3Destination),
+    S3(Box<S3Destination>),
 }
 
 impl Default for DestinationConfig {

@@ -30,6 +30,11 @@ pub trait BodyEncoder: Send {
     fn records(&self) -> usize;
     /// Uncompressed bytes pushed so far (what `buffer_size` counts, as Firehose's hints).
     fn raw_bytes(&self) -> u64;
+    /// Whether the object would hold any data (a Parquet object of heartbeat records only
+    /// has no rows: such a batch is done without writing an object).
+    fn has_rows(&self) -> bool {
+        self.records() > 0
+    }
     /// The finished object body.
     fn finish(self: Box<Self>) -> std::io::Result<Vec<u8>>;
 }

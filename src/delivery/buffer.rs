@@ -40,6 +40,8 @@ pub struct ReadyBatch {
     pub oldest_arrival_ns: UnixNanos,
     pub records: usize,
     pub raw_bytes: u64,
+    /// False when the records made no rows (nothing to write, see `BodyEncoder::has_rows`).
+    pub has_rows: bool,
     pub body: Vec<u8>,
 }
 
@@ -142,7 +144,9 @@ impl Batcher {
         let p = self.open.remove(prefix).expect("flushing an open buffer");
         let records = p.body.records();
         let raw_bytes = p.body.raw_bytes();
+        let has_rows = p.body.has_rows();
         Ok(ReadyBatch {
+            has_rows,
             prefix: prefix.to_string(),
             first_shard: p.first.0,
             first_sequence: p.first.1,

@@ -12,6 +12,8 @@ pub enum ErrorOutputType {
     PartitioningFailed,
     /// The record could not be converted to the output format (e.g. Parquet).
     FormatConversionFailed,
+    /// Anything else that kept the record out of a data object.
+    ProcessingFailed,
 }
 
 impl ErrorOutputType {
@@ -19,6 +21,7 @@ impl ErrorOutputType {
         match self {
             ErrorOutputType::PartitioningFailed => "partitioning-failed",
             ErrorOutputType::FormatConversionFailed => "format-conversion-failed",
+            ErrorOutputType::ProcessingFailed => "processing-failed",
         }
     }
 }

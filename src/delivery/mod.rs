@@ -7,10 +7,13 @@
 
 pub mod body;
 pub mod buffer;
+pub mod destination;
 pub mod errors;
 pub mod format;
 pub mod keys;
 pub mod prefix;
+pub mod run;
+pub mod status;
 
 pub use body::{BodyEncoder, BodyFormat, ConvertError, Jsonl, PushError};
 pub use buffer::{Batcher, BufferingHints, ReadyBatch, SourceRecord};

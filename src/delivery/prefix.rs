@@ -154,6 +154,41 @@ impl Prefix {
             .collect()
     }
 
+    /// The record's values of the `partitionKeyFromQuery` fields, in prefix order: what
+    /// dynamic partitioning groups records by (time and random string are per batch).
+    pub fn partition_values(&self, record: Option<&Value>) -> Result<Vec<String>, EvalError> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Field(path) => Some(field(record, path)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The prefix of a batch whose records share `values` (from `partition_values`).
+    pub fn render(
+        &self,
+        values: &[String],
+        arrival_ns: UnixNanos,
+        random: &str,
+        error_output_type: &str,
+    ) -> String {
+        let t = utc(arrival_ns);
+        let mut values = values.iter();
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Time(pattern) => format_time(&mut out, pattern, t),
+                Part::Random => out.push_str(random),
+                Part::ErrorType => out.push_str(error_output_type),
+                Part::Field(_) => out.push_str(values.next().map_or("", String::as_str)),
+            }
+        }
+        out
+    }
+
     pub fn evaluate(&self, cx: &EvalContext) -> Result<String, EvalError> {
         let t = utc(cx.arrival_ns);
         let mut out = String::new();

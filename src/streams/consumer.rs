@@ -36,6 +36,17 @@ pub struct Consumer {
     positions: Vec<ReadPosition>,
     /// Shard `poll` starts with, rotated so no shard starves when `limit` is small.
     first_shard: usize,
+    /// Records that aged out of the stream (retention) before this consumer read them.
+    lost: u64,
+}
+
+/// How far a consumer is behind its stream (from its durable checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerLag {
+    /// Stored records after the checkpoints.
+    pub records: u64,
+    /// Arrival time of the oldest of them (None: none).
+    pub oldest_arrival_ns: Option<crate::clock::UnixNanos>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -91,6 +102,7 @@ impl Consumer {
             file,
             positions,
             first_shard: 0,
+            lost: 0,
         })
     }
 
@@ -120,6 +132,18 @@ impl Consumer {
                 limit - out.len(),
                 POLL_MAX_BYTES,
             )?;
+            // Positions skipped without a record: aged out before they were read.
+            let skipped = (batch.next.0 - self.positions[i].0) - batch.records.len() as u64;
+            if skipped > 0 {
+                self.lost += skipped;
+                tracing::warn!(
+                    stream = %self.stream,
+                    consumer = %self.name,
+                    shard = %shard,
+                    records = skipped,
+                    "records aged out of the stream (retention) before this consumer read them: lost"
+                );
+            }
             self.positions[i] = batch.next;
             out.extend(batch.records.into_iter().map(|r| (shard.clone(), r)));
         }
@@ -160,6 +184,64 @@ impl Consumer {
         let pos = &mut self.positions[index as usize];
         *pos = (*pos).max(ReadPosition(offset + 1));
         Ok(())
+    }
+
+    /// Records found aged out (never read) since the last call.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Blocks up to `timeout` until some shard has a record after where `poll` stopped.
+    /// With several shards each gets a slice of the wait (at most 100 ms), so a record on any
+    /// shard is noticed within that.
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool> {
+        let n = self.positions.len().max(1) as u32;
+        let slice = if n == 1 {
+            timeout
+        } else {
+            (timeout / n).min(std::time::Duration::from_millis(100))
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            for (i, pos) in self.positions.iter().enumerate() {
+                let shard = routing::shard_id(i as u32);
+                if self.store.wait_for(&self.stream, &shard, *pos, slice)? {
+                    return Ok(true);
+                }
+            }
+            if std::time::Instant::now() >= deadline || slice.is_zero() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Records after the durable checkpoints, and the arrival time of the oldest one.
+    pub fn lag(&self) -> Result<ConsumerLag> {
+        let mut lag = ConsumerLag::default();
+        for i in 0..self.positions.len() {
+            let shard = routing::shard_id(i as u32);
+            let after = self
+                .file
+                .checkpoints
+                .get(&shard)
+                .and_then(|seq| routing::parse_sequence_number(seq))
+                .map_or(0, |(_, off)| off + 1);
+            let batch = self
+                .store
+                .read(&self.stream, &shard, ReadPosition(after), 1, 1)?;
+            let Some(first) = batch.records.first() else {
+                continue;
+            };
+            let (_, tip) = self.store.shard_tip(&self.stream, &shard)?;
+            let first_off = routing::parse_sequence_number(&first.sequence_number)
+                .map_or(after, |(_, off)| off);
+            lag.records += tip.saturating_sub(first_off);
+            lag.oldest_arrival_ns = Some(
+                lag.oldest_arrival_ns
+                    .map_or(first.arrival_ns, |t| t.min(first.arrival_ns)),
+            );
+        }
+        Ok(lag)
     }
 
     pub fn checkpoint(&self, shard_id: &str) -> Option<String> {

@@ -1,0 +1,282 @@
+//! Where a delivery's objects go, through `object_store` (one code path for a local directory
+//! and S3). A put either lands the whole object under its key or fails: the local store writes a
+//! temporary file and renames it; we add the fsyncs (file and directory) so a confirmed object
+//! survives a power cut, as S3's confirmation does.
+
+use crate::config::{DestinationConfig, S3Destination};
+use bytes::Bytes;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a failed put is handled: `Retry` (transient: connection, timeout, 5xx, throttling)
+/// or `Fix` (the operator must act: denied, no such bucket); both are retried, `Fix` slower and
+/// with a log line that says what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Retry,
+    Fix,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid object key `{key}`: {source}")]
+    Key {
+        key: String,
+        source: object_store::path::Error,
+    },
+    #[error("destination setup: {0}")]
+    Setup(object_store::Error),
+    #[error("{what} denied writing {location}: {detail}. Check the credentials and that they may s3:PutObject (and kms:GenerateDataKey with aws:kms) on it")]
+    Denied {
+        what: &'static str,
+        location: String,
+        detail: String,
+    },
+    #[error("{location} does not exist: {detail}. Create the bucket or fix destination.bucket")]
+    NoBucket { location: String, detail: String },
+    #[error("writing {location}: {detail}")]
+    Transient { location: String, detail: String },
+    #[error("syncing {}: {source}", path.display())]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl DestinationError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            DestinationError::Denied { .. }
+            | DestinationError::NoBucket { .. }
+            | DestinationError::Key { .. }
+            | DestinationError::Setup(_)
+            | DestinationError::CreateDir { .. } => FailureKind::Fix,
+            DestinationError::Transient { .. } | DestinationError::Sync { .. } => {
+                FailureKind::Retry
+            }
+        }
+    }
+}
+
+/// A configured destination, ready to take objects.
+pub struct Destination {
+    store: Arc<dyn ObjectStore>,
+    /// For `dir`: the root, to fsync what the store wrote.
+    local_root: Option<PathBuf>,
+    /// `s3://bucket` or the directory, for messages.
+    location: String,
+    attributes: Attributes,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-request limits: our own loop retries with backoff and reports state, so the store's
+/// internal retries stay short.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Destination {
+    /// `data_dir` resolves relative `dir` paths.
+    pub fn open(cfg: &DestinationConfig, data_dir: &Path) -> Result<Destination, DestinationError> {
+        match cfg {
+            DestinationConfig::Dir(d) => Self::dir(&d.resolve(data_dir)),
+            DestinationConfig::S3(s3) => Self::s3(s3),
+        }
+    }
+
+    pub fn dir(root: &Path) -> Result<Destination, DestinationError> {
+        std::fs::create_dir_all(root).map_err(|source| DestinationError::CreateDir {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let root = root
+            .canonicalize()
+            .map_err(|source| DestinationError::CreateDir {
+                path: root.to_path_buf(),
+                source,
+            })?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(DestinationError::Setup)?;
+        Ok(Destination {
+            store: Arc::new(store),
+            location: root.display().to_string(),
+            local_root: Some(root),
+            attributes: Attributes::new(),
+        })
+    }
+
+    pub fn s3(cfg: &S3Destination) -> Result<Destination, DestinationError> {
+        install_crypto_provider();
+        // The environment first (AWS_ACCESS_KEY_ID, AWS_REGION, ...; instance metadata when no
+        // keys are set), then what the config says.
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&cfg.bucket)
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_connect_timeout(CONNECT_TIMEOUT),
+            )
+            .with_retry(object_store::RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(30),
+                ..Default::default()
+            });
+        if let Some(r) = &cfg.region {
+            b = b.with_region(r);
+        }
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        // object_store defaults to path-style unless told otherwise; AWS wants virtual-hosted.
+        b = b.with_virtual_hosted_style_request(!cfg.path_style && cfg.endpoint.is_none());
+        if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+            b = b
+                .with_access_key_id(id.expose())
+                .with_secret_access_key(secret.expose());
+            if let Some(t) = &cfg.session_token {
+                b = b.with_token(t.expose());
+            }
+        }
+        // By their string names: the key enum's encryption part is not exported.
+        for (name, value) in [
+            ("aws_server_side_encryption", &cfg.sse),
+            ("aws_sse_kms_key_id", &cfg.kms_key_id),
+        ] {
+            if let Some(v) = value {
+                let key: AmazonS3ConfigKey = name.parse().map_err(DestinationError::Setup)?;
+                b = b.with_config(key, v);
+            }
+        }
+        let store = b.build().map_err(DestinationError::Setup)?;
+        let mut attributes = Attributes::new();
+        if let Some(class) = &cfg.storage_class {
+            attributes.insert(Attribute::StorageClass, class.clone().into());
+        }
+        Ok(Destination {
+            store: Arc::new(store),
+            local_root: None,
+            location: format!("s3://{}", cfg.bucket),
+            attributes,
+        })
+    }
+
+    /// `s3://bucket` or the directory.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Writes `body` under `key`, replacing what is there (a retried batch overwrites itself).
+    /// Returns once the object is durable.
+    pub async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), DestinationError> {
+        let path = ObjectPath::parse(key).map_err(|source| DestinationError::Key {
+            key: key.to_string(),
+            source,
+        })?;
+        let opts = PutOptions {
+            attributes: self.attributes.clone(),
+            ..Default::default()
+        };
+        let payload = PutPayload::from(Bytes::from(body));
+        if let Err(e) = self.store.put_opts(&path, payload, opts).await {
+            return Err(self.classify(key, e));
+        }
+        if let Some(root) = &self.local_root {
+            let file = root.join(key);
+            let root = root.clone();
+            // fsync is blocking I/O: off the async worker.
+            tokio::task::spawn_blocking(move || sync_path(&root, &file))
+                .await
+                .expect("fsync task does not panic")?;
+        }
+        Ok(())
+    }
+
+    fn classify(&self, key: &str, e: object_store::Error) -> DestinationError {
+        let location = format!("{}/{key}", self.location);
+        match e {
+            object_store::Error::PermissionDenied { source, .. }
+            | object_store::Error::Unauthenticated { source, .. } => DestinationError::Denied {
+                what: if self.local_root.is_some() {
+                    "the file system"
+                } else {
+                    "S3"
+                },
+                location,
+                detail: source.to_string(),
+            },
+            object_store::Error::NotFound { source, .. } => DestinationError::NoBucket {
+                location: self.location.clone(),
+                detail: source.to_string(),
+            },
+            other => DestinationError::Transient {
+                location,
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// fsync of the file, then of every directory from its parent up to `root` (new directories
+/// of a new prefix must be durable too).
+fn sync_path(root: &Path, file: &Path) -> Result<(), DestinationError> {
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| DestinationError::Sync {
+                path: p.to_path_buf(),
+                source,
+            })
+    };
+    sync(file)?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        sync(d)?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// reqwest's rustls without a built-in provider: ring, installed once for the process (a no-op
+/// if something installed one first).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dir_puts_are_whole_files_and_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = Destination::dir(&tmp.path().join("out")).unwrap();
+        d.put("a/b=1/x.jsonl", b"one\n".to_vec()).await.unwrap();
+        d.put("a/b=1/x.jsonl", b"two\n".to_vec()).await.unwrap();
+        let path = tmp.path().join("out/a/b=1/x.jsonl");
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        // No temporary files are left next to it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+}

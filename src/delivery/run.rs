@@ -1,0 +1,536 @@
+//! One delivery stream at work: reads its source with its own named consumer, groups records
+//! by prefix into buffers, writes each flushed buffer as one object, and moves the checkpoint
+//! only over records whose objects the destination confirmed (at least once).
+//!
+//! Each delivery runs on its own thread with a small single-threaded runtime for the
+//! destination's async I/O: a slow or failing destination never holds up another delivery, and
+//! blocking stream reads and checkpoint fsyncs stay off the API's runtime. While a write fails,
+//! the delivery stops reading (the source stream is the spool) and retries with backoff.
+
+use super::body::{BodyFormat, Jsonl, PushError};
+use super::buffer::{Batcher, BufferingHints, ReadyBatch, SourceRecord};
+use super::destination::{Destination, DestinationError, FailureKind};
+use super::errors::{ErrorOutputType, ErrorRecord};
+use super::format::Compression;
+use super::keys::BatchOrigin;
+use super::prefix::{Prefix, PrefixKind};
+use super::status::{Health, PipeStatus};
+use crate::capture::backoff::Backoff;
+use crate::clock::{SharedClock, UnixNanos};
+use crate::config::{DeliveryConfig, DeliveryFormat};
+use crate::lifecycle::{Handle, Shutdown};
+use crate::streams::{
+    parse_sequence_number, sequence_number, Consumer, ShardStreams, StoredRecord,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Records read per poll.
+const POLL_RECORDS: usize = 1000;
+/// Longest wait for new records before buffers are checked again.
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How often the consumer's lag is measured for the status.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// At shutdown, the open buffers get this long to be written; what is not confirmed by then
+/// is read again at the next start.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("delivery `{name}`: {source}")]
+    Stream {
+        name: String,
+        source: crate::streams::StreamError,
+    },
+    #[error("delivery `{name}`: {what}")]
+    Format { name: String, what: String },
+    #[error("delivery `{name}`: cannot start its thread: {source}")]
+    Thread {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// What every delivery shares.
+#[derive(Clone)]
+pub struct DeliveryContext {
+    pub data_dir: PathBuf,
+    pub streams: Arc<ShardStreams>,
+    pub clock: SharedClock,
+}
+
+/// The object format a delivery writes.
+pub fn body_format(cfg: &DeliveryConfig) -> Result<Arc<dyn BodyFormat>, DeliveryError> {
+    match cfg.format {
+        DeliveryFormat::Jsonl => Ok(Arc::new(Jsonl(cfg.compression()))),
+        DeliveryFormat::Parquet => Err(DeliveryError::Format {
+            name: cfg.name.clone(),
+            what: "parquet output is not available in this build".into(),
+        }),
+    }
+}
+
+/// Starts a delivery on its own thread; the handle stops it (open buffers are written, briefly).
+pub fn start(
+    cfg: &DeliveryConfig,
+    cx: DeliveryContext,
+    status: Arc<PipeStatus>,
+) -> Result<Handle, DeliveryError> {
+    let format = body_format(cfg)?;
+    let consumer = cx
+        .streams
+        .consumer(&cfg.source, &consumer_name(&cfg.name))
+        .map_err(|source| DeliveryError::Stream {
+            name: cfg.name.clone(),
+            source,
+        })?;
+    let prefix = Prefix::parse(cfg.prefix.as_deref(), &cfg.name, PrefixKind::Data)
+        .expect("validated with the config");
+    let error_prefix = Prefix::parse(
+        Some(
+            &cfg.error_prefix
+                .clone()
+                .unwrap_or_else(|| cfg.default_error_prefix()),
+        ),
+        &cfg.name,
+        PrefixKind::Error,
+    )
+    .expect("validated with the config");
+    let hints = BufferingHints {
+        size: cfg.buffer_size.0,
+        interval: cfg.buffer_interval.0,
+    };
+    let shutdown = Shutdown::new();
+    let worker = Worker {
+        cfg: cfg.clone(),
+        cx,
+        status,
+        consumer,
+        prefix,
+        error_prefix,
+        data: Batcher::new(hints, format.clone()),
+        errors: Batcher::new(hints, Arc::new(Jsonl(Compression::None))),
+        extension: format.extension(),
+        polled: BTreeMap::new(),
+        destination: None,
+        shutdown: shutdown.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("delivery-{}", cfg.name))
+        .spawn(move || worker.run())
+        .map_err(|source| DeliveryError::Thread {
+            name: cfg.name.clone(),
+            source,
+        })?;
+    Ok(Handle::new(
+        "delivery",
+        move || shutdown.trigger(),
+        move || {
+            let _ = thread.join();
+        },
+    ))
+}
+
+/// The consumer a delivery reads with (its checkpoints live in the source stream's directory).
+pub fn consumer_name(delivery: &str) -> String {
+    format!("delivery.{delivery}")
+}
+
+/// Which buffer a record goes to.
+enum Route {
+    Data(String),
+    Error(ErrorOutputType, ErrorRecord),
+}
+
+struct Worker {
+    cfg: DeliveryConfig,
+    cx: DeliveryContext,
+    status: Arc<PipeStatus>,
+    consumer: Consumer,
+    prefix: Prefix,
+    error_prefix: Prefix,
+    data: Batcher,
+    /// Records that could not be partitioned or converted, as Firehose error lines; buffer key
+    /// is the error output type.
+    errors: Batcher,
+    extension: &'static str,
+    /// Per shard, the last sequence number read.
+    polled: BTreeMap<String, String>,
+    destination: Option<Destination>,
+    shutdown: Shutdown,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.status
+                    .failure(Health::Failing, &format!("cannot start its runtime: {e}"));
+                return;
+            }
+        };
+        tracing::info!(
+            delivery = %self.cfg.name,
+            source = %self.cfg.source,
+            target = %self.status.target,
+            "delivery started"
+        );
+        let mut last_lag = std::time::Instant::now() - LAG_INTERVAL;
+        while !self.shutdown.is_triggered() {
+            if last_lag.elapsed() >= LAG_INTERVAL {
+                self.report_lag();
+                last_lag = std::time::Instant::now();
+            }
+            let now = self.now();
+            let mut ready = self.flush_due(now);
+            let read = match self.read(&mut ready) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.status.failure(
+                        Health::Failing,
+                        &format!("reading {}: {e}", self.cfg.source),
+                    );
+                    self.shutdown.wait(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if !ready.is_empty() && !self.write_all(&rt, ready, None) {
+                break; // shutdown while retrying
+            }
+            self.commit();
+            if read == 0 {
+                let wait = self
+                    .next_due()
+                    .map_or(MAX_IDLE_WAIT, |due| {
+                        Duration::from_nanos((due - self.now()).max(0) as u64)
+                    })
+                    .min(MAX_IDLE_WAIT);
+                if let Err(e) = self.consumer.wait(wait) {
+                    tracing::warn!(delivery = %self.cfg.name, "waiting for records: {e}");
+                    self.shutdown.wait(MAX_IDLE_WAIT);
+                }
+            }
+        }
+        self.finish(&rt);
+    }
+
+    fn now(&self) -> UnixNanos {
+        self.cx.clock.now_ns()
+    }
+
+    fn next_due(&self) -> Option<UnixNanos> {
+        [self.data.next_due(), self.errors.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn flush_due(&mut self, now: UnixNanos) -> Vec<(bool, ReadyBatch)> {
+        let mut out = Vec::new();
+        for (is_error, b) in [(false, &mut self.data), (true, &mut self.errors)] {
+            match b.due(now) {
+                Ok(batches) => out.extend(batches.into_iter().map(|r| (is_error, r))),
+                Err(e) => tracing::error!(delivery = %self.cfg.name, "finishing an object: {e}"),
+            }
+        }
+        out
+    }
+
+    /// Reads and buffers one poll's worth of records; full buffers are added to `ready`.
+    fn read(
+        &mut self,
+        ready: &mut Vec<(bool, ReadyBatch)>,
+    ) -> Result<usize, crate::streams::StreamError> {
+        let records = self.consumer.poll(POLL_RECORDS)?;
+        let lost = self.consumer.take_lost();
+        if lost > 0 {
+            self.status.add(&self.status.lost_records, lost);
+        }
+        let now = self.now();
+        for (shard, rec) in &records {
+            self.buffer(shard, rec, now, ready);
+            self.polled
+                .insert(shard.clone(), rec.sequence_number.clone());
+        }
+        Ok(records.len())
+    }
+
+    fn buffer(
+        &mut self,
+        shard: &str,
+        rec: &StoredRecord,
+        now: UnixNanos,
+        ready: &mut Vec<(bool, ReadyBatch)>,
+    ) {
+        let key = match self.route(rec) {
+            Route::Data(key) => key,
+            Route::Error(kind, err) => {
+                self.push_error(kind, err, shard, rec, now, ready);
+                return;
+            }
+        };
+        let source = SourceRecord {
+            shard,
+            sequence: &rec.sequence_number,
+            arrival_ns: rec.arrival_ns,
+            data: &rec.data,
+        };
+        match self.data.push(&key, source, now) {
+            Ok(Some(batch)) => ready.push((false, batch)),
+            Ok(None) => {}
+            Err(PushError::Convert(e)) => {
+                let err = ErrorRecord::new(e.code, e.message, rec.arrival_ns, &rec.data);
+                self.push_error(
+                    ErrorOutputType::FormatConversionFailed,
+                    err,
+                    shard,
+                    rec,
+                    now,
+                    ready,
+                );
+            }
+            // An in-memory encoder failed (allocation): the record goes to the error output
+            // rather than being skipped.
+            Err(PushError::Io(e)) => {
+                let err = ErrorRecord::new(
+                    "Processing.Failed",
+                    e.to_string(),
+                    rec.arrival_ns,
+                    &rec.data,
+                );
+                self.push_error(
+                    ErrorOutputType::ProcessingFailed,
+                    err,
+                    shard,
+                    rec,
+                    now,
+                    ready,
+                );
+            }
+        }
+    }
+
+    fn push_error(
+        &mut self,
+        kind: ErrorOutputType,
+        err: ErrorRecord,
+        shard: &str,
+        rec: &StoredRecord,
+        now: UnixNanos,
+        ready: &mut Vec<(bool, ReadyBatch)>,
+    ) {
+        let line = err.to_json_line();
+        let r = SourceRecord {
+            shard,
+            sequence: &rec.sequence_number,
+            arrival_ns: rec.arrival_ns,
+            data: &line,
+        };
+        match self.errors.push(kind.as_str(), r, now) {
+            Ok(Some(batch)) => ready.push((true, batch)),
+            Ok(None) => {}
+            Err(e) => tracing::error!(delivery = %self.cfg.name, "encoding an error record: {e}"),
+        }
+    }
+
+    /// The buffer a record goes to: its partition values (dynamic partitioning) or an error.
+    fn route(&self, rec: &StoredRecord) -> Route {
+        if !self.prefix.is_dynamic() {
+            return Route::Data(String::from("[]"));
+        }
+        let json: Option<serde_json::Value> = serde_json::from_slice(&rec.data).ok();
+        match self.prefix.partition_values(json.as_ref()) {
+            Ok(values) => Route::Data(serde_json::to_string(&values).expect("strings serialize")),
+            Err(e) => Route::Error(
+                ErrorOutputType::PartitioningFailed,
+                ErrorRecord::new(
+                    "DynamicPartitioning.MetadataExtractionFailed",
+                    e.to_string(),
+                    rec.arrival_ns,
+                    &rec.data,
+                ),
+            ),
+        }
+    }
+
+    /// Writes every batch, retrying each until it is confirmed. Returns false if shutdown came
+    /// first (or `deadline` passed): the rest is read again at the next start.
+    fn write_all(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        ready: Vec<(bool, ReadyBatch)>,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        for (is_error, batch) in ready {
+            if !batch.has_rows {
+                // Nothing to write (e.g. Parquet rows from heartbeat records only): done.
+                continue;
+            }
+            let key = self.object_key(is_error, &batch);
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+            loop {
+                let started = std::time::Instant::now();
+                let result = match self.destination() {
+                    Ok(d) => {
+                        let body = batch.body.clone();
+                        rt.block_on(async {
+                            let put = d.put(&key, body);
+                            match deadline {
+                                Some(t) => tokio::time::timeout_at(t.into(), put)
+                                    .await
+                                    .unwrap_or_else(|_| {
+                                        Err(DestinationError::Transient {
+                                            location: key.clone(),
+                                            detail: "shutdown deadline".into(),
+                                        })
+                                    }),
+                                None => put.await,
+                            }
+                        })
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        self.status.success(self.now());
+                        self.status.add(&self.status.objects, 1);
+                        self.status.add(&self.status.bytes, batch.body.len() as u64);
+                        let counter = if is_error {
+                            &self.status.error_records
+                        } else {
+                            &self.status.records
+                        };
+                        self.status.add(counter, batch.records as u64);
+                        tracing::debug!(
+                            delivery = %self.cfg.name,
+                            key = %key,
+                            records = batch.records,
+                            bytes = batch.body.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "object written"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        let health = match e.kind() {
+                            FailureKind::Retry => Health::Retrying,
+                            FailureKind::Fix => Health::Failing,
+                        };
+                        self.status.failure(health, &e.to_string());
+                        if matches!(
+                            e,
+                            DestinationError::Setup(_) | DestinationError::CreateDir { .. }
+                        ) {
+                            self.destination = None;
+                        }
+                        let pause = backoff.next_delay();
+                        let pause = deadline.map_or(pause, |t| {
+                            pause.min(t.saturating_duration_since(std::time::Instant::now()))
+                        });
+                        if self.shutdown.wait(pause) && deadline.is_none() {
+                            return false;
+                        }
+                        if deadline.is_some_and(|t| std::time::Instant::now() >= t) {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn destination(&mut self) -> Result<&Destination, DestinationError> {
+        if self.destination.is_none() {
+            self.destination = Some(Destination::open(&self.cfg.destination, &self.cx.data_dir)?);
+        }
+        Ok(self.destination.as_ref().expect("set above"))
+    }
+
+    fn object_key(&self, is_error: bool, batch: &ReadyBatch) -> String {
+        let origin = BatchOrigin {
+            delivery: &self.cfg.name,
+            shard: &batch.first_shard,
+            first_sequence: &batch.first_sequence,
+            prefix: &batch.prefix,
+        };
+        let random = origin.random_string();
+        if is_error {
+            let prefix =
+                self.error_prefix
+                    .render(&[], batch.oldest_arrival_ns, &random, &batch.prefix);
+            let key = BatchOrigin {
+                prefix: &prefix,
+                ..origin
+            };
+            key.object_key(batch.oldest_arrival_ns, "")
+        } else {
+            let values: Vec<String> = serde_json::from_str(&batch.prefix).unwrap_or_default();
+            let prefix = self
+                .prefix
+                .render(&values, batch.oldest_arrival_ns, &random, "");
+            BatchOrigin {
+                prefix: &prefix,
+                ..origin
+            }
+            .object_key(batch.oldest_arrival_ns, self.extension)
+        }
+    }
+
+    /// Moves each shard's checkpoint up to the record before the first one an open buffer
+    /// still holds (everything before it is in confirmed objects).
+    fn commit(&mut self) {
+        for (shard, last) in &self.polled {
+            let held = [self.data.safe_before(shard), self.errors.safe_before(shard)]
+                .into_iter()
+                .flatten()
+                .min();
+            let target = match held {
+                None => Some(last.clone()),
+                Some(first_held) => parse_sequence_number(first_held)
+                    .and_then(|(i, off)| off.checked_sub(1).map(|o| sequence_number(i, o))),
+            };
+            let Some(target) = target else { continue };
+            if self.consumer.checkpoint(shard).as_deref() >= Some(target.as_str()) {
+                continue;
+            }
+            if let Err(e) = self.consumer.commit(shard, &target) {
+                tracing::error!(delivery = %self.cfg.name, shard = %shard, "checkpoint: {e}");
+            }
+        }
+    }
+
+    fn report_lag(&mut self) {
+        match self.consumer.lag() {
+            Ok(lag) => self.status.set_lag(lag, self.now()),
+            Err(e) => tracing::debug!(delivery = %self.cfg.name, "lag: {e}"),
+        }
+    }
+
+    /// Shutdown: writes what the buffers hold (bounded), checkpoints what was confirmed.
+    fn finish(&mut self, rt: &tokio::runtime::Runtime) {
+        let mut ready = Vec::new();
+        for (is_error, b) in [(false, &mut self.data), (true, &mut self.errors)] {
+            match b.drain() {
+                Ok(batches) => ready.extend(batches.into_iter().map(|r| (is_error, r))),
+                Err(e) => tracing::error!(delivery = %self.cfg.name, "finishing an object: {e}"),
+            }
+        }
+        let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH;
+        if self.write_all(rt, ready, Some(deadline)) {
+            self.commit();
+        } else {
+            tracing::warn!(
+                delivery = %self.cfg.name,
+                "stopped before every buffer was written: those records are delivered after the next start"
+            );
+        }
+        tracing::info!(delivery = %self.cfg.name, "delivery stopped");
+    }
+}

@@ -1,0 +1,180 @@
+//! What a delivery or forwarder reports: its health, counters, lag and last error, read by the
+//! status log, `GET /api/v1/deliveries` and `vidgest deliveries`.
+
+use crate::clock::UnixNanos;
+use crate::streams::ConsumerLag;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    /// Keeping up: the last write succeeded.
+    Healthy,
+    /// A transient failure (connection, timeout, 5xx); retrying with backoff.
+    Retrying,
+    /// A failure the operator must fix (denied, no such bucket or stream); still retrying, slower.
+    Failing,
+}
+
+#[derive(Debug, Default)]
+struct Mutable {
+    health: Option<Health>,
+    last_error: Option<String>,
+    last_success_ns: Option<UnixNanos>,
+    lag: ConsumerLag,
+}
+
+/// One pipeline's live status. Counters only grow.
+#[derive(Debug)]
+pub struct PipeStatus {
+    pub name: String,
+    /// `delivery`, `forward-kinesis`, `forward-mqtt`.
+    pub kind: &'static str,
+    pub source: String,
+    /// Where records go (`s3://bucket`, a directory, `kinesis://stream`, `mqtt://host`).
+    pub target: String,
+    /// Stream retention, for the "records would age out" warning.
+    pub source_retention_s: u64,
+    /// Records confirmed delivered (in an object or acknowledged).
+    pub records: AtomicU64,
+    /// Objects written (deliveries) or requests acknowledged (forwarders).
+    pub objects: AtomicU64,
+    /// Bytes written (compressed object bytes, or record bytes for forwarders).
+    pub bytes: AtomicU64,
+    /// Records written to the error prefix (could not be partitioned or converted).
+    pub error_records: AtomicU64,
+    /// Records that aged out of the source stream before they were delivered.
+    pub lost_records: AtomicU64,
+    m: Mutex<Mutable>,
+}
+
+/// A copy for JSON and the CLI.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct StatusSnapshot {
+    pub name: String,
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub state: String,
+    pub lag_records: u64,
+    /// Age of the oldest undelivered record, seconds.
+    pub lag_seconds: f64,
+    pub records: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub error_records: u64,
+    pub lost_records: u64,
+    pub last_error: Option<String>,
+    /// RFC 3339 time of the last successful write.
+    pub last_success: Option<String>,
+}
+
+impl PipeStatus {
+    pub fn new(
+        name: &str,
+        kind: &'static str,
+        source: &str,
+        target: &str,
+        source_retention_s: u64,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            source: source.to_string(),
+            target: target.to_string(),
+            source_retention_s,
+            records: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            error_records: AtomicU64::new(0),
+            lost_records: AtomicU64::new(0),
+            m: Mutex::new(Mutable::default()),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.m.lock().health.unwrap_or(Health::Starting)
+    }
+
+    /// A write succeeded: healthy (logged when it recovers from a failure).
+    pub fn success(&self, now: UnixNanos) {
+        let mut m = self.m.lock();
+        if matches!(m.health, Some(Health::Retrying | Health::Failing)) {
+            tracing::info!(pipeline = %self.name, target = %self.target, "recovered: writing again");
+        }
+        m.health = Some(Health::Healthy);
+        m.last_success_ns = Some(now);
+    }
+
+    /// A write failed; logged once per change of state or message, not per attempt.
+    pub fn failure(&self, health: Health, error: &str) {
+        let mut m = self.m.lock();
+        let changed = m.health != Some(health) || m.last_error.as_deref() != Some(error);
+        if changed {
+            match health {
+                Health::Failing => {
+                    tracing::error!(pipeline = %self.name, target = %self.target, "{error} (retrying)")
+                }
+                _ => {
+                    tracing::warn!(pipeline = %self.name, target = %self.target, "{error} (retrying)")
+                }
+            }
+        }
+        m.health = Some(health);
+        m.last_error = Some(error.to_string());
+    }
+
+    pub fn add(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records the consumer's lag; warns once when the oldest undelivered record is older than
+    /// half the source stream's retention (it would age out undelivered).
+    pub fn set_lag(&self, lag: ConsumerLag, now: UnixNanos) {
+        let mut m = self.m.lock();
+        let age = |l: &ConsumerLag| l.oldest_arrival_ns.map_or(0, |t| (now - t).max(0) as u64);
+        let half = self.source_retention_s * 1_000_000_000 / 2;
+        let was = age(&m.lag) >= half;
+        let is = age(&lag) >= half;
+        if is && !was {
+            tracing::warn!(
+                pipeline = %self.name,
+                stream = %self.source,
+                lag_records = lag.records,
+                lag_s = age(&lag) / 1_000_000_000,
+                "undelivered records are older than half the stream's retention: they will age out and be lost unless delivery catches up"
+            );
+        }
+        m.lag = lag;
+    }
+
+    pub fn snapshot(&self, now: UnixNanos) -> StatusSnapshot {
+        let m = self.m.lock();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatusSnapshot {
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            source: self.source.clone(),
+            target: self.target.clone(),
+            state: serde_json::to_value(m.health.unwrap_or(Health::Starting))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            lag_records: m.lag.records,
+            lag_seconds: m
+                .lag
+                .oldest_arrival_ns
+                .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9),
+            records: get(&self.records),
+            objects: get(&self.objects),
+            bytes: get(&self.bytes),
+            error_records: get(&self.error_records),
+            lost_records: get(&self.lost_records),
+            last_error: m.last_error.clone(),
+            last_success: m.last_success_ns.map(crate::clock::format_rfc3339),
+        }
+    }
+}
