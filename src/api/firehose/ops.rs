@@ -395,3 +395,93 @@ mod tests {
         assert!(e.message.contains("enum value set"), "{}", e.message);
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use crate::api::firehose::test_delivery;
+    use crate::api::kinesis::IteratorKey;
+    use crate::api::Auth;
+    use crate::streams::{ShardStreams, ShardStreamsOptions, StartPosition};
+    use std::sync::Arc;
+
+    fn state(dir: &std::path::Path, deliveries: &[DeliveryConfig]) -> ApiState {
+        let clock = crate::clock::system_clock();
+        let streams =
+            ShardStreams::open(dir, ShardStreamsOptions::default(), clock.clone()).unwrap();
+        streams.create_stream("detections", 2, 24).unwrap();
+        ApiState::new(streams, Auth::default(), clock, IteratorKey::random())
+            .with_firehose(Arc::new(Deliveries::new(deliveries, 0)))
+    }
+
+    fn b64(data: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+
+    #[tokio::test]
+    async fn a_record_id_finds_the_record_in_the_source_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(
+            dir.path(),
+            &[test_delivery("name = \"d\"\nsource = \"detections\"\n")],
+        );
+        let body = json!({ "DeliveryStreamName": "d", "Record": { "Data": b64(b"hello\n") } });
+        let out = dispatch(&s, "PutRecord", body).await.unwrap();
+        assert_eq!(out["Encrypted"], false);
+        let id = out["RecordId"].as_str().unwrap();
+        let (shard, seq) = id.split_once(':').unwrap();
+        let pos = s
+            .streams
+            .resolve("detections", shard, StartPosition::AtSequence(seq.into()))
+            .unwrap();
+        let got = s
+            .streams
+            .read("detections", shard, pos, 1, 1 << 20)
+            .unwrap();
+        assert_eq!(got.records[0].data, b"hello\n");
+        assert_eq!(got.records[0].sequence_number, seq);
+        let key = uuid::Uuid::parse_str(&got.records[0].partition_key).unwrap();
+        assert_eq!(key.get_version_num(), 4);
+    }
+
+    /// A delivery whose source stream is missing (a camera's detection stream before the camera
+    /// created it) cannot take records: retryable 503, nothing written elsewhere.
+    #[tokio::test]
+    async fn a_missing_source_is_service_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_delivery("name = \"d\"\nsource = \"detections\"\n");
+        d.source = "not-yet".into();
+        let s = state(dir.path(), &[d]);
+        for (op, body) in [
+            (
+                "PutRecord",
+                json!({ "DeliveryStreamName": "d", "Record": { "Data": b64(b"x") } }),
+            ),
+            (
+                "PutRecordBatch",
+                json!({ "DeliveryStreamName": "d", "Records": [{ "Data": b64(b"x") }] }),
+            ),
+        ] {
+            let e = dispatch(&s, op, body).await.unwrap_err();
+            assert_eq!(e.kind, "ServiceUnavailableException", "{op}");
+            assert_eq!(
+                e.status,
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "{op}"
+            );
+            assert!(e.message.contains("not-yet"), "{}", e.message);
+        }
+        // the description does not depend on the source existing
+        let out = dispatch(
+            &s,
+            "DescribeDeliveryStream",
+            json!({ "DeliveryStreamName": "d" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out["DeliveryStreamDescription"]["DeliveryStreamStatus"],
+            "ACTIVE"
+        );
+    }
+}
