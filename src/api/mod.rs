@@ -163,6 +163,60 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn parts(target: &str, content_type: &str) -> axum::http::request::Parts {
+        let (parts, ()) = axum::http::Request::post("/")
+            .header("x-amz-target", target)
+            .header("content-type", content_type)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    /// `POST /` takes each service's scope and answers refusals in that service's format.
+    #[test]
+    fn aws_json_auth_follows_the_target() {
+        let json = kinesis::CONTENT_TYPE;
+        for (target, scope) in [
+            ("Firehose_20150804.ListDeliveryStreams", Scope::Read),
+            ("Firehose_20150804.DescribeDeliveryStream", Scope::Read),
+            ("Firehose_20150804.PutRecord", Scope::Write),
+            ("Firehose_20150804.PutRecordBatch", Scope::Write),
+            // a Kinesis read operation under Firehose's target is no Firehose read
+            ("Firehose_20150804.ListStreams", Scope::Write),
+            ("Kinesis_20131202.ListStreams", Scope::Read),
+            ("Kinesis_20131202.GetRecords", Scope::Read),
+            ("Kinesis_20131202.PutRecords", Scope::Write),
+            ("Nope.ListStreams", Scope::Write),
+        ] {
+            assert_eq!(
+                (AWS_JSON_AUTH.scope)(&parts(target, json)),
+                scope,
+                "{target}"
+            );
+        }
+        let denied = (AWS_JSON_AUTH.refuse)(
+            AuthError::Denied,
+            &parts("Firehose_20150804.PutRecordBatch", json),
+        );
+        assert_eq!(
+            denied.headers()["x-amzn-ErrorType"],
+            "AccessDeniedException"
+        );
+        assert_eq!(denied.headers()["content-type"], json);
+        let cbor = (AWS_JSON_AUTH.refuse)(
+            AuthError::Unrecognized,
+            &parts("Kinesis_20131202.GetRecords", kinesis::CBOR_CONTENT_TYPE),
+        );
+        assert_eq!(
+            cbor.headers()["x-amzn-ErrorType"],
+            "UnrecognizedClientException"
+        );
+        assert_eq!(cbor.headers()["content-type"], kinesis::CBOR_CONTENT_TYPE);
+    }
+
     #[tokio::test]
     async fn request_ids_are_fresh_v4_uuids() {
         let id = || async {
