@@ -164,29 +164,107 @@ fn source_record(data: Vec<u8>) -> PutRecord {
     }
 }
 
-/// Appends to the delivery's source stream off the async workers (the store fsyncs).
+/// What became of one record.
+enum Outcome {
+    Written(PutResult),
+    /// Over its shard's budget (source stream with `enforce_limits`): Firehose's "Slow down."
+    Throttled,
+    Failed(StreamError),
+}
+
+fn slow_down() -> KinesisError {
+    KinesisError {
+        kind: "ServiceUnavailableException",
+        message: "Slow down.".into(),
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Which records exceed their shard's write budget when the source stream applies the real
+/// service's limits (`[[stream]] enforce_limits`): the Firehose route must not bypass them.
+fn throttled(
+    state: &ApiState,
+    delivery: &DeliveryConfig,
+    records: &[PutRecord],
+) -> Result<Vec<bool>, KinesisError> {
+    if !state.limited_streams.lock().contains(&delivery.source) {
+        return Ok(vec![false; records.len()]);
+    }
+    let info = state
+        .streams
+        .describe(&delivery.source)
+        .map_err(|e| source_error(delivery, e))?;
+    Ok(records
+        .iter()
+        .map(|r| {
+            let h = crate::streams::hash_key(&r.partition_key);
+            let shard = info
+                .shards
+                .iter()
+                .find(|s| s.starting_hash_key <= h && h <= s.ending_hash_key)
+                .map(|s| s.shard_id.as_str())
+                .unwrap_or_default();
+            !state.limits.try_write(
+                &delivery.source,
+                shard,
+                r.data.len() + r.partition_key.len(),
+            )
+        })
+        .collect())
+}
+
+fn source_error(delivery: &DeliveryConfig, e: StreamError) -> KinesisError {
+    match e {
+        // A delivery whose source does not exist (yet): the service is not able to take it.
+        StreamError::NotFound(_) => KinesisError {
+            kind: "ServiceUnavailableException",
+            message: format!(
+                "Firehose {} cannot take records now: its source stream {} does not exist.",
+                delivery.name, delivery.source
+            ),
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        },
+        other => KinesisError::from_store(other),
+    }
+}
+
+/// Appends the records to the delivery's source stream (one group commit, off the async
+/// workers: the store fsyncs); outcomes in request order.
 async fn append(
     state: &ApiState,
     delivery: &DeliveryConfig,
-    records: Vec<PutRecord>,
-) -> Result<Vec<Result<PutResult, StreamError>>, KinesisError> {
+    data: Vec<Vec<u8>>,
+) -> Result<Vec<Outcome>, KinesisError> {
+    let records: Vec<PutRecord> = data.into_iter().map(source_record).collect();
+    let throttled = throttled(state, delivery, &records)?;
+    let to_write: Vec<PutRecord> = records
+        .into_iter()
+        .zip(&throttled)
+        .filter(|(_, t)| !**t)
+        .map(|(r, _)| r)
+        .collect();
     let streams = state.streams.clone();
-    let (name, source) = (delivery.name.clone(), delivery.source.clone());
-    tokio::task::spawn_blocking(move || {
-        streams.put_many(&source, records).map_err(|e| match e {
-            // A delivery whose source does not exist (yet): the service is not able to take it.
-            StreamError::NotFound(_) => KinesisError {
-                kind: "ServiceUnavailableException",
-                message: format!(
-                    "Firehose {name} cannot take records now: its source stream {source} does not exist."
-                ),
-                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            },
-            other => KinesisError::from_store(other),
+    let source = delivery.source.clone();
+    let mut written = tokio::task::spawn_blocking(move || streams.put_many(&source, to_write))
+        .await
+        .map_err(|e| KinesisError::internal(format!("worker failed: {e}")))?
+        .map_err(|e| source_error(delivery, e))?
+        .into_iter();
+    Ok(throttled
+        .into_iter()
+        .map(|t| {
+            if t {
+                return Outcome::Throttled;
+            }
+            match written.next() {
+                Some(Ok(r)) => Outcome::Written(r),
+                Some(Err(e)) => Outcome::Failed(e),
+                None => Outcome::Failed(StreamError::InvalidArgument(
+                    "no result for the record".into(),
+                )),
+            }
         })
-    })
-    .await
-    .map_err(|e| KinesisError::internal(format!("worker failed: {e}")))?
+        .collect())
 }
 
 fn lookup<'a>(state: &'a ApiState, name: &str) -> Result<&'a DeliveryConfig, KinesisError> {
@@ -200,19 +278,13 @@ async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
         .get("Record")
         .filter(|v| !v.is_null())
         .ok_or_else(|| KinesisError::missing("record"))?;
-    let data = record_data(record, "record.")?;
-    let data = vec![data];
+    let data = vec![record_data(record, "record.")?];
     check_record_sizes(&data, |_| "record.".to_string())?;
     let delivery = lookup(state, name)?;
-    let mut written = append(
-        state,
-        delivery,
-        data.into_iter().map(source_record).collect(),
-    )
-    .await?;
-    match written.pop() {
-        Some(Ok(r)) => Ok(json!({ "RecordId": record_id(&r), "Encrypted": false })),
-        Some(Err(e)) => Err(KinesisError::from_store(e)),
+    match append(state, delivery, data).await?.pop() {
+        Some(Outcome::Written(r)) => Ok(json!({ "RecordId": record_id(&r), "Encrypted": false })),
+        Some(Outcome::Throttled) => Err(slow_down()),
+        Some(Outcome::Failed(e)) => Err(KinesisError::from_store(e)),
         None => Err(KinesisError::internal("no result for the record")),
     }
 }
@@ -242,18 +314,18 @@ async fn put_record_batch(state: &ApiState, req: Request<'_>) -> OpResult {
         ));
     }
     let delivery = lookup(state, name)?;
-    let written = append(
-        state,
-        delivery,
-        data.into_iter().map(source_record).collect(),
-    )
-    .await?;
     let mut failed = 0;
-    let responses: Vec<Value> = written
+    let responses: Vec<Value> = append(state, delivery, data)
+        .await?
         .into_iter()
-        .map(|r| match r {
-            Ok(r) => json!({ "RecordId": record_id(&r) }),
-            Err(e) => {
+        .map(|o| match o {
+            Outcome::Written(r) => json!({ "RecordId": record_id(&r) }),
+            Outcome::Throttled => {
+                failed += 1;
+                let e = slow_down();
+                json!({ "ErrorCode": e.kind, "ErrorMessage": e.message })
+            }
+            Outcome::Failed(e) => {
                 failed += 1;
                 tracing::warn!(delivery = %name, "PutRecordBatch record failed: {e}");
                 json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." })
@@ -406,7 +478,14 @@ mod store_tests {
     use std::sync::Arc;
 
     fn state(dir: &std::path::Path, deliveries: &[DeliveryConfig]) -> ApiState {
-        let clock = crate::clock::system_clock();
+        state_with_clock(dir, deliveries, crate::clock::system_clock())
+    }
+
+    fn state_with_clock(
+        dir: &std::path::Path,
+        deliveries: &[DeliveryConfig],
+        clock: crate::clock::SharedClock,
+    ) -> ApiState {
         let streams =
             ShardStreams::open(dir, ShardStreamsOptions::default(), clock.clone()).unwrap();
         streams.create_stream("detections", 2, 24).unwrap();
@@ -483,5 +562,46 @@ mod store_tests {
             out["DeliveryStreamDescription"]["DeliveryStreamStatus"],
             "ACTIVE"
         );
+    }
+
+    /// A source stream with `enforce_limits` keeps its per-shard write budget (1000 records/s)
+    /// for Firehose puts too: records beyond it fail alone with "Slow down.".
+    #[tokio::test]
+    async fn a_limited_source_throttles_records_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(1_764_000_000_000_000_000);
+        let s = state_with_clock(
+            dir.path(),
+            &[test_delivery("name = \"d\"\nsource = \"detections\"\n")],
+            clock.clone(),
+        );
+        s.enforce_limits("detections", true);
+        let batch = json!({
+            "DeliveryStreamName": "d",
+            "Records": vec![json!({ "Data": b64(b"r") }); 500],
+        });
+        let (mut written, mut throttled) = (0, 0);
+        for _ in 0..5 {
+            let out = dispatch(&s, "PutRecordBatch", batch.clone()).await.unwrap();
+            let entries = out["RequestResponses"].as_array().unwrap();
+            let slow = entries
+                .iter()
+                .filter(|e| e["ErrorCode"] == "ServiceUnavailableException")
+                .inspect(|e| assert_eq!(e["ErrorMessage"], "Slow down."))
+                .count();
+            assert_eq!(out["FailedPutCount"], slow);
+            throttled += slow;
+            written += entries.iter().filter(|e| e["RecordId"].is_string()).count();
+        }
+        // 2 shards x 1000 records; 2,500 random keys overfill both (by ~10 sigma)
+        assert_eq!((written, throttled), (2000, 500));
+        let one = json!({ "DeliveryStreamName": "d", "Record": { "Data": b64(b"r") } });
+        let e = dispatch(&s, "PutRecord", one.clone()).await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.status.as_u16()),
+            ("ServiceUnavailableException", 503)
+        );
+        clock.advance(std::time::Duration::from_secs(1));
+        dispatch(&s, "PutRecord", one).await.unwrap();
     }
 }
