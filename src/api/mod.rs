@@ -1,5 +1,5 @@
-//! The one HTTP listener (axum): Kinesis and Firehose JSON 1.1 on `POST /`, `/healthz`; the KVS-compatible,
-//! REST, metrics and UI routes join here in later issues.
+//! The one HTTP listener (axum): Kinesis and Firehose JSON 1.1 on `POST /`, `/healthz`; the
+//! KVS-compatible, REST, metrics and UI routes join here in later issues.
 
 mod auth;
 mod body;

@@ -2,7 +2,8 @@
 //! the one listener, so programs on the device can push into a delivery with a stock `firehose`
 //! client: PutRecord, PutRecordBatch, ListDeliveryStreams, DescribeDeliveryStream. A delivery
 //! (`[[delivery]]`) reads a shard stream; putting into it appends to that stream (docs/delivery.md,
-//! "Firehose-compatible ingest"). It shares the Kinesis route's auth, error shape and body reading.
+//! "Firehose-compatible ingest"). It shares the Kinesis route's auth, error shape and body reading:
+//! errors are `KinesisError`s, which are the `{"__type", "message"}` shape of both services.
 
 mod describe;
 mod ops;

@@ -46,17 +46,20 @@ fn not_found(name: &str) -> KinesisError {
     ))
 }
 
+/// A field as the service's validation messages spell it (camelCase).
+fn member(field: &str) -> String {
+    let mut c = field.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// `DeliveryStreamName`: present, 1..64 of `[a-zA-Z0-9_.-]` (the model's constraints).
 fn delivery_name<'a>(req: &Request<'a>, field: &str) -> Result<Option<&'a str>, KinesisError> {
     let Some(name) = req.opt_str(field)? else {
         return Ok(None);
     };
-    let member = {
-        let mut c = field.chars();
-        c.next()
-            .map(|f| f.to_lowercase().chain(c).collect::<String>())
-            .unwrap_or_default()
-    };
+    let member = member(field);
     let constraint = if name.is_empty() {
         "Member must have length greater than or equal to 1"
     } else if name.len() > 64 {
@@ -93,9 +96,8 @@ fn opt_range(req: &Request, field: &str, min: i64, max: i64) -> Result<Option<i6
     } else {
         return Ok(Some(v));
     };
-    let member = field[..1].to_lowercase() + &field[1..];
     Err(KinesisError::validation(
-        &member,
+        &member(field),
         &format!("'{v}'"),
         &constraint,
     ))
