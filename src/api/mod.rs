@@ -1,8 +1,9 @@
-//! The one HTTP listener (axum): Kinesis JSON 1.1 on `POST /`, `/healthz`; the KVS-compatible,
-//! REST, metrics and UI routes join here in later issues.
+//! The one HTTP listener (axum): Kinesis and Firehose JSON 1.1 on `POST /`, `/healthz`; the
+//! KVS-compatible, REST, metrics and UI routes join here in later issues.
 
 mod auth;
 mod body;
+pub mod firehose;
 pub mod kinesis;
 mod rest;
 mod server;
@@ -12,7 +13,10 @@ pub use server::{serve_with, Handshake, HttpOptions, Plain};
 
 use crate::clock::SharedClock;
 use crate::streams::ShardStreams;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use parking_lot::Mutex;
@@ -37,6 +41,8 @@ pub struct ApiState {
     pub video: Option<Arc<crate::store::Store>>,
     /// State and counters of the running cameras (REST, UI and metrics read them).
     pub cameras: Arc<[Arc<crate::capture::CameraStatus>]>,
+    /// The `[[delivery]]` streams the Firehose API serves.
+    pub firehose: Arc<firehose::Deliveries>,
 }
 
 impl ApiState {
@@ -56,7 +62,14 @@ impl ApiState {
             body_timeout: HttpOptions::default().body_timeout,
             video: None,
             cameras: Arc::new([]),
+            firehose: Arc::default(),
         }
+    }
+
+    /// Gives the Firehose API its delivery streams (`daemon::http::firehose_deliveries`).
+    pub fn with_firehose(mut self, deliveries: Arc<firehose::Deliveries>) -> Self {
+        self.firehose = deliveries;
+        self
     }
 
     /// Gives the handlers the video store and the cameras' statuses.
@@ -80,21 +93,47 @@ impl ApiState {
     }
 }
 
+/// Kinesis and Firehose share `POST /` (both AWS JSON 1.1); X-Amz-Target tells them apart, and
+/// Kinesis answers any target that is not Firehose's.
+async fn aws_json(state: State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    if firehose::targets(&headers) {
+        firehose::handle(state, headers, body).await
+    } else {
+        kinesis::handle(state, headers, body).await
+    }
+}
+
+/// The auth of `POST /`: the scope and refusal of the service the target names.
+const AWS_JSON_AUTH: RouteAuth = RouteAuth {
+    scope: |parts| {
+        if firehose::targets(&parts.headers) {
+            (firehose::AUTH.scope)(parts)
+        } else {
+            (kinesis::AUTH.scope)(parts)
+        }
+    },
+    refuse: |e, parts| {
+        if firehose::targets(&parts.headers) {
+            (firehose::AUTH.refuse)(e, parts)
+        } else {
+            (kinesis::AUTH.refuse)(e, parts)
+        }
+    },
+};
+
 /// Route families, each behind the one auth middleware with its own `RouteAuth` (only
-/// /healthz is open). Body size limits are per route: the Kinesis route reads its body itself
-/// with a limit per operation (`kinesis::body_limit`); other routes get a small default.
+/// /healthz is open). Body size limits are per route: the Kinesis and Firehose route reads its
+/// body itself with a limit per operation (`kinesis::body_limit`, `firehose::body_limit`); other
+/// routes get a small default.
 pub fn router(state: ApiState) -> Router {
     let guard = |route: RouteAuth| {
         axum::middleware::from_fn_with_state((state.auth.clone(), route), auth::require)
     };
-    let kinesis = Router::new()
-        .route(
-            "/",
-            post(kinesis::handle).layer(DefaultBodyLimit::disable()),
-        )
-        .route_layer(guard(kinesis::AUTH));
+    let aws = Router::new()
+        .route("/", post(aws_json).layer(DefaultBodyLimit::disable()))
+        .route_layer(guard(AWS_JSON_AUTH));
     Router::new()
-        .merge(kinesis)
+        .merge(aws)
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))
@@ -124,6 +163,60 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn parts(target: &str, content_type: &str) -> axum::http::request::Parts {
+        let (parts, ()) = axum::http::Request::post("/")
+            .header("x-amz-target", target)
+            .header("content-type", content_type)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    /// `POST /` takes each service's scope and answers refusals in that service's format.
+    #[test]
+    fn aws_json_auth_follows_the_target() {
+        let json = kinesis::CONTENT_TYPE;
+        for (target, scope) in [
+            ("Firehose_20150804.ListDeliveryStreams", Scope::Read),
+            ("Firehose_20150804.DescribeDeliveryStream", Scope::Read),
+            ("Firehose_20150804.PutRecord", Scope::Write),
+            ("Firehose_20150804.PutRecordBatch", Scope::Write),
+            // a Kinesis read operation under Firehose's target is no Firehose read
+            ("Firehose_20150804.ListStreams", Scope::Write),
+            ("Kinesis_20131202.ListStreams", Scope::Read),
+            ("Kinesis_20131202.GetRecords", Scope::Read),
+            ("Kinesis_20131202.PutRecords", Scope::Write),
+            ("Nope.ListStreams", Scope::Write),
+        ] {
+            assert_eq!(
+                (AWS_JSON_AUTH.scope)(&parts(target, json)),
+                scope,
+                "{target}"
+            );
+        }
+        let denied = (AWS_JSON_AUTH.refuse)(
+            AuthError::Denied,
+            &parts("Firehose_20150804.PutRecordBatch", json),
+        );
+        assert_eq!(
+            denied.headers()["x-amzn-ErrorType"],
+            "AccessDeniedException"
+        );
+        assert_eq!(denied.headers()["content-type"], json);
+        let cbor = (AWS_JSON_AUTH.refuse)(
+            AuthError::Unrecognized,
+            &parts("Kinesis_20131202.GetRecords", kinesis::CBOR_CONTENT_TYPE),
+        );
+        assert_eq!(
+            cbor.headers()["x-amzn-ErrorType"],
+            "UnrecognizedClientException"
+        );
+        assert_eq!(cbor.headers()["content-type"], kinesis::CBOR_CONTENT_TYPE);
+    }
+
     #[tokio::test]
     async fn request_ids_are_fresh_v4_uuids() {
         let id = || async {

@@ -1,8 +1,19 @@
 //! The HTTP API subsystem: the one listener, served on the daemon's runtime.
 
-use crate::api::{ApiState, HttpOptions};
+use crate::api::{firehose, ApiState, HttpOptions};
+use crate::clock::SharedClock;
+use crate::config::Config;
 use crate::lifecycle::{Handle, Shutdown};
 use anyhow::Context;
+use std::sync::Arc;
+
+/// The delivery streams the Firehose API serves: every `[[delivery]]`, created now.
+pub fn firehose_deliveries(config: &Config, clock: &SharedClock) -> Arc<firehose::Deliveries> {
+    Arc::new(firehose::Deliveries::new(
+        &config.deliveries,
+        clock.now_ns(),
+    ))
+}
 
 pub fn start(
     runtime: &tokio::runtime::Runtime,

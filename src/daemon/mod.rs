@@ -82,7 +82,8 @@ impl Daemon {
             clock.clone(),
             iterator_key,
         )
-        .with_cameras(store.clone(), statuses.clone());
+        .with_cameras(store.clone(), statuses.clone())
+        .with_firehose(http::firehose_deliveries(config, &clock));
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
