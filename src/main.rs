@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// State, lag and counters of deliveries and forwarders (from the running daemon).
+    Deliveries {
+        #[arg(long, short, default_value = vidgest::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read or write records of a shard stream through the running daemon.
     Records {
         #[command(subcommand)]
@@ -148,6 +155,9 @@ fn main() -> ExitCode {
             end,
             output,
         } => cli::clip::export(&config, &camera, &start, &end, &output),
+        Command::Deliveries { config, json } => {
+            cli::load_config(&config).and_then(|c| cli::deliveries::list(&c, json))
+        }
         Command::Records { command } => match command {
             RecordsCommand::Tail {
                 stream,

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub cameras: Arc<[Arc<crate::capture::CameraStatus>]>,
     /// The `[[delivery]]` streams the Firehose API serves.
     pub firehose: Arc<firehose::Deliveries>,
+    /// Status of the running deliveries and forwarders (REST, UI, metrics).
+    pub deliveries: Arc<[Arc<crate::delivery::PipeStatus>]>,
 }
 
 impl ApiState {
@@ -63,12 +65,19 @@ impl ApiState {
             video: None,
             cameras: Arc::new([]),
             firehose: Arc::default(),
+            deliveries: Arc::new([]),
         }
     }
 
     /// Gives the Firehose API its delivery streams (`daemon::http::firehose_deliveries`).
     pub fn with_firehose(mut self, deliveries: Arc<firehose::Deliveries>) -> Self {
         self.firehose = deliveries;
+        self
+    }
+
+    /// Gives the REST API the statuses of deliveries and forwarders.
+    pub fn with_deliveries(mut self, statuses: Vec<Arc<crate::delivery::PipeStatus>>) -> Self {
+        self.deliveries = statuses.into();
         self
     }
 

@@ -15,7 +15,9 @@ pub const AUTH: RouteAuth = RouteAuth {
 };
 
 pub fn router() -> Router<ApiState> {
-    Router::new().route("/cameras", get(cameras))
+    Router::new()
+        .route("/cameras", get(cameras))
+        .route("/deliveries", get(deliveries))
 }
 
 /// `GET /api/v1/cameras`: every running camera with its state, why, and its counters.
@@ -34,4 +36,11 @@ async fn cameras(State(state): State<ApiState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "cameras": cameras }))
+}
+
+/// `GET /api/v1/deliveries`: every delivery and forwarder with its state, lag and counters.
+async fn deliveries(State(state): State<ApiState>) -> Json<Value> {
+    let now = state.clock.now_ns();
+    let list: Vec<_> = state.deliveries.iter().map(|d| d.snapshot(now)).collect();
+    Json(json!({ "deliveries": list }))
 }

@@ -39,6 +39,27 @@ impl Client {
         }
     }
 
+    /// `GET <path>` on the daemon's REST API (`/api/v1/...`), as JSON.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base, path.trim_start_matches('/'));
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req.call().with_context(|| {
+            format!(
+                "cannot reach the vidgest daemon at {} (is `vidgest run` up?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if !status.is_success() {
+            bail!("GET {path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
     pub fn call(&self, op: &str, body: Value) -> anyhow::Result<Value> {
         let mut req = self
             .agent

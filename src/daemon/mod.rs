@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM (pending fragments are flushed before exit).
 
 mod cameras;
+mod deliveries;
 mod http;
 mod retention;
 
@@ -38,6 +39,7 @@ pub struct Daemon {
     pub streams: Arc<ShardStreams>,
     pub api: ApiState,
     pub cameras: Vec<Arc<CameraStatus>>,
+    pub deliveries: Vec<Arc<crate::delivery::PipeStatus>>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
 }
@@ -76,6 +78,8 @@ impl Daemon {
         let (statuses, capture) =
             cameras::start_cameras(config, &clock, &store, &streams, pool.as_ref())?;
         started.push(capture);
+        let (delivery_statuses, delivery_handle) = deliveries::start(config, &streams, &clock);
+        started.push(delivery_handle);
         let api = ApiState::new(
             streams.clone(),
             Auth::new(&config.api.tokens),
@@ -83,7 +87,8 @@ impl Daemon {
             iterator_key,
         )
         .with_cameras(store.clone(), statuses.clone())
-        .with_firehose(http::firehose_deliveries(config, &clock));
+        .with_firehose(http::firehose_deliveries(config, &clock))
+        .with_deliveries(delivery_statuses.clone());
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
@@ -106,6 +111,7 @@ impl Daemon {
             streams,
             api,
             cameras: statuses,
+            deliveries: delivery_statuses,
             lock: Some(lock),
         })
     }
@@ -140,6 +146,26 @@ impl Daemon {
                 busy = Counters::get(&c.detect_skipped_busy),
                 records = Counters::get(&c.detection_records),
                 "status: {detail}"
+            );
+        }
+        self.log_delivery_status();
+    }
+
+    fn log_delivery_status(&self) {
+        let now = self.api.clock.now_ns();
+        for d in &self.deliveries {
+            let s = d.snapshot(now);
+            tracing::info!(
+                pipeline = %s.name,
+                state = %s.state,
+                records = s.records,
+                objects = s.objects,
+                bytes = %format_bytes(s.bytes),
+                lag_records = s.lag_records,
+                lag_s = s.lag_seconds.round() as u64,
+                errors = s.error_records,
+                lost = s.lost_records,
+                "delivery status"
             );
         }
     }
