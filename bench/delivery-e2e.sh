@@ -150,7 +150,7 @@ done
     echo "- vidgest: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ local changes)'), release build of $BUILT"
     echo "- S3: moto server $("$PY" -c 'import moto; print(moto.__version__)') on 127.0.0.1 (in memory)"
     echo "- load: $RECORDS detection-like JSON records (~400 B, 8 partition keys) by 4 producer processes, PutRecords of 500, 4-shard stream (fsync on)"
-    echo "- delivery: jsonl gzip, buffer_size 5MiB, partitioned by camera and day; latency phase buffer_interval 1s, $SAMPLES records one at a time"
+    echo "- delivery: jsonl gzip, buffer_size 5MiB, buffer_interval 2s (the last partial buffers wait at most that), partitioned by camera and day; latency phase buffer_interval 1s, $SAMPLES records one at a time"
     echo "- machine: $(nproc) cores shared by client, moto and the daemon, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $QUIET_NOTE"
 } >"$RUNS/header.md"
 shopt -s nullglob
