@@ -76,6 +76,9 @@ pub struct Destination {
     /// `s3://bucket` or the directory, for messages.
     location: String,
     attributes: Attributes,
+    /// Configured credentials that a server may echo in an error body (S3 names the access key
+    /// id in InvalidAccessKeyId): masked in every message.
+    redact: Vec<String>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -117,6 +120,7 @@ impl Destination {
             location: root.display().to_string(),
             local_root: Some(root),
             attributes: Attributes::new(),
+            redact: Vec::new(),
         })
     }
 
@@ -162,6 +166,16 @@ impl Destination {
                 b = b.with_config(key, v);
             }
         }
+        let redact: Vec<String> = [
+            &cfg.access_key_id,
+            &cfg.secret_access_key,
+            &cfg.session_token,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
         let store = b.build().map_err(DestinationError::Setup)?;
         let mut attributes = Attributes::new();
         if let Some(class) = &cfg.storage_class {
@@ -172,6 +186,7 @@ impl Destination {
             local_root: None,
             location: format!("s3://{}", cfg.bucket),
             attributes,
+            redact,
         })
     }
 
@@ -208,6 +223,11 @@ impl Destination {
 
     fn classify(&self, key: &str, e: object_store::Error) -> DestinationError {
         let location = format!("{}/{key}", self.location);
+        let mask = |text: String| {
+            self.redact
+                .iter()
+                .fold(text, |t, secret| t.replace(secret.as_str(), "***"))
+        };
         match e {
             object_store::Error::PermissionDenied { source, .. }
             | object_store::Error::Unauthenticated { source, .. } => DestinationError::Denied {
@@ -217,15 +237,15 @@ impl Destination {
                     "S3"
                 },
                 location,
-                detail: source.to_string(),
+                detail: mask(source.to_string()),
             },
             object_store::Error::NotFound { source, .. } => DestinationError::NoBucket {
                 location: self.location.clone(),
-                detail: source.to_string(),
+                detail: mask(source.to_string()),
             },
             other => DestinationError::Transient {
                 location,
-                detail: other.to_string(),
+                detail: mask(other.to_string()),
             },
         }
     }
