@@ -13,14 +13,20 @@ pub struct BatchOrigin<'a> {
     pub shard: &'a str,
     /// The first record's sequence number.
     pub first_sequence: &'a str,
-    /// The evaluated prefix (dynamic partitioning: one batch per prefix from the same records).
-    pub prefix: &'a str,
+    /// The batch's partition (dynamic partitioning: one batch per partition from the same
+    /// records), as the buffer key; not the rendered prefix, which also holds the time.
+    pub partition: &'a str,
 }
 
 impl BatchOrigin<'_> {
     fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();
-        for part in [self.delivery, self.shard, self.first_sequence, self.prefix] {
+        for part in [
+            self.delivery,
+            self.shard,
+            self.first_sequence,
+            self.partition,
+        ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
@@ -50,14 +56,14 @@ impl BatchOrigin<'_> {
             .collect()
     }
 
-    /// The object key: prefix, delivery name, version 1, the oldest arrival time, batch id and
-    /// extension (with its dot, e.g. `.jsonl.gz`; empty for none).
-    pub fn object_key(&self, oldest_arrival_ns: UnixNanos, ext: &str) -> String {
+    /// The object key: the rendered `prefix`, delivery name, version 1, the oldest arrival
+    /// time, batch id and extension (with its dot, e.g. `.jsonl.gz`; empty for none).
+    pub fn object_key(&self, prefix: &str, oldest_arrival_ns: UnixNanos, ext: &str) -> String {
         let time = super::prefix::format_timestamp("yyyy-MM-dd-HH-mm-ss", oldest_arrival_ns)
             .expect("a valid constant pattern");
         format!(
             "{}{}-1-{time}-{}{}",
-            self.prefix,
+            prefix,
             self.delivery,
             self.batch_id(),
             ext
@@ -69,19 +75,19 @@ impl BatchOrigin<'_> {
 mod tests {
     use super::*;
 
-    fn origin<'a>(seq: &'a str, prefix: &'a str) -> BatchOrigin<'a> {
+    fn origin<'a>(seq: &'a str, partition: &'a str) -> BatchOrigin<'a> {
         BatchOrigin {
             delivery: "det",
             shard: "shardId-000000000000",
             first_sequence: seq,
-            prefix,
+            partition,
         }
     }
 
     #[test]
     fn keys_are_firehose_shaped_and_stable_per_batch() {
-        let a = origin("0000000000000000000000042", "det/2026/11/30/18/");
-        let key = a.object_key(1_796_061_909_042_000_000, ".jsonl.gz");
+        let a = origin("0000000000000000000000042", "[]");
+        let key = a.object_key("det/2026/11/30/18/", 1_796_061_909_042_000_000, ".jsonl.gz");
         assert!(
             key.starts_with("det/2026/11/30/18/det-1-2026-11-30-18-05-09-"),
             "{key}"
@@ -91,17 +97,17 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(id.matches('-').count(), 4);
         // The same batch again (a retry): the same key and random string.
-        assert_eq!(a.object_key(1_796_061_909_042_000_000, ".jsonl.gz"), key);
+        assert_eq!(
+            a.object_key("det/2026/11/30/18/", 1_796_061_909_042_000_000, ".jsonl.gz"),
+            key
+        );
         assert_eq!(a.random_string(), a.random_string());
         assert_eq!(a.random_string().len(), 11);
         assert!(a.random_string().chars().all(|c| c.is_ascii_alphanumeric()));
         // Another first record, or another partition of the same records: another object.
+        assert_ne!(origin("0000000000000000000000043", "[]").batch_id(), id);
         assert_ne!(
-            origin("0000000000000000000000043", "det/2026/11/30/18/").batch_id(),
-            id
-        );
-        assert_ne!(
-            origin("0000000000000000000000042", "camera=a/").batch_id(),
+            origin("0000000000000000000000042", r#"["a"]"#).batch_id(),
             id
         );
     }

@@ -458,28 +458,18 @@ impl Worker {
             delivery: &self.cfg.name,
             shard: &batch.first_shard,
             first_sequence: &batch.first_sequence,
-            prefix: &batch.prefix,
+            partition: &batch.prefix,
         };
         let random = origin.random_string();
+        let t = batch.oldest_arrival_ns;
         if is_error {
-            let prefix =
-                self.error_prefix
-                    .render(&[], batch.oldest_arrival_ns, &random, &batch.prefix);
-            let key = BatchOrigin {
-                prefix: &prefix,
-                ..origin
-            };
-            key.object_key(batch.oldest_arrival_ns, "")
+            // The error buffers' key is the error output type.
+            let prefix = self.error_prefix.render(&[], t, &random, &batch.prefix);
+            origin.object_key(&prefix, t, "")
         } else {
             let values: Vec<String> = serde_json::from_str(&batch.prefix).unwrap_or_default();
-            let prefix = self
-                .prefix
-                .render(&values, batch.oldest_arrival_ns, &random, "");
-            BatchOrigin {
-                prefix: &prefix,
-                ..origin
-            }
-            .object_key(batch.oldest_arrival_ns, self.extension)
+            let prefix = self.prefix.render(&values, t, &random, "");
+            origin.object_key(&prefix, t, self.extension)
         }
     }
 
@@ -532,5 +522,130 @@ impl Worker {
             );
         }
         tracing::info!(delivery = %self.cfg.name, "delivery stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, DestinationConfig, DirDestination};
+    use crate::streams::{PutRecord, ShardStreamsOptions};
+
+    fn config(dir: &std::path::Path) -> DeliveryConfig {
+        let text = format!(
+            r#"
+[agent]
+data_dir = "{}"
+[[stream]]
+name = "events"
+[[delivery]]
+name = "d"
+source = "events"
+buffer_size = "1MiB"
+buffer_interval = "900s"
+prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
+"#,
+            dir.display()
+        );
+        let mut cfg = Config::parse(&text).unwrap().deliveries.remove(0);
+        cfg.destination = DestinationConfig::Dir(DirDestination {
+            path: dir.join("out"),
+        });
+        cfg
+    }
+
+    fn put(streams: &ShardStreams, camera: &str, filler: usize) -> String {
+        let data = format!(r#"{{"camera":"{camera}","x":"{}"}}"#, "y".repeat(filler));
+        streams
+            .put(
+                "events",
+                PutRecord {
+                    partition_key: "k".into(),
+                    explicit_hash_key: None,
+                    data: data.into_bytes(),
+                },
+            )
+            .unwrap()
+            .sequence_number
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A record held by one partition's open buffer keeps the shard's checkpoint before it,
+    /// even after later records of another partition were written; the shutdown flush writes
+    /// it and moves the checkpoint to the end.
+    #[test]
+    fn checkpoint_stops_before_records_still_buffered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = crate::clock::system_clock();
+        let streams = ShardStreams::open(
+            &tmp.path().join("streams"),
+            ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        streams.ensure_stream("events", 1, 24).unwrap();
+        let held = put(&streams, "b", 10);
+        let mut last = String::new();
+        for _ in 0..12 {
+            // 12 x 100 kB: camera a's buffer flushes at 1 MiB (11 records), one stays buffered.
+            last = put(&streams, "a", 100_000);
+        }
+        let cfg = config(tmp.path());
+        let status = Arc::new(PipeStatus::new("d", "delivery", "events", "out", 86400));
+        let cx = DeliveryContext {
+            data_dir: tmp.path().to_path_buf(),
+            streams: streams.clone(),
+            clock,
+        };
+        let handle = start(&cfg, cx, status.clone()).unwrap();
+        wait_until("camera a's object", || {
+            status.objects.load(std::sync::atomic::Ordering::Relaxed) == 1
+        });
+        let name = consumer_name("d");
+        let checkpoint = || {
+            streams
+                .consumer("events", &name)
+                .unwrap()
+                .checkpoint("shardId-000000000000")
+        };
+        // Nothing before `held` was read, so nothing may be checkpointed yet.
+        assert_eq!(checkpoint(), None, "checkpoint passed a buffered record");
+        assert_eq!(status.health(), Health::Healthy);
+        handle.join();
+        assert_eq!(checkpoint().as_deref(), Some(last.as_str()));
+        let files: Vec<_> = walk(&tmp.path().join("out"));
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(files.iter().filter(|f| f.contains("cam=a/d-1-")).count(), 2);
+        assert!(files.iter().any(|f| f.contains("cam=b/d-1-")), "{files:?}");
+        let b = files.iter().find(|f| f.contains("cam=b/")).unwrap();
+        assert!(b.contains(
+            &crate::delivery::BatchOrigin {
+                delivery: "d",
+                shard: "shardId-000000000000",
+                first_sequence: &held,
+                partition: r#"["b"]"#,
+            }
+            .batch_id()
+        ));
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+        out
     }
 }
