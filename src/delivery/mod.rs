@@ -9,6 +9,7 @@ pub mod body;
 pub mod buffer;
 pub mod errors;
 pub mod format;
+pub mod forward;
 pub mod keys;
 pub mod prefix;
 
