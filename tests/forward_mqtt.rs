@@ -145,11 +145,19 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
         Some("online".into())
     );
 
-    // Broker restart while records keep coming (SIGTERM: it saves its persistence, so the
-    // subscriber's queued QoS 1 messages survive; what the forwarder had not got a PUBACK for
-    // it publishes again).
+    // Broker restart with records in flight: frozen (SIGSTOP) so the next 150 records are
+    // published but never acknowledged, then stopped (SIGTERM, handled on SIGCONT before it
+    // reads them; it saves its persistence, so the subscriber's session and queue survive).
+    // The forwarder must publish those 150 again after reconnecting.
+    broker.signal(libc::SIGSTOP);
     put_round(&streams, 50, 100);
-    broker.terminate();
+    wait_status(&status, "150 published, unacknowledged", |s| {
+        s.in_flight == 150 && s.records_forwarded == 150
+    })
+    .await;
+    broker.signal(libc::SIGTERM);
+    broker.signal(libc::SIGCONT);
+    broker.reap();
     blocking(move || wait_closed(port, "broker gone")).await;
     put_round(&streams, 100, 150);
     wait_status(&status, "retrying", |s| s.state == ForwardState::Retrying).await;

@@ -61,6 +61,18 @@ impl Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(
+            unsafe { libc::kill(self.0.id() as i32, sig) },
+            0,
+            "kill({sig})"
+        );
+    }
+    /// Waits for it to exit.
+    pub fn reap(&mut self) {
+        let _ = self.0.wait();
+    }
     /// SIGTERM and reap.
     pub fn terminate(&mut self) {
         // SAFETY: kill(2) on our own child.

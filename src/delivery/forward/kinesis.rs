@@ -177,6 +177,7 @@ pub(super) async fn run(
                 None => break,
             }
         }
+        status.set_in_flight(pending.len());
         let n = plan_batch(
             pending
                 .iter()
@@ -274,6 +275,7 @@ pub(super) async fn run(
         }
         reader.commit()?;
         status.add_forwarded(acked);
+        status.set_in_flight(pending.len());
         if reordered > 0 {
             status
                 .reordered

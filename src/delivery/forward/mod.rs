@@ -85,6 +85,7 @@ pub struct ForwardStatus {
     target: Mutex<String>,
     inner: Mutex<StatusInner>,
     forwarded: AtomicU64,
+    in_flight: AtomicU64,
     retried_entries: AtomicU64,
     reordered: AtomicU64,
 }
@@ -107,6 +108,8 @@ pub struct ForwardSnapshot {
     pub state: ForwardState,
     pub since: SystemTime,
     pub records_forwarded: u64,
+    /// Records read from the source and not yet acknowledged by the remote.
+    pub in_flight: u64,
     /// Kinesis: entries sent again after a per-entry failure.
     pub entries_retried: u64,
     /// Kinesis: records acknowledged before an earlier record of their partition key
@@ -134,6 +137,7 @@ impl ForwardStatus {
                 history: VecDeque::from([ForwardState::Starting]),
             }),
             forwarded: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             retried_entries: AtomicU64::new(0),
             reordered: AtomicU64::new(0),
         })
@@ -147,6 +151,7 @@ impl ForwardStatus {
             state: i.state,
             since: i.since,
             records_forwarded: self.forwarded.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
             entries_retried: self.retried_entries.load(Ordering::Relaxed),
             reordered: self.reordered.load(Ordering::Relaxed),
             last_error: i.last_error.clone(),
@@ -191,6 +196,10 @@ impl ForwardStatus {
             i.history.pop_front();
         }
         i.history.push_back(state);
+    }
+
+    fn set_in_flight(&self, n: usize) {
+        self.in_flight.store(n as u64, Ordering::Relaxed);
     }
 
     fn add_forwarded(&self, n: u64) {

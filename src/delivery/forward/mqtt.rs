@@ -265,6 +265,7 @@ pub(super) async fn run(
                     if let Some(item) = item? {
                         conn.publish(topic(&item), item.record.data.clone(), false, Tag::Record(item.id));
                         outstanding.push_back(item);
+                        status.set_in_flight(outstanding.len());
                     }
                 }
                 _ = tick.tick() => {
@@ -291,6 +292,7 @@ fn acked(id: u64, reader: &mut Reader, outstanding: &mut VecDeque<Item>, status:
         outstanding.remove(i);
         reader.ack(id);
         status.add_forwarded(1);
+        status.set_in_flight(outstanding.len());
     }
 }
 
