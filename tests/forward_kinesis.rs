@@ -351,11 +351,17 @@ async fn a_missing_remote_stream_is_failing_with_the_fix() {
         err.contains("remote stream `remote` does not exist") && err.contains("create-stream"),
         "{err}"
     );
-    // Created later: the records go through (the retry is slow, so trigger no wait here:
-    // just check the forwarder stops cleanly and kept its records unacknowledged).
-    shutdown.trigger();
-    task.await.unwrap().unwrap();
+    // Nothing was acknowledged: nothing checkpointed.
     let consumer = local.streams.consumer("src", "forward-cloud").unwrap();
     assert_eq!(consumer.checkpoint("shardId-000000000000"), None);
     assert_eq!(consumer.checkpoint("shardId-000000000001"), None);
+    // Created: the slow retry (10 s and up) gets the records through and it is healthy again.
+    create_remote(&client(port).await).await;
+    let s = wait_status(&status, "forwarded after the fix", |s| {
+        s.records_forwarded == 5
+    })
+    .await;
+    assert_eq!(s.state, ForwardState::Healthy);
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
 }
