@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod destination;
 pub mod errors;
 pub mod format;
+pub mod forward;
 pub mod keys;
 pub mod prefix;
 pub mod run;
