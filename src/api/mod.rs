@@ -44,7 +44,7 @@ pub struct ApiState {
     /// The `[[delivery]]` streams the Firehose API serves.
     pub firehose: Arc<firehose::Deliveries>,
     /// Status of the running deliveries and forwarders (REST, UI, metrics).
-    pub deliveries: Arc<[Arc<crate::delivery::PipeStatus>]>,
+    pub deliveries: Arc<[crate::delivery::Pipeline]>,
 }
 
 impl ApiState {
@@ -75,8 +75,8 @@ impl ApiState {
         self
     }
 
-    /// Gives the REST API the statuses of deliveries and forwarders.
-    pub fn with_deliveries(mut self, statuses: Vec<Arc<crate::delivery::PipeStatus>>) -> Self {
+    /// Gives the REST API the deliveries and forwarders.
+    pub fn with_deliveries(mut self, statuses: Vec<crate::delivery::Pipeline>) -> Self {
         self.deliveries = statuses.into();
         self
     }

@@ -41,6 +41,16 @@ async fn cameras(State(state): State<ApiState>) -> Json<Value> {
 /// `GET /api/v1/deliveries`: every delivery and forwarder with its state, lag and counters.
 async fn deliveries(State(state): State<ApiState>) -> Json<Value> {
     let now = state.clock.now_ns();
-    let list: Vec<_> = state.deliveries.iter().map(|d| d.snapshot(now)).collect();
+    let streams = state.streams.clone();
+    let pipelines = state.deliveries.clone();
+    // Forwarders' lag reads checkpoint files and shard tails: blocking I/O.
+    let list = tokio::task::spawn_blocking(move || {
+        pipelines
+            .iter()
+            .map(|p| p.snapshot(now, &streams))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     Json(json!({ "deliveries": list }))
 }

@@ -39,7 +39,7 @@ pub struct Daemon {
     pub streams: Arc<ShardStreams>,
     pub api: ApiState,
     pub cameras: Vec<Arc<CameraStatus>>,
-    pub deliveries: Vec<Arc<crate::delivery::PipeStatus>>,
+    pub deliveries: Vec<crate::delivery::Pipeline>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
 }
@@ -78,8 +78,12 @@ impl Daemon {
         let (statuses, capture) =
             cameras::start_cameras(config, &clock, &store, &streams, pool.as_ref())?;
         started.push(capture);
-        let (delivery_statuses, delivery_handle) = deliveries::start(config, &streams, &clock);
+        let (mut delivery_statuses, delivery_handle) = deliveries::start(config, &streams, &clock);
         started.push(delivery_handle);
+        let (forward_statuses, forward_handle) =
+            deliveries::start_forwarders(config, &streams, &runtime);
+        started.push(forward_handle);
+        delivery_statuses.extend(forward_statuses);
         let api = ApiState::new(
             streams.clone(),
             Auth::new(&config.api.tokens),
@@ -154,7 +158,7 @@ impl Daemon {
     fn log_delivery_status(&self) {
         let now = self.api.clock.now_ns();
         for d in &self.deliveries {
-            let s = d.snapshot(now);
+            let s = d.snapshot(now, &self.streams);
             tracing::info!(
                 pipeline = %s.name,
                 state = %s.state,
@@ -165,7 +169,8 @@ impl Daemon {
                 lag_s = s.lag_seconds.round() as u64,
                 errors = s.error_records,
                 lost = s.lost_records,
-                "delivery status"
+                "{} status",
+                s.kind
             );
         }
     }

@@ -22,4 +22,4 @@ pub use errors::{ErrorOutputType, ErrorRecord};
 pub use format::{Compression, JsonlBody};
 pub use keys::BatchOrigin;
 pub use prefix::{EvalContext, EvalError, Prefix, PrefixError, PrefixKind};
-pub use status::{Health, PipeStatus, StatusSnapshot};
+pub use status::{Health, PipeStatus, Pipeline, StatusSnapshot};

@@ -6,6 +6,7 @@ use crate::streams::ConsumerLag;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +176,70 @@ impl PipeStatus {
             lost_records: get(&self.lost_records),
             last_error: m.last_error.clone(),
             last_success: m.last_success_ns.map(crate::clock::format_rfc3339),
+        }
+    }
+}
+
+/// A running delivery or forwarder, as the API, CLI and status log see it.
+#[derive(Debug, Clone)]
+pub enum Pipeline {
+    Delivery(Arc<PipeStatus>),
+    Forward {
+        status: Arc<super::forward::ForwardStatus>,
+        /// `forward-kinesis` or `forward-mqtt`.
+        kind: &'static str,
+        source: String,
+        /// Its consumer, for the lag (read from the durable checkpoints).
+        consumer: String,
+    },
+}
+
+impl Pipeline {
+    pub fn name(&self) -> String {
+        match self {
+            Pipeline::Delivery(d) => d.name.clone(),
+            Pipeline::Forward { status, .. } => status.snapshot().name,
+        }
+    }
+
+    pub fn snapshot(
+        &self,
+        now: UnixNanos,
+        streams: &Arc<crate::streams::ShardStreams>,
+    ) -> StatusSnapshot {
+        match self {
+            Pipeline::Delivery(d) => d.snapshot(now),
+            Pipeline::Forward {
+                status,
+                kind,
+                source,
+                consumer,
+            } => {
+                let f = status.snapshot();
+                let lag = streams.consumer_lag(source, consumer).unwrap_or_default();
+                let ns = |t: std::time::SystemTime| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as UnixNanos)
+                };
+                StatusSnapshot {
+                    name: f.name,
+                    kind: kind.to_string(),
+                    source: source.clone(),
+                    target: f.target,
+                    state: f.state.to_string(),
+                    lag_records: lag.records,
+                    lag_seconds: lag
+                        .oldest_arrival_ns
+                        .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9),
+                    records: f.records_forwarded,
+                    objects: 0,
+                    bytes: 0,
+                    error_records: 0,
+                    lost_records: 0,
+                    last_error: f.last_error,
+                    last_success: f.last_success.map(|t| crate::clock::format_rfc3339(ns(t))),
+                }
+            }
         }
     }
 }

@@ -643,6 +643,11 @@ impl ShardStreams {
         Consumer::open(Arc::clone(self), stream, name)
     }
 
+    /// A consumer's lag from its durable checkpoints (as last committed, by whoever runs it).
+    pub fn consumer_lag(self: &Arc<Self>, stream: &str, name: &str) -> Result<ConsumerLag> {
+        Consumer::open(Arc::clone(self), stream, name)?.lag()
+    }
+
     pub(crate) fn shard_count(&self, stream: &str) -> Result<usize> {
         Ok(self.stream(stream)?.shards.len())
     }
