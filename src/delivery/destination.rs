@@ -93,13 +93,18 @@ impl std::fmt::Debug for Destination {
 /// internal retries stay short.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// When neither the config nor the AWS chain names a region (S3-compatible servers ignore it).
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 impl Destination {
     /// `data_dir` resolves relative `dir` paths.
-    pub fn open(cfg: &DestinationConfig, data_dir: &Path) -> Result<Destination, DestinationError> {
+    pub async fn open(
+        cfg: &DestinationConfig,
+        data_dir: &Path,
+    ) -> Result<Destination, DestinationError> {
         match cfg {
             DestinationConfig::Dir(d) => Self::dir(&d.resolve(data_dir)),
-            DestinationConfig::S3(s3) => Self::s3(s3),
+            DestinationConfig::S3(s3) => Self::s3(s3).await,
         }
     }
 
@@ -124,11 +129,9 @@ impl Destination {
         })
     }
 
-    pub fn s3(cfg: &S3Destination) -> Result<Destination, DestinationError> {
+    pub async fn s3(cfg: &S3Destination) -> Result<Destination, DestinationError> {
         install_crypto_provider();
-        // The environment first (AWS_ACCESS_KEY_ID, AWS_REGION, ...; instance metadata when no
-        // keys are set), then what the config says.
-        let mut b = AmazonS3Builder::from_env()
+        let mut b = AmazonS3Builder::new()
             .with_bucket_name(&cfg.bucket)
             .with_client_options(
                 object_store::ClientOptions::new()
@@ -140,14 +143,6 @@ impl Destination {
                 retry_timeout: Duration::from_secs(30),
                 ..Default::default()
             });
-        if let Some(r) = &cfg.region {
-            b = b.with_region(r);
-        }
-        if let Some(e) = &cfg.endpoint {
-            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-        }
-        // object_store defaults to path-style unless told otherwise; AWS wants virtual-hosted.
-        b = b.with_virtual_hosted_style_request(!cfg.path_style && cfg.endpoint.is_none());
         if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
             b = b
                 .with_access_key_id(id.expose())
@@ -155,7 +150,20 @@ impl Destination {
             if let Some(t) = &cfg.session_token {
                 b = b.with_token(t.expose());
             }
+            b = b.with_region(cfg.region.as_deref().unwrap_or(DEFAULT_REGION));
+        } else {
+            // The standard AWS chain, as the AWS CLI and SDKs resolve it: environment, shared
+            // config/credentials files (`profile`), web identity, container, instance metadata.
+            let sdk = super::aws::load_chain(cfg.profile.as_deref(), cfg.region.as_deref()).await;
+            b = b
+                .with_region(sdk.region)
+                .with_credentials(Arc::new(sdk.credentials));
         }
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        // object_store defaults to path-style unless told otherwise; AWS wants virtual-hosted.
+        b = b.with_virtual_hosted_style_request(!cfg.path_style && cfg.endpoint.is_none());
         // By their string names: the key enum's encryption part is not exported.
         for (name, value) in [
             ("aws_server_side_encryption", &cfg.sse),

@@ -5,6 +5,7 @@
 //! records (`errors`). Destinations (object_store), Parquet,
 //! the delivery loop on a named consumer and the forwarders build on them.
 
+mod aws;
 pub mod body;
 pub mod buffer;
 pub mod destination;

@@ -376,7 +376,7 @@ impl Worker {
             let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
             loop {
                 let started = std::time::Instant::now();
-                let result = match self.destination() {
+                let result = match self.destination(rt) {
                     Ok(d) => {
                         let body = batch.body.clone();
                         rt.block_on(async {
@@ -446,9 +446,13 @@ impl Worker {
         true
     }
 
-    fn destination(&mut self) -> Result<&Destination, DestinationError> {
+    fn destination(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<&Destination, DestinationError> {
         if self.destination.is_none() {
-            self.destination = Some(Destination::open(&self.cfg.destination, &self.cx.data_dir)?);
+            self.destination =
+                Some(rt.block_on(Destination::open(&self.cfg.destination, &self.cx.data_dir))?);
         }
         Ok(self.destination.as_ref().expect("set above"))
     }
