@@ -90,6 +90,15 @@ impl std::fmt::Debug for Destination {
 /// internal retries stay short.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides REQUEST_TIMEOUT (milliseconds): tests of a slow endpoint cannot wait minutes.
+pub const REQUEST_TIMEOUT_ENV: &str = "VIDGEST_S3_REQUEST_TIMEOUT_MS";
+
+fn request_timeout() -> Duration {
+    std::env::var(REQUEST_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(REQUEST_TIMEOUT, Duration::from_millis)
+}
 
 impl Destination {
     /// `data_dir` resolves relative `dir` paths.
@@ -128,7 +137,7 @@ impl Destination {
             .with_bucket_name(&cfg.bucket)
             .with_client_options(
                 object_store::ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_timeout(request_timeout())
                     .with_connect_timeout(CONNECT_TIMEOUT),
             )
             .with_retry(object_store::RetryConfig {
@@ -217,18 +226,70 @@ impl Destination {
                     "S3"
                 },
                 location,
-                detail: source.to_string(),
+                detail: describe(source.as_ref()),
             },
             object_store::Error::NotFound { source, .. } => DestinationError::NoBucket {
                 location: self.location.clone(),
-                detail: source.to_string(),
+                detail: describe(source.as_ref()),
+            },
+            object_store::Error::Generic { source, .. } => DestinationError::Transient {
+                location,
+                detail: describe(source.as_ref()),
             },
             other => DestinationError::Transient {
                 location,
-                detail: other.to_string(),
+                detail: one_line(&other.to_string()),
             },
         }
     }
+}
+
+/// What went wrong, on one line and the same on every attempt: the store's own message leads
+/// with the URL (the key again) and the time taken, and carries S3's XML error body with its
+/// line breaks, which split the log line and made every attempt a "new" error. Its causes say
+/// what happened (status and S3 error code, or the connection error).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let top = e.to_string();
+    let mut cause = e.source();
+    // The store's request error ("Error performing PUT <url> in <time> - <cause>") is skipped
+    // for its cause; any other error keeps its own text (a local path, say).
+    if cause.is_none() || !top.starts_with("Error performing ") {
+        parts.push(one_line(&top));
+    }
+    while let Some(c) = cause {
+        let text = one_line(&c.to_string());
+        // Wrappers often repeat their cause's text.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+/// `text` without line breaks, an S3 XML error body reduced to its code and message.
+fn one_line(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(&text[start..start + len])
+    };
+    let text = match (
+        text.find("<?xml").or_else(|| text.find("<Error>")),
+        tag("Code"),
+    ) {
+        (Some(body), Some(code)) => {
+            let head = text[..body].trim_end().trim_end_matches(':');
+            match tag("Message") {
+                Some(msg) => format!("{head}: {code}: {msg}"),
+                None => format!("{head}: {code}"),
+            }
+        }
+        _ => text.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// fsync of the file, then of every directory from its parent up to `root` (new directories
@@ -263,6 +324,36 @@ pub fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_bodies_become_one_line_with_their_code() {
+        let text = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>X</RequestId></Error>";
+        assert_eq!(
+            one_line(text),
+            "Server returned non-2xx status code: 403 Forbidden: AccessDenied: Access Denied"
+        );
+        assert_eq!(one_line("a\n  b"), "a b");
+    }
+
+    #[test]
+    fn describe_drops_the_request_line_and_keeps_the_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error performing PUT http://h/b/k in 8.2ms - {0}")]
+        struct Request(#[source] Cause);
+        #[derive(Debug, thiserror::Error)]
+        #[error("HTTP error: error sending request")]
+        struct Cause(#[source] std::io::Error);
+        let e = Request(Cause(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(
+            describe(&e),
+            "HTTP error: error sending request: connection refused"
+        );
+        // Any other error keeps its own text.
+        let e = std::io::Error::other("disk full");
+        assert_eq!(describe(&e), "disk full");
+    }
 
     #[tokio::test]
     async fn dir_puts_are_whole_files_and_overwrite() {
