@@ -115,6 +115,7 @@ pub fn start(
         extension: format.extension(),
         polled: BTreeMap::new(),
         destination: None,
+        last_lag: None,
         shutdown: shutdown.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -159,6 +160,8 @@ struct Worker {
     /// Per shard, the last sequence number read.
     polled: BTreeMap<String, String>,
     destination: Option<Destination>,
+    /// When the lag was last measured (None: not yet).
+    last_lag: Option<std::time::Instant>,
     shutdown: Shutdown,
 }
 
@@ -181,12 +184,8 @@ impl Worker {
             target = %self.status.target,
             "delivery started"
         );
-        let mut last_lag = std::time::Instant::now() - LAG_INTERVAL;
         while !self.shutdown.is_triggered() {
-            if last_lag.elapsed() >= LAG_INTERVAL {
-                self.report_lag();
-                last_lag = std::time::Instant::now();
-            }
+            self.report_lag_when_due();
             let now = self.now();
             let mut ready = self.flush_due(now);
             let read = match self.read(&mut ready) {
@@ -429,6 +428,9 @@ impl Worker {
                         ) {
                             self.destination = None;
                         }
+                        // The backlog grows while the destination fails: that is when the
+                        // status must show it (and warn before records age out).
+                        self.report_lag_when_due();
                         let pause = backoff.next_delay();
                         let pause = deadline.map_or(pause, |t| {
                             pause.min(t.saturating_duration_since(std::time::Instant::now()))
@@ -504,6 +506,14 @@ impl Worker {
                 tracing::error!(delivery = %self.cfg.name, shard = %shard, "checkpoint: {e}");
             }
         }
+    }
+
+    fn report_lag_when_due(&mut self) {
+        if self.last_lag.is_some_and(|t| t.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.report_lag();
+        self.last_lag = Some(std::time::Instant::now());
     }
 
     fn report_lag(&mut self) {
