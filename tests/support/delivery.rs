@@ -157,7 +157,8 @@ impl Drop for Helper {
 
 /// moto's S3 on 127.0.0.1 (stops with the test process: it lives while its stdin is open).
 pub struct Moto {
-    _helper: Helper,
+    /// In a Mutex so a `static` can hold the server (the line receiver is not Sync).
+    _helper: std::sync::Mutex<Helper>,
     pub port: u16,
 }
 
@@ -175,7 +176,7 @@ impl Moto {
         );
         helper.expect_line("ready", Duration::from_secs(90));
         Moto {
-            _helper: helper,
+            _helper: std::sync::Mutex::new(helper),
             port,
         }
     }
