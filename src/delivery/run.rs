@@ -116,6 +116,7 @@ pub fn start(
         polled: BTreeMap::new(),
         destination: None,
         last_lag: None,
+        abandoned: false,
         shutdown: shutdown.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -162,6 +163,9 @@ struct Worker {
     destination: Option<Destination>,
     /// When the lag was last measured (None: not yet).
     last_lag: Option<std::time::Instant>,
+    /// Batches were taken from the buffers and not written (shutdown while retrying): no
+    /// checkpoint may move in this run any more, or their records would count as delivered.
+    abandoned: bool,
     shutdown: Shutdown,
 }
 
@@ -200,7 +204,10 @@ impl Worker {
                 }
             };
             if !ready.is_empty() && !self.write_all(&rt, ready, None) {
-                break; // shutdown while retrying
+                // Shutdown while retrying: the unwritten batches are out of the buffers, so
+                // the buffers no longer hold the checkpoint back from their records.
+                self.abandoned = true;
+                break;
             }
             self.commit();
             if read == 0 {
@@ -428,14 +435,11 @@ impl Worker {
                         ) {
                             self.destination = None;
                         }
-                        // The backlog grows while the destination fails: that is when the
-                        // status must show it (and warn before records age out).
-                        self.report_lag_when_due();
                         let pause = backoff.next_delay();
                         let pause = deadline.map_or(pause, |t| {
                             pause.min(t.saturating_duration_since(std::time::Instant::now()))
                         });
-                        if self.shutdown.wait(pause) && deadline.is_none() {
+                        if !self.pause(pause, deadline.is_some()) {
                             return false;
                         }
                         if deadline.is_some_and(|t| std::time::Instant::now() >= t) {
@@ -446,6 +450,27 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Waits out a retry's backoff; false if shutdown came first. The lag is measured on the
+    /// way: the backlog grows while the destination fails, which is when the status must show
+    /// it (and warn before records age out). When `stopping` (the shutdown signal no longer
+    /// waits) it sleeps the backoff out instead of retrying in a tight loop.
+    fn pause(&mut self, pause: Duration, stopping: bool) -> bool {
+        let until = std::time::Instant::now() + pause;
+        loop {
+            self.report_lag_when_due();
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let step = left.min(LAG_INTERVAL);
+            if stopping {
+                std::thread::sleep(step);
+            } else if self.shutdown.wait(step) {
+                return false;
+            }
+        }
     }
 
     fn destination(&mut self) -> Result<&Destination, DestinationError> {
@@ -525,6 +550,16 @@ impl Worker {
 
     /// Shutdown: writes what the buffers hold (bounded), checkpoints what was confirmed.
     fn finish(&mut self, rt: &tokio::runtime::Runtime) {
+        if self.abandoned {
+            // Nothing could be committed after this run's writes anyway: all is read again
+            // at the next start, so stop now rather than retry a failing destination.
+            tracing::warn!(
+                delivery = %self.cfg.name,
+                "stopped while a write was being retried: the unconfirmed records are delivered after the next start"
+            );
+            tracing::info!(delivery = %self.cfg.name, "delivery stopped");
+            return;
+        }
         let mut ready = Vec::new();
         for (is_error, b) in [(false, &mut self.data), (true, &mut self.errors)] {
             match b.drain() {
