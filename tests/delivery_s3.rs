@@ -168,8 +168,9 @@ fn objects_arrive_with_sse_and_storage_class_and_the_secret_stays_hidden() {
 }
 
 /// A fault between the daemon and S3 from the start: records put before and during it are
-/// all delivered once it clears. Returns the daemon's log.
-fn fault_then_recover(tag: &str, fault: &str, state: &str) -> String {
+/// all delivered once it clears. With `backlog`, the fault lasts until the status shows the
+/// undelivered records as lag. Returns the daemon's log.
+fn fault_then_recover(tag: &str, fault: &str, state: &str, backlog: bool) -> String {
     let moto = moto();
     let bucket = format!("vidgest-fault-{tag}");
     moto.create_bucket(&bucket);
@@ -195,11 +196,12 @@ fn fault_then_recover(tag: &str, fault: &str, state: &str) -> String {
     );
     // More records while the destination is down: the source stream is the spool.
     put(&endpoint, "events", 300, 300, &[]);
-    // The backlog shows as lag before the fault clears.
-    let s = wait_status(&daemon.config, "s3", DEADLINE, "lag of 600", |s| {
-        s["lag_records"] == 600
-    });
-    assert_eq!(s["state"], state, "{s}");
+    if backlog {
+        let s = wait_status(&daemon.config, "s3", DEADLINE, "lag of 600", |s| {
+            s["lag_records"] == 600
+        });
+        assert_eq!(s["state"], state, "{s}");
+    }
     proxy.set("pass");
     let s = wait_status(&daemon.config, "s3", DEADLINE, "600 records, lag 0", |s| {
         s["records"].as_u64() >= Some(600) && s["lag_records"] == 0
@@ -213,13 +215,13 @@ fn fault_then_recover(tag: &str, fault: &str, state: &str) -> String {
 
 #[test]
 fn unreachable_destination_retries_then_drains_the_backlog() {
-    let log = fault_then_recover("refused", "refuse", "retrying");
+    let log = fault_then_recover("refused", "refuse", "retrying", true);
     assert!(log.contains("recovered"), "no recovery line in the log");
 }
 
 #[test]
 fn s3_403_is_failing_with_a_line_naming_bucket_and_fix() {
-    let log = fault_then_recover("denied", "403", "failing");
+    let log = fault_then_recover("denied", "403", "failing", false);
     let line = log
         .lines()
         .find(|l| l.contains("denied writing s3://vidgest-fault-denied/"))
@@ -252,7 +254,7 @@ fn assert_logged_once_per_change(log: &str, what: &str) {
 
 #[test]
 fn s3_404_no_such_bucket_is_failing_with_a_line_naming_bucket_and_fix() {
-    let log = fault_then_recover("nobucket", "404", "failing");
+    let log = fault_then_recover("nobucket", "404", "failing", false);
     let line = log
         .lines()
         .find(|l| l.contains("s3://vidgest-fault-nobucket does not exist"))
@@ -269,7 +271,7 @@ fn s3_404_no_such_bucket_is_failing_with_a_line_naming_bucket_and_fix() {
 
 #[test]
 fn s3_500_is_retrying_then_recovers() {
-    fault_then_recover("internal", "500", "retrying");
+    fault_then_recover("internal", "500", "retrying", false);
 }
 
 #[test]
@@ -279,7 +281,7 @@ fn slow_s3_is_retrying_then_recovers() {
         "slow {}",
         REQUEST_TIMEOUT_MS.parse::<u64>().unwrap() * 2 / 1000
     );
-    fault_then_recover("slow", &slow, "retrying");
+    fault_then_recover("slow", &slow, "retrying", false);
 }
 
 #[test]
@@ -341,4 +343,108 @@ path = "outbox"
         s["records"] == 500 && s["state"] == "healthy"
     });
     assert!(daemon.terminate().success());
+}
+
+#[test]
+fn sigterm_while_failing_stops_in_bounded_time_without_hammering_and_delivers_after_restart() {
+    let moto = moto();
+    let bucket = "vidgest-stop";
+    moto.create_bucket(bucket);
+    let mut proxy = FaultProxy::start(moto.port);
+    proxy.set("403");
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let toml = head(port) + &s3_delivery("s3", bucket, &proxy.endpoint(), "");
+    let daemon = start_daemon(dir.path(), &toml);
+    wait_listening(&daemon, port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    put(&endpoint, "events", 0, 300, &[]);
+    wait_status(&daemon.config, "s3", DEADLINE, "failing", |s| {
+        s["state"] == "failing"
+    });
+    let (data_dir, config) = (daemon.data_dir.clone(), daemon.config.clone());
+    let before = proxy.errors_sent();
+    let stopping = Instant::now();
+    assert!(daemon.terminate().success());
+    let took = stopping.elapsed();
+    let during_stop = proxy.errors_sent() - before;
+    // The open buffers get 10 s to be written at shutdown, with the same backoff as ever
+    // (0.5 s, 1 s, 2 s, ...: a handful of attempts), not a tight loop of requests.
+    assert!(took < Duration::from_secs(25), "stopping took {took:?}");
+    assert!(
+        during_stop <= 12,
+        "{during_stop} requests to a failing destination while stopping"
+    );
+    // Nothing was confirmed: after a restart against a working destination all records arrive.
+    proxy.set("pass");
+    let daemon = Daemon::start_with_env(data_dir, config, &[]);
+    wait_listening(&daemon, port);
+    wait_status(&daemon.config, "s3", DEADLINE, "300 records, lag 0", |s| {
+        s["records"] == 300 && s["lag_records"] == 0
+    });
+    assert_bucket_holds(bucket, "s3", 0..300, 0);
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn sigterm_with_full_buffers_and_a_failing_destination_backs_off_until_the_flush_bound() {
+    let moto = moto();
+    let bucket = "vidgest-held";
+    moto.create_bucket(bucket);
+    let mut proxy = FaultProxy::start(moto.port);
+    proxy.set("403");
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    // `held` only writes when it stops (900 s buffers); `probe`, on the same stream, tells
+    // when the records have been read.
+    let toml = head(port)
+        + &s3_delivery("held", bucket, &proxy.endpoint(), "").replace("\"1s\"", "\"900s\"")
+        + r#"[[delivery]]
+name = "probe"
+source = "events"
+buffer_interval = "1s"
+[delivery.destination]
+kind = "dir"
+path = "outbox"
+"#;
+    let daemon = start_daemon(dir.path(), &toml);
+    wait_listening(&daemon, port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    put(&endpoint, "events", 0, 300, &[]);
+    wait_status(&daemon.config, "probe", DEADLINE, "300 records", |s| {
+        s["records"] == 300
+    });
+    let (data_dir, config) = (daemon.data_dir.clone(), daemon.config.clone());
+    let before = proxy.errors_sent();
+    let stopping = Instant::now();
+    let log = daemon.log.clone();
+    assert!(daemon.terminate().success());
+    let took = stopping.elapsed();
+    let during_stop = proxy.errors_sent() - before;
+    assert!(took < Duration::from_secs(25), "stopping took {took:?}");
+    // 10 s of backoff from 0.5 s: a handful of attempts, not a tight loop.
+    assert!(
+        (1..=12).contains(&during_stop),
+        "{during_stop} requests to a failing destination while stopping"
+    );
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("stopped before every buffer was written"),
+        "{log}"
+    );
+    proxy.set("pass");
+    // Nothing was confirmed: restarted (with 1 s buffers now), all records arrive.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"900s\"", "\"1s\"")).unwrap();
+    let daemon = Daemon::start_with_env(data_dir, config, &[]);
+    wait_listening(&daemon, port);
+    wait_status(
+        &daemon.config,
+        "held",
+        DEADLINE,
+        "300 records, lag 0",
+        |s| s["records"] == 300 && s["lag_records"] == 0,
+    );
+    assert!(daemon.terminate().success());
+    assert_bucket_holds(bucket, "held", 0..300, 0);
 }

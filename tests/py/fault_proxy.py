@@ -11,6 +11,7 @@ keep-alive connection is closed at the switch so the client reconnects):
             answer every request with that status and S3's XML error (AccessDenied,
             NoSuchBucket, InternalError), without forwarding it
   slow S    forward, but hold each request S seconds first
+  count     answer `ok count N`: N requests answered with an error status so far
 Exits when stdin closes (so it dies with the test process).
 """
 
@@ -34,6 +35,7 @@ class Proxy:
         self.server = None
         self.port = 0
         self.conns = set()
+        self.errors_sent = 0
 
     async def listen(self):
         self.server = await asyncio.start_server(
@@ -91,6 +93,7 @@ class Proxy:
                 + body
             )
             await writer.drain()
+            self.errors_sent += 1
 
     async def switch(self, cmd):
         parts = cmd.split()
@@ -122,6 +125,9 @@ async def main():
             return
         line = line.strip()
         if not line:
+            continue
+        if line == "count":
+            print(f"ok count {proxy.errors_sent}", flush=True)
             continue
         await proxy.switch(line)
         print(f"ok {line}", flush=True)

@@ -235,6 +235,15 @@ impl FaultProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Requests answered with an error status so far.
+    pub fn errors_sent(&mut self) -> u64 {
+        self.helper.send("count");
+        let line = self
+            .helper
+            .expect_line("ok count ", Duration::from_secs(30));
+        line["ok count ".len()..].trim().parse().unwrap()
+    }
+
     /// `pass`, `refuse`, `403`, `404`, `500`, `slow SECONDS`; returns once it is in force.
     pub fn set(&mut self, mode: &str) {
         self.helper.send(mode);
