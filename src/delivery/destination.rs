@@ -120,6 +120,14 @@ impl Destination {
                 path: root.to_path_buf(),
                 source,
             })?;
+        let removed = remove_staged_leftovers(&root);
+        if removed > 0 {
+            tracing::info!(
+                dir = %root.display(),
+                removed,
+                "removed temporary files of writes interrupted by a crash"
+            );
+        }
         let store = LocalFileSystem::new_with_prefix(&root).map_err(DestinationError::Setup)?;
         Ok(Destination {
             store: Arc::new(store),
@@ -292,6 +300,37 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Removes the temporary files (`<key>#<n>`, object_store's staging name) that a write killed
+/// before its rename leaves next to the objects: readers of the directory would take them for
+/// objects, and a retried write never reuses them (it stages as `#<n+1>`). Best effort.
+fn remove_staged_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if kind.is_dir() {
+            removed += remove_staged_leftovers(&path);
+        } else if kind.is_file()
+            && is_staged_name(&entry.file_name().to_string_lossy())
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn is_staged_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(key, n)| {
+        !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// fsync of the file, then of every directory from its parent up to `root` (new directories
 /// of a new prefix must be durable too).
 fn sync_path(root: &Path, file: &Path) -> Result<(), DestinationError> {
@@ -353,6 +392,36 @@ mod tests {
         // Any other error keeps its own text.
         let e = std::io::Error::other("disk full");
         assert_eq!(describe(&e), "disk full");
+    }
+
+    #[test]
+    fn opening_a_dir_removes_temporary_files_of_interrupted_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("out");
+        std::fs::create_dir_all(root.join("a/b=1")).unwrap();
+        for f in [
+            "a/b=1/x.jsonl.gz#1",
+            "a/b=1/x.jsonl.gz",
+            "a/y#2",
+            "a/#1",
+            "a/z#tag",
+        ] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        Destination::dir(&root).unwrap();
+        let mut left: Vec<String> = [
+            "a/b=1/x.jsonl.gz#1",
+            "a/b=1/x.jsonl.gz",
+            "a/y#2",
+            "a/#1",
+            "a/z#tag",
+        ]
+        .into_iter()
+        .filter(|f| root.join(f).exists())
+        .map(String::from)
+        .collect();
+        left.sort();
+        assert_eq!(left, ["a/#1", "a/b=1/x.jsonl.gz", "a/z#tag"]);
     }
 
     #[tokio::test]
