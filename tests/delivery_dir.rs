@@ -247,6 +247,10 @@ path = "outbox"
         });
         std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
         daemon.kill9();
+        // What a write killed before its rename leaves (object_store stages `<key>#<n>`):
+        // the next start must remove it, or readers of the directory take it for an object.
+        let staged = data_dir.join("outbox/kill/kill-1-2026-01-01-00-00-00-x.jsonl.gz#1");
+        std::fs::write(&staged, b"partial").unwrap();
         daemon = Daemon::start_with(data_dir.clone(), config.clone());
         wait_listening(port);
     }
