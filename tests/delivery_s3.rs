@@ -60,6 +60,10 @@ secret_access_key = "{SECRET}"
 }
 
 fn start_daemon(dir: &Path, toml: &str) -> Daemon {
+    start_daemon_env(dir, toml, &[])
+}
+
+fn start_daemon_env(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Daemon {
     let data_dir = dir.join("data");
     let config = dir.join("vidgest.toml");
     std::fs::write(
@@ -70,7 +74,11 @@ fn start_daemon(dir: &Path, toml: &str) -> Daemon {
     Daemon::start_with_env(
         data_dir,
         config,
-        &[("VIDGEST_S3_REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS)],
+        &[
+            &[("VIDGEST_S3_REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS)],
+            env,
+        ]
+        .concat(),
     )
 }
 
@@ -127,7 +135,8 @@ fn objects_arrive_with_sse_and_storage_class_and_the_secret_stays_hidden() {
             &moto.endpoint(),
             "sse = \"AES256\"\nstorage_class = \"STANDARD_IA\"",
         );
-    let daemon = start_daemon(dir.path(), &toml);
+    // Debug level: not even the HTTP client's own lines may show the secret.
+    let daemon = start_daemon_env(dir.path(), &toml, &[("VIDGEST_LOG", "debug")]);
     wait_listening(&daemon, port);
     let endpoint = format!("http://127.0.0.1:{port}");
     put(&endpoint, "events", 0, 900, &[]);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How a failed put is handled: `Retry` (transient: connection, timeout, 5xx, throttling)
-/// or `Fix` (the operator must act: denied, no such bucket); both are retried, `Fix` slower and
-/// with a log line that says what to change.
+/// or `Fix` (the operator must act: denied, no such bucket); both are retried with the same
+/// backoff, `Fix` with an error line that says what to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Retry,
