@@ -341,12 +341,12 @@ fn check_names_the_toml_path_of_bad_delivery_settings() {
         (
             "source = \"events\"\nprefix = \"a/!{partitionKeyFromQuery:}/\"\n",
             "delivery[0].prefix",
-            "",
+            "needs a field name",
         ),
         (
             "source = \"events\"\nprefix = \"a/!{timestamp:yyyy-QQ}/\"\n",
             "delivery[0].prefix",
-            "",
+            "`Q` is not supported",
         ),
         (
             "source = \"events\"\nbuffer_size = \"200MiB\"\n",
