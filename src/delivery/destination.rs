@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How a failed put is handled: `Retry` (transient: connection, timeout, 5xx, throttling)
-/// or `Fix` (the operator must act: denied, no such bucket); both are retried, `Fix` slower and
-/// with a log line that says what to change.
+/// or `Fix` (the operator must act: denied, no such bucket); both are retried with the same
+/// backoff, `Fix` with an error line that says what to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Retry,
@@ -95,6 +95,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// When neither the config nor the AWS chain names a region (S3-compatible servers ignore it).
 pub const DEFAULT_REGION: &str = "us-east-1";
+/// Overrides REQUEST_TIMEOUT (milliseconds): tests of a slow endpoint cannot wait minutes.
+pub const REQUEST_TIMEOUT_ENV: &str = "VIDGEST_S3_REQUEST_TIMEOUT_MS";
+
+fn request_timeout() -> Duration {
+    std::env::var(REQUEST_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(REQUEST_TIMEOUT, Duration::from_millis)
+}
 
 impl Destination {
     /// `data_dir` resolves relative `dir` paths.
@@ -119,6 +128,14 @@ impl Destination {
                 path: root.to_path_buf(),
                 source,
             })?;
+        let removed = remove_staged_leftovers(&root);
+        if removed > 0 {
+            tracing::info!(
+                dir = %root.display(),
+                removed,
+                "removed temporary files of writes interrupted by a crash"
+            );
+        }
         let store = LocalFileSystem::new_with_prefix(&root).map_err(DestinationError::Setup)?;
         Ok(Destination {
             store: Arc::new(store),
@@ -135,7 +152,7 @@ impl Destination {
             .with_bucket_name(&cfg.bucket)
             .with_client_options(
                 object_store::ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_timeout(request_timeout())
                     .with_connect_timeout(CONNECT_TIMEOUT),
             )
             .with_retry(object_store::RetryConfig {
@@ -245,18 +262,101 @@ impl Destination {
                     "S3"
                 },
                 location,
-                detail: mask(source.to_string()),
+                detail: mask(describe(source.as_ref())),
             },
             object_store::Error::NotFound { source, .. } => DestinationError::NoBucket {
                 location: self.location.clone(),
-                detail: mask(source.to_string()),
+                detail: mask(describe(source.as_ref())),
+            },
+            object_store::Error::Generic { source, .. } => DestinationError::Transient {
+                location,
+                detail: mask(describe(source.as_ref())),
             },
             other => DestinationError::Transient {
                 location,
-                detail: mask(other.to_string()),
+                detail: mask(one_line(&other.to_string())),
             },
         }
     }
+}
+
+/// What went wrong, on one line and the same on every attempt: the store's own message leads
+/// with the URL (the key again) and the time taken, and carries S3's XML error body with its
+/// line breaks, which split the log line and made every attempt a "new" error. Its causes say
+/// what happened (status and S3 error code, or the connection error).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let top = e.to_string();
+    let mut cause = e.source();
+    // The store's request error ("Error performing PUT <url> in <time> - <cause>") is skipped
+    // for its cause; any other error keeps its own text (a local path, say).
+    if cause.is_none() || !top.starts_with("Error performing ") {
+        parts.push(one_line(&top));
+    }
+    while let Some(c) = cause {
+        let text = one_line(&c.to_string());
+        // Wrappers often repeat their cause's text.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+/// `text` without line breaks, an S3 XML error body reduced to its code and message.
+fn one_line(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(&text[start..start + len])
+    };
+    let text = match (
+        text.find("<?xml").or_else(|| text.find("<Error>")),
+        tag("Code"),
+    ) {
+        (Some(body), Some(code)) => {
+            let head = text[..body].trim_end().trim_end_matches(':');
+            match tag("Message") {
+                Some(msg) => format!("{head}: {code}: {msg}"),
+                None => format!("{head}: {code}"),
+            }
+        }
+        _ => text.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Removes the temporary files (`<key>#<n>`, object_store's staging name) that a write killed
+/// before its rename leaves next to the objects: readers of the directory would take them for
+/// objects, and a retried write never reuses them (it stages as `#<n+1>`). Best effort.
+fn remove_staged_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if kind.is_dir() {
+            removed += remove_staged_leftovers(&path);
+        } else if kind.is_file()
+            && is_staged_name(&entry.file_name().to_string_lossy())
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn is_staged_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(key, n)| {
+        !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// fsync of the file, then of every directory from its parent up to `root` (new directories
@@ -291,6 +391,66 @@ pub fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_bodies_become_one_line_with_their_code() {
+        let text = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>X</RequestId></Error>";
+        assert_eq!(
+            one_line(text),
+            "Server returned non-2xx status code: 403 Forbidden: AccessDenied: Access Denied"
+        );
+        assert_eq!(one_line("a\n  b"), "a b");
+    }
+
+    #[test]
+    fn describe_drops_the_request_line_and_keeps_the_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error performing PUT http://h/b/k in 8.2ms - {0}")]
+        struct Request(#[source] Cause);
+        #[derive(Debug, thiserror::Error)]
+        #[error("HTTP error: error sending request")]
+        struct Cause(#[source] std::io::Error);
+        let e = Request(Cause(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(
+            describe(&e),
+            "HTTP error: error sending request: connection refused"
+        );
+        // Any other error keeps its own text.
+        let e = std::io::Error::other("disk full");
+        assert_eq!(describe(&e), "disk full");
+    }
+
+    #[test]
+    fn opening_a_dir_removes_temporary_files_of_interrupted_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("out");
+        std::fs::create_dir_all(root.join("a/b=1")).unwrap();
+        for f in [
+            "a/b=1/x.jsonl.gz#1",
+            "a/b=1/x.jsonl.gz",
+            "a/y#2",
+            "a/#1",
+            "a/z#tag",
+        ] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        Destination::dir(&root).unwrap();
+        let mut left: Vec<String> = [
+            "a/b=1/x.jsonl.gz#1",
+            "a/b=1/x.jsonl.gz",
+            "a/y#2",
+            "a/#1",
+            "a/z#tag",
+        ]
+        .into_iter()
+        .filter(|f| root.join(f).exists())
+        .map(String::from)
+        .collect();
+        left.sort();
+        assert_eq!(left, ["a/#1", "a/b=1/x.jsonl.gz", "a/z#tag"]);
+    }
 
     #[tokio::test]
     async fn dir_puts_are_whole_files_and_overwrite() {

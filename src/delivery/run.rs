@@ -115,6 +115,8 @@ pub fn start(
         extension: format.extension(),
         polled: BTreeMap::new(),
         destination: None,
+        last_lag: None,
+        abandoned: false,
         shutdown: shutdown.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -159,6 +161,11 @@ struct Worker {
     /// Per shard, the last sequence number read.
     polled: BTreeMap<String, String>,
     destination: Option<Destination>,
+    /// When the lag was last measured (None: not yet).
+    last_lag: Option<std::time::Instant>,
+    /// Batches were taken from the buffers and not written (shutdown while retrying): no
+    /// checkpoint may move in this run any more, or their records would count as delivered.
+    abandoned: bool,
     shutdown: Shutdown,
 }
 
@@ -181,12 +188,8 @@ impl Worker {
             target = %self.status.target,
             "delivery started"
         );
-        let mut last_lag = std::time::Instant::now() - LAG_INTERVAL;
         while !self.shutdown.is_triggered() {
-            if last_lag.elapsed() >= LAG_INTERVAL {
-                self.report_lag();
-                last_lag = std::time::Instant::now();
-            }
+            self.report_lag_when_due();
             let now = self.now();
             let mut ready = self.flush_due(now);
             let read = match self.read(&mut ready) {
@@ -196,12 +199,21 @@ impl Worker {
                         Health::Failing,
                         &format!("reading {}: {e}", self.cfg.source),
                     );
+                    // Batches already out of their buffers are written first (else a later
+                    // checkpoint would pass their records).
+                    if !ready.is_empty() && !self.write_all(&rt, ready, None) {
+                        self.abandoned = true;
+                        break;
+                    }
                     self.shutdown.wait(Duration::from_secs(5));
                     continue;
                 }
             };
             if !ready.is_empty() && !self.write_all(&rt, ready, None) {
-                break; // shutdown while retrying
+                // Shutdown while retrying: the unwritten batches are out of the buffers, so
+                // the buffers no longer hold the checkpoint back from their records.
+                self.abandoned = true;
+                break;
             }
             self.commit();
             if read == 0 {
@@ -233,11 +245,15 @@ impl Worker {
 
     fn flush_due(&mut self, now: UnixNanos) -> Vec<(bool, ReadyBatch)> {
         let mut out = Vec::new();
+        let mut failed = None;
         for (is_error, b) in [(false, &mut self.data), (true, &mut self.errors)] {
             match b.due(now) {
                 Ok(batches) => out.extend(batches.into_iter().map(|r| (is_error, r))),
-                Err(e) => tracing::error!(delivery = %self.cfg.name, "finishing an object: {e}"),
+                Err(e) => failed = Some(e),
             }
+        }
+        if let Some(e) = failed {
+            self.hold_checkpoints(&format!("finishing an object: {e}"));
         }
         out
     }
@@ -295,24 +311,22 @@ impl Worker {
                     ready,
                 );
             }
-            // An in-memory encoder failed (allocation): the record goes to the error output
-            // rather than being skipped.
-            Err(PushError::Io(e)) => {
-                let err = ErrorRecord::new(
-                    "Processing.Failed",
-                    e.to_string(),
-                    rec.arrival_ns,
-                    &rec.data,
-                );
-                self.push_error(
-                    ErrorOutputType::ProcessingFailed,
-                    err,
-                    shard,
-                    rec,
-                    now,
-                    ready,
-                );
-            }
+            // Encoding failed (an in-memory encoder: allocation, or finishing a full buffer):
+            // records may be out of every buffer, so nothing more is checkpointed this run.
+            Err(PushError::Io(e)) => self.hold_checkpoints(&format!("encoding an object: {e}")),
+        }
+    }
+
+    /// Something left records outside every buffer without writing them: from now on no
+    /// checkpoint moves, so all of it is read and delivered again after a restart (at least
+    /// once, never lost). The delivery shows as failing until then.
+    fn hold_checkpoints(&mut self, why: &str) {
+        if !self.abandoned {
+            self.abandoned = true;
+            self.status.failure(
+                Health::Failing,
+                &format!("{why}; checkpoints are held until the next start, which delivers those records again"),
+            );
         }
     }
 
@@ -433,7 +447,7 @@ impl Worker {
                         let pause = deadline.map_or(pause, |t| {
                             pause.min(t.saturating_duration_since(std::time::Instant::now()))
                         });
-                        if self.shutdown.wait(pause) && deadline.is_none() {
+                        if !self.pause(pause, deadline.is_some()) {
                             return false;
                         }
                         if deadline.is_some_and(|t| std::time::Instant::now() >= t) {
@@ -444,6 +458,27 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Waits out a retry's backoff; false if shutdown came first. The lag is measured on the
+    /// way: the backlog grows while the destination fails, which is when the status must show
+    /// it (and warn before records age out). When `stopping` (the shutdown signal no longer
+    /// waits) it sleeps the backoff out instead of retrying in a tight loop.
+    fn pause(&mut self, pause: Duration, stopping: bool) -> bool {
+        let until = std::time::Instant::now() + pause;
+        loop {
+            self.report_lag_when_due();
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let step = left.min(LAG_INTERVAL);
+            if stopping {
+                std::thread::sleep(step);
+            } else if self.shutdown.wait(step) {
+                return false;
+            }
+        }
     }
 
     fn destination(
@@ -480,6 +515,9 @@ impl Worker {
     /// Moves each shard's checkpoint up to the record before the first one an open buffer
     /// still holds (everything before it is in confirmed objects).
     fn commit(&mut self) {
+        if self.abandoned {
+            return;
+        }
         for (shard, last) in &self.polled {
             let held = [self.data.safe_before(shard), self.errors.safe_before(shard)]
                 .into_iter()
@@ -500,6 +538,14 @@ impl Worker {
         }
     }
 
+    fn report_lag_when_due(&mut self) {
+        if self.last_lag.is_some_and(|t| t.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.report_lag();
+        self.last_lag = Some(std::time::Instant::now());
+    }
+
     fn report_lag(&mut self) {
         match self.consumer.lag() {
             Ok(lag) => self.status.set_lag(lag, self.now()),
@@ -509,12 +555,26 @@ impl Worker {
 
     /// Shutdown: writes what the buffers hold (bounded), checkpoints what was confirmed.
     fn finish(&mut self, rt: &tokio::runtime::Runtime) {
+        if self.abandoned {
+            // Nothing could be committed after this run's writes anyway: all is read again
+            // at the next start, so stop now rather than retry a failing destination.
+            tracing::warn!(
+                delivery = %self.cfg.name,
+                "stopped while a write was being retried: the unconfirmed records are delivered after the next start"
+            );
+            tracing::info!(delivery = %self.cfg.name, "delivery stopped");
+            return;
+        }
         let mut ready = Vec::new();
+        let mut failed = None;
         for (is_error, b) in [(false, &mut self.data), (true, &mut self.errors)] {
             match b.drain() {
                 Ok(batches) => ready.extend(batches.into_iter().map(|r| (is_error, r))),
-                Err(e) => tracing::error!(delivery = %self.cfg.name, "finishing an object: {e}"),
+                Err(e) => failed = Some(e),
             }
+        }
+        if let Some(e) = failed {
+            self.hold_checkpoints(&format!("finishing an object: {e}"));
         }
         let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH;
         if self.write_all(rt, ready, Some(deadline)) {

@@ -40,10 +40,16 @@ impl Daemon {
     }
 
     pub fn start_with(data_dir: PathBuf, config: PathBuf) -> Daemon {
+        Self::start_with_env(data_dir, config, &[])
+    }
+
+    /// `start_with` with extra environment variables for this daemon only.
+    pub fn start_with_env(data_dir: PathBuf, config: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(vidgest_bin())
             .args(["run", "--config"])
             .arg(&config)
             .env("VIDGEST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
