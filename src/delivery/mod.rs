@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod errors;
 pub mod format;
 pub mod keys;
+pub mod parquet;
 pub mod prefix;
 
 pub use body::{BodyEncoder, BodyFormat, ConvertError, Jsonl, PushError};
