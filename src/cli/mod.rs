@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod clip;
+pub mod delivery;
 pub mod fragments;
 pub mod records;
 

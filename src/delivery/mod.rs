@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod buffer;
+pub mod ddl;
 pub mod errors;
 pub mod format;
 pub mod keys;

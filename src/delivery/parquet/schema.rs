@@ -35,6 +35,21 @@ pub struct Column {
     path: JsonPath,
 }
 
+impl Column {
+    /// The top-level record field this column is read from, if it is one (a partition key
+    /// from the same field may stand in for it in a table definition).
+    pub fn record_field(&self, table: &Table) -> Option<&str> {
+        let from_record = match &table.source {
+            Source::Detections => matches!(
+                self.name.as_str(),
+                "device" | "camera" | "fragment_number" | "model"
+            ),
+            Source::Declared { rows } => self.path.from_root || rows.is_none(),
+        };
+        (from_record && self.path.keys.len() == 1).then(|| self.path.keys[0].as_str())
+    }
+}
+
 /// A dotted path; `$.` makes it start at the record even inside `rows`.
 #[derive(Debug, Clone, PartialEq)]
 struct JsonPath {
