@@ -118,6 +118,44 @@ impl ColumnBuf {
         }
     }
 
+    /// Typed appends for the detections table (no `Cell` per value).
+    pub(super) fn push_str(&mut self, s: &str) {
+        self.defined();
+        match &mut self.values {
+            Values::Bytes { data, ends } => {
+                data.extend_from_slice(s.as_bytes());
+                ends.push(data.len());
+            }
+            _ => unreachable!("a string column"),
+        }
+    }
+    pub(super) fn push_i32(&mut self, v: i32) {
+        self.defined();
+        match &mut self.values {
+            Values::I32(c) => c.push(v),
+            _ => unreachable!("an int column"),
+        }
+    }
+    pub(super) fn push_i64(&mut self, v: i64) {
+        self.defined();
+        match &mut self.values {
+            Values::I64(c) => c.push(v),
+            _ => unreachable!("a bigint or timestamp column"),
+        }
+    }
+    pub(super) fn push_f64(&mut self, v: f64) {
+        self.defined();
+        match &mut self.values {
+            Values::F64(c) => c.push(v),
+            _ => unreachable!("a double column"),
+        }
+    }
+    fn defined(&mut self) {
+        if let Some(defs) = &mut self.defs {
+            defs.push(1);
+        }
+    }
+
     /// Appends a cell the schema produced for this column (so the types match).
     pub(super) fn push(&mut self, cell: &Cell) {
         if let Some(defs) = &mut self.defs {

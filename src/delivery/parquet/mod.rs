@@ -123,19 +123,12 @@ impl ParquetBody {
 
     /// Converts the whole record first, then appends: a record that fails leaves no trace.
     pub fn push(&mut self, data: &[u8]) -> Result<(), PushError> {
-        let mut rows = Vec::new();
-        let result = self.format.table.rows(data, &mut rows);
-        if result.is_ok() {
-            for row in &rows {
-                for (buf, cell) in self.columns.iter_mut().zip(row) {
-                    buf.push(cell);
-                }
-            }
-            self.rows += rows.len();
-            self.records += 1;
-            self.raw_bytes += data.len() as u64;
-        }
-        result.map_err(PushError::Convert)
+        let converted = self.format.table.convert(data)?;
+        converted.append(&mut self.columns);
+        self.rows += converted.rows();
+        self.records += 1;
+        self.raw_bytes += data.len() as u64;
+        Ok(())
     }
 
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {

@@ -1,7 +1,7 @@
 //! What a Parquet delivery's rows are: the built-in `detections` table or declared columns with
 //! JSON paths, and the conversion of one record into rows (all or nothing).
 
-use super::columns::{Cell, Row};
+use super::columns::{Cell, ColumnBuf, Row};
 use crate::config::{ColumnType, SchemaConfig};
 use crate::delivery::body::ConvertError;
 use crate::records::{RecordKind, DETECTION_SCHEMA};
@@ -189,15 +189,15 @@ impl Table {
         self.source == Source::Detections
     }
 
-    /// Converts one record into rows (cells in column order), or says why it cannot.
-    pub(super) fn rows<'a>(
-        &self,
-        data: &'a [u8],
-        out: &mut Vec<Row<'a>>,
-    ) -> Result<(), ConvertError> {
+    /// Converts one record (all of it, before anything is appended), or says why it cannot.
+    pub(super) fn convert<'a>(&self, data: &'a [u8]) -> Result<Converted<'a>, ConvertError> {
         match &self.source {
-            Source::Detections => detection_rows(data, out),
-            Source::Declared { rows } => self.declared_rows(rows.as_ref(), data, out),
+            Source::Detections => parse_detection(data).map(Converted::Detection),
+            Source::Declared { rows } => {
+                let mut out = Vec::new();
+                self.declared_rows(rows.as_ref(), data, &mut out)?;
+                Ok(Converted::Rows(out))
+            }
         }
     }
 
@@ -251,6 +251,34 @@ impl Table {
             out.push(row);
         }
         Ok(())
+    }
+}
+
+/// A converted record, ready to append.
+pub(super) enum Converted<'a> {
+    Detection(DetectionIn<'a>),
+    Rows(Vec<Row<'a>>),
+}
+
+impl Converted<'_> {
+    pub(super) fn rows(&self) -> usize {
+        match self {
+            Converted::Detection(d) => d.rows(),
+            Converted::Rows(r) => r.len(),
+        }
+    }
+
+    pub(super) fn append(&self, cols: &mut [ColumnBuf]) {
+        match self {
+            Converted::Detection(d) => d.append(cols),
+            Converted::Rows(rows) => {
+                for row in rows {
+                    for (buf, cell) in cols.iter_mut().zip(row) {
+                        buf.push(cell);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -322,7 +350,7 @@ fn short(v: &Value) -> String {
 }
 
 #[derive(Deserialize)]
-struct DetectionIn<'a> {
+pub(super) struct DetectionIn<'a> {
     #[serde(borrow)]
     schema: Cow<'a, str>,
     #[serde(rename = "type")]
@@ -361,8 +389,11 @@ struct BoxIn {
 }
 
 /// Typed straight from the bytes (strings borrowed): the hot path of detection deliveries.
-fn detection_rows<'a>(data: &'a [u8], out: &mut Vec<Row<'a>>) -> Result<(), ConvertError> {
-    let rec: DetectionIn<'a> = serde_json::from_slice(data).map_err(|e| {
+pub(super) fn parse_detection(data: &[u8]) -> Result<DetectionIn<'_>, ConvertError> {
+    // One UTF-8 check of the whole record is cheaper than one per string (from_slice).
+    let text = std::str::from_utf8(data)
+        .map_err(|e| malformed(format!("not a {DETECTION_SCHEMA} record: not UTF-8 ({e})")))?;
+    let rec: DetectionIn = serde_json::from_str(text).map_err(|e| {
         // Name the schema when the record is some other kind (the likelier mistake).
         #[derive(Deserialize)]
         struct Id {
@@ -381,30 +412,46 @@ fn detection_rows<'a>(data: &'a [u8], out: &mut Vec<Row<'a>>) -> Result<(), Conv
             rec.schema
         )));
     }
-    if rec.kind == RecordKind::Heartbeat {
-        return Ok(());
+    Ok(rec)
+}
+
+impl DetectionIn<'_> {
+    /// Rows it gives: one per object, none for a heartbeat.
+    pub(super) fn rows(&self) -> usize {
+        match self.kind {
+            RecordKind::Heartbeat => 0,
+            RecordKind::Detection => self.detections.len(),
+        }
     }
-    let millis = rec.timestamp_ns.div_euclid(1_000_000);
-    let inference = match rec.inference_ms {
-        Some(ms) => Cell::F64(ms),
-        None => Cell::Null,
-    };
-    for o in rec.detections {
-        out.push(vec![
-            Cell::Str(rec.device.clone()),
-            Cell::Str(rec.camera.clone()),
-            Cell::I64(millis),
-            Cell::Str(rec.fragment_number.clone()),
-            Cell::Str(rec.model.clone()),
-            Cell::Str(o.label),
-            Cell::I32(o.class_id),
-            Cell::F64(o.score),
-            Cell::F64(o.bbox.x),
-            Cell::F64(o.bbox.y),
-            Cell::F64(o.bbox.w),
-            Cell::F64(o.bbox.h),
-            inference.clone(),
-        ]);
+
+    /// Appends its rows to the detections table's columns (in `DETECTION_COLUMNS` order).
+    pub(super) fn append(&self, cols: &mut [ColumnBuf]) {
+        if self.rows() == 0 {
+            return;
+        }
+        let millis = self.timestamp_ns.div_euclid(1_000_000);
+        let [device, camera, timestamp, fragment, model, label, class_id, score, x, y, w, h, inference] =
+            cols
+        else {
+            unreachable!("the detections table has 13 columns")
+        };
+        for o in &self.detections {
+            device.push_str(&self.device);
+            camera.push_str(&self.camera);
+            timestamp.push_i64(millis);
+            fragment.push_str(&self.fragment_number);
+            model.push_str(&self.model);
+            label.push_str(&o.label);
+            class_id.push_i32(o.class_id);
+            score.push_f64(o.score);
+            x.push_f64(o.bbox.x);
+            y.push_f64(o.bbox.y);
+            w.push_f64(o.bbox.w);
+            h.push_f64(o.bbox.h);
+            match self.inference_ms {
+                Some(ms) => inference.push_f64(ms),
+                None => inference.push(&Cell::Null),
+            }
+        }
     }
-    Ok(())
 }
