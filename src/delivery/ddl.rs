@@ -102,6 +102,13 @@ pub fn create_table_for(
         DeliveryFormat::Parquet => {
             let t = Table::new(delivery.schema.as_ref())?;
             for c in t.columns() {
+                // Athena (Hive metastore) column names: letters, digits and `_`.
+                if !is_identifier(&c.name) {
+                    return Err(DdlError::BadName {
+                        what: "column",
+                        name: c.name.clone(),
+                    });
+                }
                 columns.push((
                     c.name.clone(),
                     hive_type(c.kind).to_string(),
@@ -467,6 +474,16 @@ TBLPROPERTIES (
             DdlError::BadName { .. }
         ));
         assert!(matches!(with_prefix("!{nope}/"), DdlError::Prefix(_)));
+        let d = delivery(
+            "name = \"s\"\nsource = \"s\"\nformat = \"parquet\"\n[schema]\n[[schema.column]]\nname = \"a b\"\ntype = \"int\"",
+        );
+        assert_eq!(
+            create_table(&d, "s3://b/", None),
+            Err(DdlError::BadName {
+                what: "column",
+                name: "a b".into()
+            })
+        );
         let d = delivery(DET_S3);
         assert!(matches!(
             create_table(&d, "s3://b/", Some("x;drop")),
