@@ -12,6 +12,9 @@ use parquet::schema::types::{Type, TypePtr};
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// String values handed to the column writer at a time.
+const STRING_CHUNK: usize = 4096;
+
 /// One value of a converted row (`Null` only in optional columns).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Cell<'a> {
@@ -204,11 +207,23 @@ impl ColumnBuf {
             Values::Bytes { .. } => unreachable!("frozen above"),
             Values::Frozen { data, ends } => {
                 let start = |i: usize| if i == 0 { 0 } else { ends[i - 1] };
-                let v: Vec<ByteArray> = vals
-                    .clone()
-                    .map(|i| ByteArray::from(data.slice(start(i)..ends[i])))
-                    .collect();
-                col.typed::<ByteArrayType>().write_batch(&v, defs, None)?
+                let slices = |r: std::ops::Range<usize>| {
+                    r.map(|i| ByteArray::from(data.slice(start(i)..ends[i])))
+                        .collect::<Vec<_>>()
+                };
+                let w = col.typed::<ByteArrayType>();
+                match defs {
+                    // Required: in chunks, so the slices stay in cache and few are alive.
+                    None => {
+                        let mut n = 0;
+                        for from in vals.clone().step_by(STRING_CHUNK) {
+                            let to = (from + STRING_CHUNK).min(vals.end);
+                            n += w.write_batch(&slices(from..to), None, None)?;
+                        }
+                        n
+                    }
+                    Some(d) => w.write_batch(&slices(vals.clone()), Some(d), None)?,
+                }
             }
             Values::Bool(v) => col
                 .typed::<BoolType>()

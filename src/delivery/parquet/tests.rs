@@ -409,3 +409,16 @@ fn rows_split_into_row_groups() {
         }
     }
 }
+
+/// String columns are handed over in chunks: values stay in order across chunk boundaries.
+#[test]
+fn many_string_values_keep_their_order() {
+    let format = Parquet::new(None, Compression::Snappy).unwrap();
+    let labels: Vec<String> = (0..10_000).map(|i| format!("label-{i}")).collect();
+    let objects: Vec<(&str, i32, f64)> = labels.iter().map(|l| (l.as_str(), 1, 0.5)).collect();
+    let (_, rows) = read(body_of(&format, &[detection("cam", &objects, None)]));
+    assert_eq!(rows.len(), 10_000);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.get_string(5).unwrap(), &labels[i]);
+    }
+}
