@@ -2,7 +2,8 @@
 # Delivery encoding benchmark: vidgest's object bodies against reference tools on the same bytes
 # in the same run (issue 8):
 #   jsonl gzip   JsonlBody (gzip level 6)           vs  gzip -6 -c CORPUS
-#   jsonl zstd   JsonlBody (zstd level 3, 1 thread)  vs  zstd -3 -T1 -c CORPUS
+#   jsonl zstd   JsonlBody (zstd level 3, 1 thread)  vs  zstd -3 --single-thread -c CORPUS
+#                (`-T1` still compresses in a worker thread beside the I/O thread)
 #   parquet      Parquet encoder, built-in detections schema, snappy
 #                                                    vs  pyarrow pq.write_table, snappy, 1 thread
 # The corpus is ~CORPUS_MIB MiB of detection-record JSON lines generated deterministically by
@@ -94,7 +95,7 @@ tool_cmd() {
         vidgest-gzip) echo "$BIN jsonl gzip $CORPUS" ;;
         gzip-cli) echo "gzip -6 -c $CORPUS" ;;
         vidgest-zstd) echo "$BIN jsonl zstd $CORPUS" ;;
-        zstd-cli) echo "zstd -3 -T1 -q -c $CORPUS" ;;
+        zstd-cli) echo "zstd -3 --single-thread -q -c $CORPUS" ;;
         vidgest-parquet) echo "$BIN parquet $CORPUS" ;;
         pyarrow) echo "$PY $ROOT/tests/py/parquet_bench_pyarrow.py $CORPUS" ;;
     esac
@@ -146,7 +147,7 @@ print("- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 print()
 print("| body | vidgest MB/s | reference | reference MB/s | vidgest / reference | ratio vidgest | ratio reference | RSS vidgest MiB | RSS reference MiB |")
 print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-for ours, ref, name in (("vidgest-gzip", "gzip-cli", "gzip -6"), ("vidgest-zstd", "zstd-cli", "zstd -3 -T1")):
+for ours, ref, name in (("vidgest-gzip", "gzip-cli", "gzip -6"), ("vidgest-zstd", "zstd-cli", "zstd -3 --single-thread")):
     a, b = stat(ours, mbs), stat(ref, mbs)
     rel = "n/a" if not (a and b) else f"**{a[0] / b[0]:.2f}x**"
     print(f"| jsonl {ours.split('-')[1]} | {fmt(a)} | \`{name}\` | {fmt(b)} | {rel} | "
