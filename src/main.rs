@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: RecordsCommand,
     },
+    /// Tools for a configured delivery stream (e.g. its Athena table).
+    Delivery {
+        #[command(subcommand)]
+        command: cli::delivery::DeliveryCommand,
+    },
     /// Ask an RTSP camera what it offers and print a ready [[camera]] snippet.
     Probe {
         url: String,
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
                 cli::load_config(&config).and_then(|c| cli::records::put(&c, &stream, &key, &data))
             }
         },
+        Command::Delivery { command } => cli::delivery::run(command),
         Command::Probe {
             url,
             username,

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod clip;
 pub mod deliveries;
+pub mod delivery;
 pub mod fragments;
 pub mod records;
 

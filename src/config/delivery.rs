@@ -397,6 +397,13 @@ pub(super) fn validate(
             }
             _ => {}
         }
+        if d.format == DeliveryFormat::Parquet {
+            if let Err(e) =
+                crate::delivery::parquet::Parquet::new(d.schema.as_ref(), d.compression())
+            {
+                add(at("schema"), e.to_string());
+            }
+        }
         match &d.destination {
             DestinationConfig::Dir(dir) => {
                 if dir

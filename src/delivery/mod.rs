@@ -8,11 +8,13 @@
 mod aws;
 pub mod body;
 pub mod buffer;
+pub mod ddl;
 pub mod destination;
 pub mod errors;
 pub mod format;
 pub mod forward;
 pub mod keys;
+pub mod parquet;
 pub mod prefix;
 pub mod run;
 pub mod status;

@@ -44,8 +44,11 @@ pub enum DeliveryError {
         name: String,
         source: crate::streams::StreamError,
     },
-    #[error("delivery `{name}`: {what}")]
-    Format { name: String, what: String },
+    #[error("delivery `{name}`: {source}")]
+    Format {
+        name: String,
+        source: super::parquet::ParquetSetupError,
+    },
     #[error("delivery `{name}`: cannot start its thread: {source}")]
     Thread {
         name: String,
@@ -65,10 +68,14 @@ pub struct DeliveryContext {
 pub fn body_format(cfg: &DeliveryConfig) -> Result<Arc<dyn BodyFormat>, DeliveryError> {
     match cfg.format {
         DeliveryFormat::Jsonl => Ok(Arc::new(Jsonl(cfg.compression()))),
-        DeliveryFormat::Parquet => Err(DeliveryError::Format {
-            name: cfg.name.clone(),
-            what: "parquet output is not available in this build".into(),
-        }),
+        DeliveryFormat::Parquet => {
+            super::parquet::Parquet::new(cfg.schema.as_ref(), cfg.compression())
+                .map(|p| Arc::new(p) as Arc<dyn BodyFormat>)
+                .map_err(|e| DeliveryError::Format {
+                    name: cfg.name.clone(),
+                    source: e,
+                })
+        }
     }
 }
 
