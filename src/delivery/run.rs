@@ -555,7 +555,9 @@ impl Worker {
 
     fn report_lag(&mut self) {
         match self.consumer.lag() {
-            Ok(lag) => self.status.set_lag(lag, self.now()),
+            Ok(lag) => {
+                self.status.set_lag(lag, self.now());
+            }
             Err(e) => tracing::debug!(delivery = %self.cfg.name, "lag: {e}"),
         }
     }

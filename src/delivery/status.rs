@@ -133,8 +133,8 @@ impl PipeStatus {
     }
 
     /// Records the consumer's lag; warns once when the oldest undelivered record is older than
-    /// half the source stream's retention (it would age out undelivered).
-    pub fn set_lag(&self, lag: ConsumerLag, now: UnixNanos) {
+    /// half the source stream's retention (it would age out undelivered). True when it warned.
+    pub fn set_lag(&self, lag: ConsumerLag, now: UnixNanos) -> bool {
         let mut m = self.m.lock();
         let age = |l: &ConsumerLag| l.oldest_arrival_ns.map_or(0, |t| (now - t).max(0) as u64);
         let half = self.source_retention_s * 1_000_000_000 / 2;
@@ -150,6 +150,7 @@ impl PipeStatus {
             );
         }
         m.lag = lag;
+        is && !was
     }
 
     pub fn snapshot(&self, now: UnixNanos) -> StatusSnapshot {
@@ -241,5 +242,33 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn lag_warning_fires_once_when_half_the_retention_is_reached() {
+        let st = PipeStatus::new("d", "delivery", "events", "out", 3600);
+        let now = 10_000 * S;
+        let lag = |age_s: i64| ConsumerLag {
+            records: 7,
+            oldest_arrival_ns: Some(now - age_s * S),
+        };
+        assert!(!st.set_lag(lag(1000), now));
+        assert!(st.set_lag(lag(1800), now), "half of 1 h reached");
+        assert!(
+            !st.set_lag(lag(2000), now),
+            "warned once, not per measurement"
+        );
+        assert!(!st.set_lag(ConsumerLag::default(), now), "caught up");
+        assert!(st.set_lag(lag(1900), now), "warns again after catching up");
+        let snap = st.snapshot(now);
+        assert_eq!(snap.lag_records, 7);
+        assert_eq!(snap.lag_seconds, 1900.0);
     }
 }
