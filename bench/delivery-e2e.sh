@@ -49,16 +49,6 @@ VIDGEST=$WORK/bin/vidgest
 wait_for_quiet 5
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    local port=$1 pid=$2 i
-    for i in $(seq 1 600); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 PIDS=()
 stop_all() {

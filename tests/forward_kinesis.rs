@@ -14,8 +14,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use fwd::*;
 use vidgest::clock::system_clock;
 use vidgest::config::{ForwardConfig, KinesisForward, Secret};
-use vidgest::delivery::forward::{self, ForwardSnapshot, ForwardState, ForwardStatus};
-use vidgest::lifecycle::Shutdown;
+use vidgest::delivery::forward::ForwardState;
 use vidgest::streams::{PutRecord, ShardStreams, ShardStreamsOptions};
 
 const REMOTE: &str = "remote";
@@ -166,47 +165,6 @@ fn local() -> Local {
     Local { _dir: dir, streams }
 }
 
-fn spawn_forwarder(
-    port: u16,
-    streams: &Arc<ShardStreams>,
-) -> (
-    Arc<ForwardStatus>,
-    Shutdown,
-    tokio::task::JoinHandle<Result<(), forward::ForwardError>>,
-) {
-    let status = ForwardStatus::new("cloud");
-    let shutdown = Shutdown::new();
-    let consumer = streams.consumer("src", "forward-cloud").unwrap();
-    let task = tokio::spawn(forward::run(
-        config(port),
-        "dev1".into(),
-        consumer,
-        Arc::clone(streams),
-        Arc::clone(&status),
-        shutdown.clone(),
-    ));
-    (status, shutdown, task)
-}
-
-async fn wait_status(
-    status: &ForwardStatus,
-    what: &str,
-    f: impl Fn(&ForwardSnapshot) -> bool,
-) -> ForwardSnapshot {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let s = status.snapshot();
-        if f(&s) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; status {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_in_key_order_and_survives_a_remote_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -217,7 +175,7 @@ async fn forwards_in_key_order_and_survives_a_remote_restart() {
     create_remote(&c).await;
     let local = local();
 
-    let (status, shutdown, task) = spawn_forwarder(port, &local.streams);
+    let (status, shutdown, task) = spawn_forwarder(config(port), "cloud", &local.streams);
     put_round(&local.streams, 0, 60);
     wait_status(&status, "the first 300 records forwarded", |s| {
         s.records_forwarded == 300
@@ -286,7 +244,7 @@ async fn throttled_entries_alone_are_retried_in_key_order() {
     .await;
     let local = local();
     put_round(&local.streams, 0, 40);
-    let (status, shutdown, task) = spawn_forwarder(proxy.port, &local.streams);
+    let (status, shutdown, task) = spawn_forwarder(config(proxy.port), "cloud", &local.streams);
     let s = wait_status(&status, "200 forwarded", |s| s.records_forwarded == 200).await;
     shutdown.trigger();
     task.await.unwrap().unwrap();
@@ -328,7 +286,7 @@ async fn an_acknowledged_entry_after_a_failed_one_of_its_key_is_counted() {
     .await;
     let local = local();
     put_round(&local.streams, 0, 10);
-    let (status, shutdown, task) = spawn_forwarder(proxy.port, &local.streams);
+    let (status, shutdown, task) = spawn_forwarder(config(proxy.port), "cloud", &local.streams);
     let s = wait_status(&status, "50 forwarded", |s| s.records_forwarded == 50).await;
     shutdown.trigger();
     task.await.unwrap().unwrap();
@@ -344,7 +302,7 @@ async fn a_missing_remote_stream_is_failing_with_the_fix() {
     let _kinesalite = start_kinesalite(port, &tmp.path().join("kinesalite"));
     let local = local();
     put_round(&local.streams, 0, 1);
-    let (status, shutdown, task) = spawn_forwarder(port, &local.streams);
+    let (status, shutdown, task) = spawn_forwarder(config(port), "cloud", &local.streams);
     let s = wait_status(&status, "failing", |s| s.state == ForwardState::Failing).await;
     let err = s.last_error.unwrap();
     assert!(

@@ -7,15 +7,13 @@ mod fwd;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fwd::*;
 use vidgest::clock::system_clock;
 use vidgest::config::HumanDuration;
 use vidgest::config::{ForwardConfig, MqttForward};
-use vidgest::delivery::forward::{self, ForwardSnapshot, ForwardState, ForwardStatus};
-use vidgest::lifecycle::Shutdown;
+use vidgest::delivery::forward::ForwardState;
 use vidgest::streams::{PutRecord, ShardStreams, ShardStreamsOptions};
 
 const KEYS: [&str; 3] = ["cam-a", "cam-b", "cam+c"];
@@ -44,47 +42,6 @@ fn put_round(streams: &ShardStreams, from: usize, to: usize) {
             })
             .collect();
         streams.put_many("src", recs).unwrap();
-    }
-}
-
-fn spawn_forwarder(
-    port: u16,
-    streams: &Arc<ShardStreams>,
-) -> (
-    Arc<ForwardStatus>,
-    Shutdown,
-    tokio::task::JoinHandle<Result<(), forward::ForwardError>>,
-) {
-    let status = ForwardStatus::new("ha");
-    let shutdown = Shutdown::new();
-    let consumer = streams.consumer("src", "forward-ha").unwrap();
-    let task = tokio::spawn(forward::run(
-        config(port),
-        "dev1".into(),
-        consumer,
-        Arc::clone(streams),
-        Arc::clone(&status),
-        shutdown.clone(),
-    ));
-    (status, shutdown, task)
-}
-
-async fn wait_status(
-    status: &ForwardStatus,
-    what: &str,
-    f: impl Fn(&ForwardSnapshot) -> bool,
-) -> ForwardSnapshot {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let s = status.snapshot();
-        if f(&s) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; status {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -137,7 +94,7 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
     .unwrap();
     streams.create_stream("src", 2, 24).unwrap();
     put_round(&streams, 0, 50);
-    let (status, shutdown, task) = spawn_forwarder(port, &streams);
+    let (status, shutdown, task) = spawn_forwarder(config(port), "ha", &streams);
     wait_status(&status, "150 forwarded", |s| s.records_forwarded == 150).await;
     assert_eq!(status.snapshot().state, ForwardState::Healthy);
     assert_eq!(
@@ -214,7 +171,7 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
     drop(shutdown);
 
     // Started again from its checkpoint: online, then a graceful stop says offline itself.
-    let (status, shutdown, task) = spawn_forwarder(port, &streams);
+    let (status, shutdown, task) = spawn_forwarder(config(port), "ha", &streams);
     put_round(&streams, 150, 160);
     wait_status(&status, "healthy again", |s| {
         s.state == ForwardState::Healthy

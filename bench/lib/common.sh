@@ -28,3 +28,16 @@ wait_for_quiet() {
         log "warning: $QUIET_NOTE"
     fi
 }
+
+# A free TCP port on 127.0.0.1 (uses $PY, the venv's python).
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits until 127.0.0.1:port accepts connections while pid lives (60 s at most).
+wait_port() {
+    local port=$1 pid=$2 i
+    for i in $(seq 1 600); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -18,37 +18,23 @@ Phases (each against a daemon the shell script started with the matching config)
 
 import argparse
 import base64
-import http.client
 import json
 import multiprocessing as mp
 import os
 import statistics
 import sys
 import time
-import urllib.parse
 
 import boto3
 from botocore.config import Config
 
-TARGET = "Kinesis_20131202."
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load import Conn as KinesisConn  # noqa: E402  (the keep-alive JSON 1.1 client of bench/kinesis.sh)
+
 BATCH = 500
 
 
-class Conn:
-    def __init__(self, endpoint):
-        u = urllib.parse.urlparse(endpoint)
-        self.host, self.port = u.hostname, u.port
-        self.c = http.client.HTTPConnection(self.host, self.port, timeout=120)
-
-    def post(self, op, body):
-        h = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + op}
-        self.c.request("POST", "/", body=body, headers=h)
-        r = self.c.getresponse()
-        data = r.read()
-        if r.status != 200:
-            raise RuntimeError("%s -> HTTP %d: %s" % (op, r.status, data[:300]))
-        return json.loads(data) if data else {}
-
+class Conn(KinesisConn):
     def get(self, path):
         self.c.request("GET", path)
         r = self.c.getresponse()
@@ -85,7 +71,7 @@ def producer(endpoint, stream, p, count, start_at, q):
         time.sleep(0.001)
     sent = failed = 0
     for body in bodies:
-        r = c.post("PutRecords", body)
+        r = c.call("PutRecords", body)
         failed += r["FailedRecordCount"]
         sent += len(r["Records"])
     q.put({"records": sent - failed, "failed": failed, "end": time.time()})
@@ -175,7 +161,7 @@ def phase_latency(a):
         key, data = record(9, i)
         body = json.dumps({"StreamName": a.stream, "PartitionKey": key,
                            "Data": base64.b64encode(data.encode()).decode()}).encode()
-        c.post("PutRecord", body)
+        c.call("PutRecord", body)
         acked = time.time()
         deadline = acked + 30
         while True:

@@ -47,6 +47,18 @@ pub struct ApiState {
     pub deliveries: Arc<[crate::delivery::Pipeline]>,
 }
 
+/// The operation an AWS JSON request names in `X-Amz-Target` (`<prefix><Operation>`), if the
+/// target has `prefix` (each AWS-style service routes on its own).
+pub(crate) fn amz_operation<'a>(
+    headers: &'a axum::http::HeaderMap,
+    prefix: &str,
+) -> Option<&'a str> {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(prefix))
+}
+
 impl ApiState {
     pub fn new(
         streams: Arc<ShardStreams>,

@@ -165,6 +165,21 @@ pub enum ColumnType {
     Timestamp,
 }
 
+impl ColumnType {
+    /// The config's name, which is also the Hive/Athena type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Int => "int",
+            ColumnType::Bigint => "bigint",
+            ColumnType::Float => "float",
+            ColumnType::Double => "double",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
 /// Where a delivery's objects go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

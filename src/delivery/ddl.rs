@@ -8,7 +8,7 @@
 
 use super::parquet::{SchemaError, Table};
 use super::prefix::{Prefix, PrefixError, PrefixKind};
-use crate::config::{ColumnType, DeliveryConfig, DeliveryFormat};
+use crate::config::{DeliveryConfig, DeliveryFormat};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,7 +111,7 @@ pub fn create_table_for(
                 }
                 columns.push((
                     c.name.clone(),
-                    hive_type(c.kind).to_string(),
+                    c.kind.as_str().to_string(),
                     c.record_field(&t).map(str::to_string),
                 ));
             }
@@ -189,18 +189,6 @@ pub fn create_table_for(
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-fn hive_type(kind: ColumnType) -> &'static str {
-    match kind {
-        ColumnType::String => "string",
-        ColumnType::Boolean => "boolean",
-        ColumnType::Int => "int",
-        ColumnType::Bigint => "bigint",
-        ColumnType::Float => "float",
-        ColumnType::Double => "double",
-        ColumnType::Timestamp => "timestamp",
-    }
 }
 
 #[derive(Debug, PartialEq)]

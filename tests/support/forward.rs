@@ -349,3 +349,47 @@ pub fn retained(port: u16, topic: &str) -> Option<String> {
     let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (!s.is_empty()).then_some(s)
 }
+
+/// Runs a forwarder (consumer `forward-<name>` of stream `src`) as a task.
+pub fn spawn_forwarder(
+    cfg: vidgest::config::ForwardConfig,
+    name: &str,
+    streams: &Arc<vidgest::streams::ShardStreams>,
+) -> (
+    Arc<vidgest::delivery::forward::ForwardStatus>,
+    vidgest::lifecycle::Shutdown,
+    tokio::task::JoinHandle<Result<(), vidgest::delivery::forward::ForwardError>>,
+) {
+    let status = vidgest::delivery::forward::ForwardStatus::new(name);
+    let shutdown = vidgest::lifecycle::Shutdown::new();
+    let consumer = streams.consumer("src", &format!("forward-{name}")).unwrap();
+    let task = tokio::spawn(vidgest::delivery::forward::run(
+        cfg,
+        "dev1".into(),
+        consumer,
+        Arc::clone(streams),
+        Arc::clone(&status),
+        shutdown.clone(),
+    ));
+    (status, shutdown, task)
+}
+
+/// Polls the forwarder's status until `f` holds (90 s at most).
+pub async fn wait_status(
+    status: &vidgest::delivery::forward::ForwardStatus,
+    what: &str,
+    f: impl Fn(&vidgest::delivery::forward::ForwardSnapshot) -> bool,
+) -> vidgest::delivery::forward::ForwardSnapshot {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = status.snapshot();
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; status {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

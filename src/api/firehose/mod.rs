@@ -43,10 +43,7 @@ pub fn targets(headers: &HeaderMap) -> bool {
 }
 
 fn operation(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+    super::amz_operation(headers, TARGET_PREFIX)
 }
 
 /// Read scope for List/Describe, write for the puts (and anything unknown); refusals are the

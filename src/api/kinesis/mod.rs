@@ -79,10 +79,7 @@ impl Protocol {
 
 /// The operation named by `X-Amz-Target`, if it is one of ours.
 fn operation(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+    super::amz_operation(headers, TARGET_PREFIX)
 }
 
 /// Kinesis authorization: read scope for read-only operations, write for the rest; refusals

@@ -240,7 +240,7 @@ impl Table {
                         malformed(format!(
                             "column `{}` ({}) at path `{}`{}: {why}",
                             c.name,
-                            type_name(c.kind),
+                            c.kind.as_str(),
                             c.path.text,
                             at()
                         ))
@@ -286,18 +286,6 @@ pub(super) fn malformed(message: String) -> ConvertError {
     ConvertError {
         code: MALFORMED,
         message,
-    }
-}
-
-fn type_name(kind: ColumnType) -> &'static str {
-    match kind {
-        ColumnType::String => "string",
-        ColumnType::Boolean => "boolean",
-        ColumnType::Int => "int",
-        ColumnType::Bigint => "bigint",
-        ColumnType::Float => "float",
-        ColumnType::Double => "double",
-        ColumnType::Timestamp => "timestamp",
     }
 }
 
