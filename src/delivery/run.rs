@@ -389,8 +389,16 @@ impl Worker {
         deadline: Option<std::time::Instant>,
     ) -> bool {
         for (is_error, batch) in ready {
+            let status = Arc::clone(&self.status);
+            let counter = if is_error {
+                &status.error_records
+            } else {
+                &status.records
+            };
             if !batch.has_rows {
-                // Nothing to write (e.g. Parquet rows from heartbeat records only): done.
+                // Nothing to write (e.g. Parquet rows from heartbeat records only): done, and
+                // its records count as delivered, or `records` would never reach what was put.
+                self.status.add(counter, batch.records as u64);
                 continue;
             }
             let key = self.object_key(is_error, &batch);
@@ -422,11 +430,6 @@ impl Worker {
                         self.status.success(self.now());
                         self.status.add(&self.status.objects, 1);
                         self.status.add(&self.status.bytes, batch.body.len() as u64);
-                        let counter = if is_error {
-                            &self.status.error_records
-                        } else {
-                            &self.status.records
-                        };
                         self.status.add(counter, batch.records as u64);
                         tracing::debug!(
                             delivery = %self.cfg.name,
@@ -705,6 +708,57 @@ prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
             }
             .batch_id()
         ));
+    }
+
+    /// Parquet batches of heartbeats give no rows and no object, but their records are
+    /// delivered: the status counts them (else `records` never reaches what was put).
+    #[test]
+    fn records_of_batches_without_rows_count_as_delivered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = crate::clock::system_clock();
+        let streams = ShardStreams::open(
+            &tmp.path().join("streams"),
+            ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        streams.ensure_stream("events", 1, 24).unwrap();
+        for i in 0..5 {
+            let hb = crate::records::DetectionRecord::new(
+                crate::records::RecordKind::Heartbeat,
+                "dev",
+                "idle",
+                "m",
+                i,
+                i as u64,
+            );
+            streams
+                .put(
+                    "events",
+                    PutRecord {
+                        partition_key: "k".into(),
+                        explicit_hash_key: None,
+                        data: hb.to_json(),
+                    },
+                )
+                .unwrap();
+        }
+        let mut cfg = config(tmp.path());
+        cfg.format = DeliveryFormat::Parquet;
+        cfg.buffer_interval.0 = Duration::from_secs(1);
+        let status = Arc::new(PipeStatus::new("d", "delivery", "events", "out", 86400));
+        let cx = DeliveryContext {
+            data_dir: tmp.path().to_path_buf(),
+            streams: streams.clone(),
+            clock,
+        };
+        let handle = start(&cfg, cx, status.clone()).unwrap();
+        wait_until("5 heartbeats delivered", || {
+            status.records.load(std::sync::atomic::Ordering::Relaxed) == 5
+        });
+        handle.join();
+        assert_eq!(status.objects.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert!(!tmp.path().join("out").exists() || walk(&tmp.path().join("out")).is_empty());
     }
 
     fn walk(dir: &std::path::Path) -> Vec<String> {
