@@ -157,7 +157,10 @@ fn input(n: u64) -> Input {
         .chain(&partitioning_failed)
         .enumerate()
     {
-        records.insert(i * 37 + 5, (format!("bad-{i}"), r.clone()));
+        records.insert(
+            (i * 37 + 5).min(records.len()),
+            (format!("bad-{i}"), r.clone()),
+        );
     }
     Input {
         records,
@@ -499,5 +502,29 @@ fn parquet_objects_on_s3_read_back_by_duckdb() {
     assert_errors(&error_lines(copy.path()), &input, &summary);
     let location = assert_ddl_matches(&daemon.config, &summary["types"]);
     assert_eq!(location, "s3://pq-archive/detections/");
+    assert!(daemon.terminate().success());
+}
+
+/// The status shows records put a moment ago as lag at once (not at the delivery's next lag
+/// measurement): waiting for `lag_records == 0` must not pass before they are delivered.
+#[test]
+fn status_lag_counts_records_put_a_moment_ago() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    // The longest interval: nothing is written (or checkpointed) while the daemon runs.
+    let cfg = head(port)
+        + &parquet_delivery("pq", "kind = \"dir\"\npath = \"outbox/pq\"")
+            .replace("buffer_interval = \"1s\"", "buffer_interval = \"900s\"");
+    let daemon = Daemon::start(dir.path(), &cfg);
+    wait_listening(&daemon, port);
+    // The delivery is up and has measured its (empty) lag.
+    wait_status(&daemon.config, "pq", DEADLINE, "delivery listed", |_| true);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let input = input(40);
+    put_records(dir.path(), &endpoint, &input.records);
+    let s = status(&daemon.config, "pq").expect("status");
+    assert_eq!(s["lag_records"], input.records.len() as u64, "{s}");
+    assert!(s["lag_seconds"].as_f64() < Some(60.0), "{s}");
+    // SIGTERM writes the buffers: then nothing is left.
     assert!(daemon.terminate().success());
 }
