@@ -224,6 +224,12 @@ fn wait_delivered(config: &Path, name: &str, input: &Input) -> Value {
 
 /// DuckDB's check of the table below `table` against the stream (see delivery_parquet.py).
 fn duckdb_check(endpoint: &str, table: &Path) -> Value {
+    duckdb_check_skipping(endpoint, table, "")
+}
+
+/// `duckdb_check`; the detection records of the fragments in `skip` (comma-separated) must
+/// give no rows.
+fn duckdb_check_skipping(endpoint: &str, table: &Path, skip: &str) -> Value {
     let out = pq_py(&[
         "check",
         "--endpoint",
@@ -232,6 +238,8 @@ fn duckdb_check(endpoint: &str, table: &Path) -> Value {
         "detections",
         "--table",
         table.to_str().unwrap(),
+        "--skip-fragments",
+        skip,
     ]);
     serde_json::from_str(out.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("no summary from delivery_parquet.py check ({e}):\n{out}"))
@@ -526,5 +534,64 @@ fn status_lag_counts_records_put_a_moment_ago() {
     assert_eq!(s["lag_records"], input.records.len() as u64, "{s}");
     assert!(s["lag_seconds"].as_f64() < Some(60.0), "{s}");
     // SIGTERM writes the buffers: then nothing is left.
+    assert!(daemon.terminate().success());
+}
+
+/// A partition value that would make an invalid object key (an empty or `..` path segment, a
+/// control character) sends its record to `partitioning-failed`; it must not block the
+/// delivery (a write that can never succeed would be retried forever, holding every later
+/// record back).
+#[test]
+fn a_partition_value_that_makes_no_valid_key_goes_to_partitioning_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let cfg = head(port) + &parquet_delivery("pq", "kind = \"dir\"\npath = \"outbox/pq\"");
+    let daemon = Daemon::start(dir.path(), &cfg);
+    wait_listening(&daemon, port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut input = input(60);
+    let bad_cameras = ["up/../../../escaped", "trailing/", "tab\there"];
+    for (i, camera) in bad_cameras.iter().enumerate() {
+        let mut r = DetectionRecord::new(
+            RecordKind::Detection,
+            "edge-1",
+            camera,
+            "yolov3-tiny",
+            DAY,
+            9000 + i as u64,
+        );
+        r.detections.push(DetectedObject {
+            label: "person".into(),
+            class_id: 0,
+            score: 0.5,
+            bbox: BoundingBox {
+                x: 0.1,
+                y: 0.1,
+                w: 0.1,
+                h: 0.1,
+            },
+            zones: vec![],
+        });
+        let data = String::from_utf8(r.to_json()).unwrap();
+        input
+            .records
+            .insert(10 + i * 5, (format!("bad-camera-{i}"), data.clone()));
+        input.partitioning_failed.push(data);
+    }
+    put_records(dir.path(), &endpoint, &input.records);
+    wait_delivered(&daemon.config, "pq", &input);
+
+    let out = daemon.data_dir.join("outbox/pq");
+    let summary = duckdb_check_skipping(&endpoint, &out.join("detections"), "9000,9001,9002");
+    assert_rows(&summary, &input);
+    assert_errors(&error_lines(&out), &input, &summary);
+    // Nothing was written outside the destination's directory.
+    assert_eq!(
+        files(&daemon.data_dir.join("outbox"))
+            .iter()
+            .filter(|f| !f.starts_with("pq/detections/") && !f.starts_with("pq/errors/"))
+            .collect::<Vec<_>>(),
+        Vec::<&String>::new()
+    );
     assert!(daemon.terminate().success());
 }

@@ -367,7 +367,18 @@ impl Worker {
         }
         let json: Option<serde_json::Value> = serde_json::from_slice(&rec.data).ok();
         match self.prefix.partition_values(json.as_ref()) {
-            Ok(values) => Route::Data(serde_json::to_string(&values).expect("strings serialize")),
+            Ok(values) => match self.invalid_key(&values, rec.arrival_ns) {
+                None => Route::Data(serde_json::to_string(&values).expect("strings serialize")),
+                Some(why) => Route::Error(
+                    ErrorOutputType::PartitioningFailed,
+                    ErrorRecord::new(
+                        "DynamicPartitioning.MetadataExtractionFailed",
+                        why,
+                        rec.arrival_ns,
+                        &rec.data,
+                    ),
+                ),
+            },
             Err(e) => Route::Error(
                 ErrorOutputType::PartitioningFailed,
                 ErrorRecord::new(
@@ -378,6 +389,18 @@ impl Worker {
                 ),
             ),
         }
+    }
+
+    /// Why partition `values` cannot make an object key (an empty, `.` or `..` path segment,
+    /// a control character), if they cannot. Such a record goes to the error prefix: its
+    /// batch's write could never succeed and would hold every later record back.
+    fn invalid_key(&self, values: &[String], arrival_ns: UnixNanos) -> Option<String> {
+        // The object name stands in as `x`: literals, times and the random string are valid.
+        let key = self.prefix.render(values, arrival_ns, "x", "") + "x";
+        object_store::path::Path::parse(&key).err().map(|e| {
+            let fields = self.prefix.partition_fields().join(", ");
+            format!("the values {values:?} of the partition fields {fields} make no valid object key: {e}")
+        })
     }
 
     /// Writes every batch, retrying each until it is confirmed. Returns false if shutdown came

@@ -5,13 +5,15 @@ Subcommands (run inside vendor/venv):
             PutRecords through the Kinesis API (boto3), 500 per call, of the records in F: one
             JSON object a line, {"key": <partition key>, "data": <the record, a string>}.
             Prints `acked <n>`; fails when any record is refused.
-  check     --endpoint E --stream S --table DIR
+  check     --endpoint E --stream S --table DIR [--skip-fragments N,M]
             Reads every record back from the stream (GetRecords from TRIM_HORIZON on every
             shard) and the Parquet objects below DIR with DuckDB as a Hive-partitioned table,
             then checks: one row per detected object of every `vidgest.detection/1` detection
             record and nothing else (heartbeats give no rows), each value equal to the record's,
             the partitions (camera=, dt=) of each object equal to its rows' camera and their
             arrival date, and no object without rows. Exits non-zero on the first difference;
+            detection records of the fragments listed in --skip-fragments count as no
+            detection record (they must not be in the table either). It
             prints one JSON line: {"rows", "files", "records", "detections", "heartbeats",
             "types": {column: DuckDB type}, "others": [{"data", "arrival_ms"}] (the records that
             are no detection record, for the error checks on the Rust side)}.
@@ -92,9 +94,9 @@ def read_stream(kin, stream):
     return out
 
 
-def expected_rows(records):
+def expected_rows(records, skip):
     """Rows (tuples in COLUMNS order) the detection records must give, fragment -> arrival,
-    counts, and the records that are no detection record."""
+    counts, and the records that are no detection record or whose fragment is in `skip`."""
     rows, arrival, others = [], {}, []
     detections = heartbeats = 0
     for data, arrived in records:
@@ -102,7 +104,8 @@ def expected_rows(records):
             v = json.loads(data)
         except ValueError:
             v = None
-        if not isinstance(v, dict) or v.get("schema") != SCHEMA:
+        if (not isinstance(v, dict) or v.get("schema") != SCHEMA
+                or v.get("fragment_number") in skip):
             others.append({"data": data.decode("utf-8", "replace"),
                            "arrival_ms": int(arrived.timestamp() * 1000)})
             continue
@@ -128,7 +131,8 @@ def partitions(path):
 
 def check(args):
     records = read_stream(kinesis(args.endpoint), args.stream)
-    want, arrival, others, detections, heartbeats = expected_rows(records)
+    skip = set(filter(None, args.skip_fragments.split(",")))
+    want, arrival, others, detections, heartbeats = expected_rows(records, skip)
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -191,6 +195,7 @@ def main():
     a.add_argument("--endpoint", required=True)
     a.add_argument("--stream", required=True)
     a.add_argument("--table", required=True)
+    a.add_argument("--skip-fragments", default="")
     a.set_defaults(f=check)
     args = p.parse_args()
     args.f(args)
