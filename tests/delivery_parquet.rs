@@ -93,16 +93,17 @@ struct Input {
     partitioning_failed: Vec<String>,
 }
 
-/// `n` detection records over three cameras (1..=4 objects each, every 7th a heartbeat,
-/// every 5th without inference_ms, one label that needs JSON escapes), heartbeats of a fourth
-/// camera that never detects anything, and records that cannot be delivered as rows.
+/// `n` detection records over five cameras (one name with a space, one non-ASCII; 1..=4
+/// objects each, every 7th a heartbeat, every 5th without inference_ms, one label that needs
+/// JSON escapes), heartbeats of another camera that never detects anything, and records that
+/// cannot be delivered as rows.
 fn input(n: u64) -> Input {
-    let cameras = ["front", "back", "garage"];
+    let cameras = ["front", "back", "garage", "front door", "K\u{fc}che"];
     let labels = ["person", "dog", "car", "caf\u{e9} \"sign\"\\"];
     let mut records = Vec::new();
     let (mut delivered, mut rows) = (0, 0);
     for i in 0..n {
-        let camera = cameras[(i % 3) as usize];
+        let camera = cameras[(i % 5) as usize];
         // Timestamps with sub-millisecond digits: the column keeps the floor in ms.
         let t = DAY + i as i64 * 33_366_667 + 999_999;
         let heartbeat = i % 7 == 3;
