@@ -367,7 +367,18 @@ impl Worker {
         }
         let json: Option<serde_json::Value> = serde_json::from_slice(&rec.data).ok();
         match self.prefix.partition_values(json.as_ref()) {
-            Ok(values) => Route::Data(serde_json::to_string(&values).expect("strings serialize")),
+            Ok(values) => match self.invalid_key(&values, rec.arrival_ns) {
+                None => Route::Data(serde_json::to_string(&values).expect("strings serialize")),
+                Some(why) => Route::Error(
+                    ErrorOutputType::PartitioningFailed,
+                    ErrorRecord::new(
+                        "DynamicPartitioning.MetadataExtractionFailed",
+                        why,
+                        rec.arrival_ns,
+                        &rec.data,
+                    ),
+                ),
+            },
             Err(e) => Route::Error(
                 ErrorOutputType::PartitioningFailed,
                 ErrorRecord::new(
@@ -380,6 +391,18 @@ impl Worker {
         }
     }
 
+    /// Why partition `values` cannot make an object key (an empty, `.` or `..` path segment,
+    /// a control character), if they cannot. Such a record goes to the error prefix: its
+    /// batch's write could never succeed and would hold every later record back.
+    fn invalid_key(&self, values: &[String], arrival_ns: UnixNanos) -> Option<String> {
+        // The object name stands in as `x`: literals, times and the random string are valid.
+        let key = self.prefix.render(values, arrival_ns, "x", "") + "x";
+        object_store::path::Path::parse(&key).err().map(|e| {
+            let fields = self.prefix.partition_fields().join(", ");
+            format!("the values {values:?} of the partition fields {fields} make no valid object key: {e}")
+        })
+    }
+
     /// Writes every batch, retrying each until it is confirmed. Returns false if shutdown came
     /// first (or `deadline` passed): the rest is read again at the next start.
     fn write_all(
@@ -389,8 +412,16 @@ impl Worker {
         deadline: Option<std::time::Instant>,
     ) -> bool {
         for (is_error, batch) in ready {
+            let status = Arc::clone(&self.status);
+            let counter = if is_error {
+                &status.error_records
+            } else {
+                &status.records
+            };
             if !batch.has_rows {
-                // Nothing to write (e.g. Parquet rows from heartbeat records only): done.
+                // Nothing to write (e.g. Parquet rows from heartbeat records only): done, and
+                // its records count as delivered, or `records` would never reach what was put.
+                self.status.add(counter, batch.records as u64);
                 continue;
             }
             let key = self.object_key(is_error, &batch);
@@ -422,11 +453,6 @@ impl Worker {
                         self.status.success(self.now());
                         self.status.add(&self.status.objects, 1);
                         self.status.add(&self.status.bytes, batch.body.len() as u64);
-                        let counter = if is_error {
-                            &self.status.error_records
-                        } else {
-                            &self.status.records
-                        };
                         self.status.add(counter, batch.records as u64);
                         tracing::debug!(
                             delivery = %self.cfg.name,
@@ -707,6 +733,57 @@ prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
             }
             .batch_id()
         ));
+    }
+
+    /// Parquet batches of heartbeats give no rows and no object, but their records are
+    /// delivered: the status counts them (else `records` never reaches what was put).
+    #[test]
+    fn records_of_batches_without_rows_count_as_delivered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = crate::clock::system_clock();
+        let streams = ShardStreams::open(
+            &tmp.path().join("streams"),
+            ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        streams.ensure_stream("events", 1, 24).unwrap();
+        for i in 0..5 {
+            let hb = crate::records::DetectionRecord::new(
+                crate::records::RecordKind::Heartbeat,
+                "dev",
+                "idle",
+                "m",
+                i,
+                i as u64,
+            );
+            streams
+                .put(
+                    "events",
+                    PutRecord {
+                        partition_key: "k".into(),
+                        explicit_hash_key: None,
+                        data: hb.to_json(),
+                    },
+                )
+                .unwrap();
+        }
+        let mut cfg = config(tmp.path());
+        cfg.format = DeliveryFormat::Parquet;
+        cfg.buffer_interval.0 = Duration::from_secs(1);
+        let status = Arc::new(PipeStatus::new("d", "delivery", "events", "out", 86400));
+        let cx = DeliveryContext {
+            data_dir: tmp.path().to_path_buf(),
+            streams: streams.clone(),
+            clock,
+        };
+        let handle = start(&cfg, cx, status.clone()).unwrap();
+        wait_until("5 heartbeats delivered", || {
+            status.records.load(std::sync::atomic::Ordering::Relaxed) == 5
+        });
+        handle.join();
+        assert_eq!(status.objects.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert!(!tmp.path().join("out").exists() || walk(&tmp.path().join("out")).is_empty());
     }
 
     fn walk(dir: &std::path::Path) -> Vec<String> {

@@ -209,7 +209,19 @@ impl Pipeline {
         streams: &Arc<crate::streams::ShardStreams>,
     ) -> StatusSnapshot {
         match self {
-            Pipeline::Delivery(d) => d.snapshot(now),
+            Pipeline::Delivery(d) => {
+                let mut s = d.snapshot(now);
+                // Measured now: the worker measures only every few seconds (for the retention
+                // warning), so records put since would not show as lag yet.
+                let consumer = super::run::consumer_name(&d.name);
+                if let Ok(lag) = streams.consumer_lag(&d.source, &consumer) {
+                    s.lag_records = lag.records;
+                    s.lag_seconds = lag
+                        .oldest_arrival_ns
+                        .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9);
+                }
+                s
+            }
             Pipeline::Forward {
                 status,
                 kind,
