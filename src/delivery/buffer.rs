@@ -58,6 +58,8 @@ pub struct Batcher {
     hints: BufferingHints,
     format: Arc<dyn BodyFormat>,
     open: BTreeMap<String, Pending>,
+    /// Record bytes of all open buffers.
+    total_raw: u64,
 }
 
 impl Batcher {
@@ -66,6 +68,7 @@ impl Batcher {
             hints,
             format,
             open: BTreeMap::new(),
+            total_raw: 0,
         }
     }
 
@@ -90,12 +93,14 @@ impl Batcher {
             );
         }
         let p = self.open.get_mut(prefix).expect("inserted above");
+        let before = p.body.raw_bytes();
         if let Err(e) = p.body.push(rec.data) {
             if p.body.records() == 0 {
                 self.open.remove(prefix);
             }
             return Err(e);
         }
+        self.total_raw += p.body.raw_bytes() - before;
         p.oldest_arrival_ns = p.oldest_arrival_ns.min(rec.arrival_ns);
         p.first_per_shard
             .entry(rec.shard.to_string())
@@ -116,6 +121,29 @@ impl Batcher {
             .map(|(k, _)| k.clone())
             .collect();
         due.iter().map(|k| self.flush(k)).collect()
+    }
+
+    /// Buffers flushed early so that at most `max_open` are open and together they hold at
+    /// most `max_bytes` of records (oldest first): dynamic partitioning on a field with many
+    /// values must not grow memory without bound. Their objects are smaller, nothing is lost.
+    pub fn over_limits(
+        &mut self,
+        max_open: usize,
+        max_bytes: u64,
+    ) -> std::io::Result<Vec<ReadyBatch>> {
+        let mut out = Vec::new();
+        loop {
+            if self.open.len() <= max_open && self.total_raw <= max_bytes {
+                return Ok(out);
+            }
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, p)| p.opened_ns)
+                .map(|(k, _)| k.clone())
+                .expect("over a limit, so something is open");
+            out.push(self.flush(&oldest)?);
+        }
     }
 
     /// When the next buffer falls due (None: nothing buffered).
@@ -142,6 +170,7 @@ impl Batcher {
 
     fn flush(&mut self, prefix: &str) -> std::io::Result<ReadyBatch> {
         let p = self.open.remove(prefix).expect("flushing an open buffer");
+        self.total_raw -= p.body.raw_bytes();
         let records = p.body.records();
         let raw_bytes = p.body.raw_bytes();
         let has_rows = p.body.has_rows();
@@ -209,6 +238,32 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].records, 2);
         assert_eq!(b.next_due(), None);
+    }
+
+    #[test]
+    fn many_partitions_are_flushed_early_oldest_first() {
+        let mut b = batcher(1 << 20, 60);
+        for n in 0..10u64 {
+            let s = seq(n);
+            let rec = SourceRecord {
+                shard: "s0",
+                sequence: &s,
+                arrival_ns: 0,
+                data: &[b'x'; 99],
+            };
+            assert!(b.push(&format!("p{n}/"), rec, n as i64).unwrap().is_none());
+        }
+        // 10 buffers of 100 bytes: at most 4 open, then at most 250 bytes.
+        let early = b.over_limits(4, 1 << 20).unwrap();
+        assert_eq!(
+            early.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(),
+            ["p0/", "p1/", "p2/", "p3/", "p4/", "p5/"]
+        );
+        let early = b.over_limits(100, 250).unwrap();
+        assert_eq!(early.len(), 2);
+        assert!(b.over_limits(100, 250).unwrap().is_empty());
+        // The checkpoint follows: the oldest record still held is #8.
+        assert_eq!(b.safe_before("s0"), Some(seq(8).as_str()));
     }
 
     #[test]

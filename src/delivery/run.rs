@@ -29,6 +29,12 @@ use std::time::Duration;
 
 /// Records read per poll.
 const POLL_RECORDS: usize = 1000;
+/// Open buffers (partitions) at most, as Firehose's active-partition limit: more flush the
+/// oldest early.
+const MAX_OPEN_BUFFERS: usize = 500;
+/// Record bytes all open buffers of a delivery hold together at most (or `buffer_size`, if
+/// larger): beyond it the oldest buffers flush early.
+const MAX_BUFFERED_BYTES: u64 = 256 << 20;
 /// Longest wait for new records before buffers are checked again.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often the consumer's lag is measured for the status.
@@ -276,10 +282,15 @@ impl Worker {
             self.status.add(&self.status.lost_records, lost);
         }
         let now = self.now();
+        let max_bytes = MAX_BUFFERED_BYTES.max(self.cfg.buffer_size.0);
         for (shard, rec) in &records {
             self.buffer(shard, rec, now, ready);
             self.polled
                 .insert(shard.clone(), rec.sequence_number.clone());
+            match self.data.over_limits(MAX_OPEN_BUFFERS, max_bytes) {
+                Ok(early) => ready.extend(early.into_iter().map(|r| (false, r))),
+                Err(e) => self.hold_checkpoints(&format!("finishing an object: {e}")),
+            }
         }
         Ok(records.len())
     }
