@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import sys
 
 import boto3
@@ -28,6 +29,8 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_k, None)
 
+VENV_BIN = os.path.dirname(sys.executable)
+AWS = os.path.join(VENV_BIN, "aws")
 UTC = datetime.timezone.utc
 ARN = re.compile(r"^arn:aws:kinesisvideo:us-east-1:000000000000:stream/([^/]+)/(\d+)$")
 
@@ -215,6 +218,36 @@ def main():
         by_arn = am.list_fragments(StreamARN=arn, FragmentSelector=sel)
         check_fragments(by_arn["Fragments"], want, f"{name} by ARN")
     ok("list_fragments by ARN")
+
+    # aws-cli, whose paginator sends the selector again along with each NextToken; it sends
+    # timestamps as whole seconds, so the range is whole seconds inside the recorded one
+    name, want = next(iter(expect.items()))
+    start_s = -(-want[0]["producer_ns"] // 10**9)
+    end_s = want[-1]["producer_ns"] // 10**9
+    inside = [f for f in want if start_s * 10**9 <= f["producer_ns"] <= end_s * 10**9]
+    check(len(inside) >= 2, f"too few fragments in whole seconds {start_s}..{end_s}: {want}")
+    cli = subprocess.run(
+        [
+            AWS, "--endpoint-url", endpoint, "--output", "json",
+            "kinesis-video-archived-media", "list-fragments", "--stream-name", name,
+            "--page-size", "1", "--fragment-selector",
+            json.dumps({
+                "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {
+                    "StartTimestamp": datetime.datetime.fromtimestamp(start_s, tz=UTC).isoformat(),
+                    "EndTimestamp": datetime.datetime.fromtimestamp(end_s, tz=UTC).isoformat(),
+                },
+            }),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, AWS_ACCESS_KEY_ID=a.reader, AWS_SECRET_ACCESS_KEY="x",
+                 AWS_DEFAULT_REGION="us-east-1"),
+    )
+    check(cli.returncode == 0, f"aws list-fragments: {cli.stderr}")
+    numbers = [f["FragmentNumber"] for f in json.loads(cli.stdout)["Fragments"]]
+    check(numbers == [str(f["n"]) for f in inside], f"aws list-fragments: {numbers} vs {inside}")
+    ok("aws-cli list-fragments (auto-paginated by 1)")
 
     # errors
     expect_error("ResourceNotFoundException", lambda: kv.describe_stream(StreamName="no-such-cam"))
