@@ -265,6 +265,12 @@ def main():
         "ResourceNotFoundException",
         lambda: am.list_fragments(StreamName="no-such-cam", FragmentSelector=sel),
     )
+    first = am.list_fragments(StreamName=streams[0], MaxResults=1, FragmentSelector=sel)
+    expect_error(
+        "InvalidArgumentException",
+        lambda: am.list_fragments(StreamName=streams[1], NextToken=first["NextToken"]),
+        field="NextToken",
+    )
     loose_am = make_client("kinesis-video-archived-media", endpoint, a.reader, validate=False)
     loose_kv = make_client("kinesisvideo", a.endpoint, a.reader, validate=False)
     for bad in (0, 1001):
@@ -301,7 +307,7 @@ def main():
         lambda: loose_kv.list_streams(MaxResults=0),
         field="MaxResults",
     )
-    ok("errors (unknown stream, bad MaxResults, token, selector, APIName)")
+    ok("errors (unknown stream, bad MaxResults, token, token of another stream, selector, APIName)")
 
     # auth: the read token is needed
     anon = make_client("kinesisvideo", a.endpoint, None, unsigned=True)

@@ -364,7 +364,8 @@ struct TimestampRange {
     end_timestamp: Option<f64>,
 }
 
-/// One page's query; NextToken carries all of it, so later pages need no selector.
+/// One page's query; NextToken carries all of it (and the stream it was issued for), so later
+/// pages need no selector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FragmentQuery {
     origin: TimeOrigin,
@@ -375,18 +376,23 @@ struct FragmentQuery {
 }
 
 impl FragmentQuery {
-    fn token(&self) -> String {
+    /// `1:<P|S>:<start>:<end>:<after>:<stream>` in base64url (the name last: it may hold `:`).
+    fn token(&self, stream: &str) -> String {
         let o = match self.origin {
             TimeOrigin::Producer => 'P',
             TimeOrigin::Server => 'S',
         };
         let after = self.after.map_or(String::new(), |a| a.to_string());
-        b64().encode(format!("1:{o}:{}:{}:{after}", self.start, self.end))
+        b64().encode(format!(
+            "1:{o}:{}:{}:{after}:{stream}",
+            self.start, self.end
+        ))
     }
 
-    fn from_token(t: &str) -> Option<Self> {
+    /// The query and the stream a token was issued for.
+    fn from_token(t: &str) -> Option<(Self, String)> {
         let text = String::from_utf8(b64().decode(t).ok()?).ok()?;
-        let mut parts = text.split(':');
+        let mut parts = text.splitn(6, ':');
         if parts.next()? != "1" {
             return None;
         }
@@ -401,12 +407,16 @@ impl FragmentQuery {
             "" => None,
             n => Some(n.parse().ok()?),
         };
-        parts.next().is_none().then_some(Self {
-            origin,
-            start,
-            end,
-            after,
-        })
+        let stream = parts.next()?.to_string();
+        Some((
+            Self {
+                origin,
+                start,
+                end,
+                after,
+            },
+            stream,
+        ))
     }
 
     fn from_selector(s: Option<FragmentSelector>) -> Result<Self, KvsError> {
@@ -470,12 +480,22 @@ fn fragment_json(f: &FragmentMeta) -> Value {
 async fn list_fragments(State(state): State<ApiState>, body: Bytes) -> KvsResult {
     let req: ListFragmentsIn = parse(&body)?;
     let max = check_max("MaxResults", req.max_results, MAX_FRAGMENTS)?;
+    let named = req.stream.resolve()?;
     let query = match &req.next_token {
-        Some(t) => FragmentQuery::from_token(t)
-            .ok_or_else(|| KvsError::invalid("NextToken", "not a token this service issued"))?,
+        Some(t) => {
+            let (query, stream) = FragmentQuery::from_token(t)
+                .ok_or_else(|| KvsError::invalid("NextToken", "not a token this service issued"))?;
+            if stream != named.name {
+                return Err(KvsError::invalid(
+                    "NextToken",
+                    "was issued for another stream",
+                ));
+            }
+            query
+        }
         None => FragmentQuery::from_selector(req.fragment_selector)?,
     };
-    let named = req.stream.resolve()?;
+    let name = named.name.clone();
     let page = with_reader(&state, move |r| {
         named.details(r)?;
         let reader = r.ok_or_else(|| named.not_found())?;
@@ -498,7 +518,7 @@ async fn list_fragments(State(state): State<ApiState>, body: Bytes) -> KvsResult
             after: page.last().map(|f| f.fragment_number),
             ..query
         };
-        out["NextToken"] = next.token().into();
+        out["NextToken"] = next.token(&name).into();
     }
     Ok(Json(out))
 }
@@ -515,14 +535,21 @@ mod tests {
             end: 1_764_543_600_123_000_000,
             after: Some(42),
         };
-        assert_eq!(FragmentQuery::from_token(&q.token()), Some(q));
+        assert_eq!(
+            FragmentQuery::from_token(&q.token("a:b")),
+            Some((q, "a:b".to_string()))
+        );
         let first = FragmentQuery { after: None, ..q };
-        assert_eq!(FragmentQuery::from_token(&first.token()), Some(first));
+        assert_eq!(
+            FragmentQuery::from_token(&first.token("cam")),
+            Some((first, "cam".to_string()))
+        );
         for bad in [
             "",
             "!!",
             &b64().encode("1:X:0:1:"),
-            &b64().encode("1:P:0:1:2:3"),
+            &b64().encode("1:P:0:1:2"),
+            &b64().encode("2:P:0:1:2:cam"),
         ] {
             assert_eq!(FragmentQuery::from_token(bad), None, "{bad}");
         }
