@@ -1,10 +1,11 @@
-//! The one HTTP listener (axum): Kinesis and Firehose JSON 1.1 on `POST /`, `/healthz`; the
-//! KVS-compatible, REST, metrics and UI routes join here in later issues.
+//! The one HTTP listener (axum): Kinesis and Firehose JSON 1.1 on `POST /`, the
+//! KVS-compatible REST-JSON routes (`kvs`), `/healthz`; REST, metrics and UI routes join here.
 
 mod auth;
 mod body;
 pub mod firehose;
 pub mod kinesis;
+pub mod kvs;
 mod rest;
 mod server;
 
@@ -155,6 +156,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(guard(AWS_JSON_AUTH));
     Router::new()
         .merge(aws)
+        .merge(kvs::router().route_layer(guard(kvs::AUTH)))
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))

@@ -15,7 +15,7 @@ mod schema;
 mod writer;
 
 pub use disk::{default_min_free, existing_ancestor, segment_cap, DiskSpace, Statvfs};
-pub use reader::{FragmentMeta, InitMeta, StoreReader, VideoSummary};
+pub use reader::{FragmentMeta, InitMeta, StoreReader, StreamDetails, TimeOrigin, VideoSummary};
 pub use retention::{DeletedSegment, RetentionReport};
 pub use writer::{AppendOutcome, NewFragment, VideoWriter};
 

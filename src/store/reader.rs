@@ -49,6 +49,24 @@ pub struct VideoSummary {
     pub last_producer_end_ns: Option<UnixNanos>,
 }
 
+/// A stream's identity and policy as the index records them (control-plane APIs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDetails {
+    pub name: String,
+    pub created_ns: UnixNanos,
+    /// The camera's retention when it was last configured (None: never configured).
+    pub retention_ns: Option<i64>,
+    /// Codec of the newest init segment ("h264" / "h265"), None before the first fragment.
+    pub codec: Option<String>,
+}
+
+/// Which timestamp a fragment range query selects on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeOrigin {
+    Producer,
+    Server,
+}
+
 pub struct StoreReader {
     root: PathBuf,
     conn: Connection,
@@ -187,6 +205,68 @@ impl StoreReader {
             .map_err(|e| self.idx(e))?;
         let rows = q
             .query_map(params![id, start, end], |r| fragment_row(stream, r))
+            .map_err(|e| self.idx(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))
+    }
+
+    /// Identity, creation time, retention and codec of one stream.
+    pub fn stream_details(&self, stream: &str) -> Result<StreamDetails> {
+        self.conn
+            .query_row(
+                "SELECT s.name, s.created_ns, s.retention_ns,
+                        (SELECT codec FROM inits WHERE stream_id = s.id ORDER BY id DESC LIMIT 1)
+                 FROM streams s WHERE s.name = ?1",
+                [stream],
+                |r| {
+                    Ok(StreamDetails {
+                        name: r.get(0)?,
+                        created_ns: r.get(1)?,
+                        retention_ns: r.get(2)?,
+                        codec: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.idx(e))?
+            .ok_or_else(|| StoreError::UnknownCamera(stream.to_string()))
+    }
+
+    /// Fragments whose `origin` start time is in `[start, end]` and whose number is above
+    /// `after`, in fragment-number order (at most `limit`): pages of a range listing.
+    pub fn fragments_between(
+        &self,
+        stream: &str,
+        origin: TimeOrigin,
+        start: UnixNanos,
+        end: UnixNanos,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        let column = match origin {
+            TimeOrigin::Producer => "producer_ns",
+            TimeOrigin::Server => "server_ns",
+        };
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
+                   AND {column} >= ?2 AND {column} <= ?3 AND fragment_number > ?4
+                 ORDER BY fragment_number LIMIT ?5"
+            ))
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map(
+                params![
+                    id,
+                    start,
+                    end,
+                    after.map_or(-1, |n| n.min(i64::MAX as u64) as i64),
+                    limit.min(i64::MAX as usize) as i64
+                ],
+                |r| fragment_row(stream, r),
+            )
             .map_err(|e| self.idx(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.idx(e))

@@ -1,0 +1,325 @@
+"""The Kinesis-Video-compatible API driven by stock boto3 clients, the way KVS consumer code calls
+it: `kinesisvideo` for the control plane, get_data_endpoint, then a `kinesis-video-archived-media`
+client on that endpoint for ListFragments.
+
+Run by tests/kvs_api.rs against a daemon recording the cameras named by --streams, with a read
+token. --expect is JSON {camera: [{n, producer_ns, server_ns, size, duration_ns}, ...]}: fragments
+already in the store, oldest first; ListFragments over their time range must return exactly them.
+
+Prints "kvs: ok <check>" per check and "checks passed" at the end; exits 1 on the first failure.
+Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# never pick up a developer's ~/.aws profile or a real endpoint
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_k, None)
+
+VENV_BIN = os.path.dirname(sys.executable)
+AWS = os.path.join(VENV_BIN, "aws")
+UTC = datetime.timezone.utc
+ARN = re.compile(r"^arn:aws:kinesisvideo:us-east-1:000000000000:stream/([^/]+)/(\d+)$")
+
+
+def ok(what):
+    print("kvs: ok " + what, flush=True)
+
+
+def fail(what):
+    print("kvs: FAIL " + what, flush=True)
+    sys.exit(1)
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+
+
+def make_client(service, endpoint, token, validate=True, unsigned=False):
+    cfg = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        parameter_validation=validate,
+        connect_timeout=30,
+        read_timeout=60,
+        signature_version=botocore.UNSIGNED if unsigned else None,
+    )
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=token or "none",
+        aws_secret_access_key="test",
+        config=cfg,
+    )
+
+
+def expect_error(code, call, field=None):
+    try:
+        out = call()
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        msg = e.response["Error"].get("Message", "")
+        check(got == code, f"expected {code}, got {got}: {msg}")
+        if field:
+            check(field in msg, f"{code} message {msg!r} does not name {field}")
+        return msg
+    fail(f"expected {code}, got an answer: {out}")
+
+
+def when(ns, up=False):
+    """A datetime at microsecond precision (what botocore sends), rounded down or up."""
+    us = -(-ns // 1000) if up else ns // 1000
+    return datetime.datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(
+        microsecond=us % 1_000_000
+    )
+
+
+def ms(ns):
+    return ns // 1_000_000
+
+
+def check_fragments(got, want, what):
+    check(
+        [f["FragmentNumber"] for f in got] == [str(f["n"]) for f in want],
+        f"{what}: numbers {[f['FragmentNumber'] for f in got]} != {[f['n'] for f in want]}",
+    )
+    for g, w in zip(got, want):
+        check(g["FragmentSizeInBytes"] == w["size"], f"{what}: size of {w['n']}: {g}")
+        check(
+            g["FragmentLengthInMilliseconds"] == w["duration_ns"] // 1_000_000,
+            f"{what}: length of {w['n']}: {g}",
+        )
+        for key, field in (("ProducerTimestamp", "producer_ns"), ("ServerTimestamp", "server_ns")):
+            t = g[key]
+            check(isinstance(t, datetime.datetime), f"{what}: {key} not parsed: {g}")
+            got_ms = round(t.timestamp() * 1000)
+            check(got_ms == ms(w[field]), f"{what}: {key} of {w['n']}: {t} vs {w[field]} ns")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--reader", required=True)
+    p.add_argument("--streams", required=True, help="comma-separated camera names")
+    p.add_argument("--retention-hours", type=int, required=True)
+    p.add_argument("--expect", required=True)
+    a = p.parse_args()
+    streams = a.streams.split(",")
+    expect = json.loads(a.expect)
+
+    kv = make_client("kinesisvideo", a.endpoint, a.reader)
+
+    # ListStreams: every camera, also one page at a time
+    infos = kv.list_streams()["StreamInfoList"]
+    check(sorted(i["StreamName"] for i in infos) == sorted(streams), f"list_streams: {infos}")
+    paged, token, pages = [], None, 0
+    while True:
+        kw = {"MaxResults": 1}
+        if token:
+            kw["NextToken"] = token
+        out = kv.list_streams(**kw)
+        check(len(out["StreamInfoList"]) <= 1, f"list_streams page too long: {out}")
+        paged += out["StreamInfoList"]
+        pages += 1
+        token = out.get("NextToken")
+        if not token:
+            break
+        check(pages <= len(streams), "list_streams paging does not end")
+    check([i["StreamName"] for i in paged] == sorted(streams), f"list_streams paged: {paged}")
+    prefix = kv.list_streams(
+        StreamNameCondition={"ComparisonOperator": "BEGINS_WITH", "ComparisonValue": streams[0]}
+    )["StreamInfoList"]
+    check([i["StreamName"] for i in prefix] == [streams[0]], f"StreamNameCondition: {prefix}")
+    ok("list_streams (paged, name condition)")
+
+    # DescribeStream by name and by ARN
+    now = datetime.datetime.now(tz=UTC)
+    for info in infos:
+        name = info["StreamName"]
+        m = ARN.match(info["StreamARN"])
+        check(m and m.group(1) == name, f"ARN of {name}: {info}")
+        check(info["Status"] == "ACTIVE", f"status: {info}")
+        check(info["MediaType"] == "video/h264", f"media type: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours, f"retention: {info}")
+        created = info["CreationTime"]
+        check(
+            isinstance(created, datetime.datetime)
+            and now - datetime.timedelta(hours=1) < created <= now + datetime.timedelta(seconds=5)
+            and int(m.group(2)) == round(created.timestamp() * 1000),
+            f"creation time: {info}",
+        )
+        by_name = kv.describe_stream(StreamName=name)["StreamInfo"]
+        by_arn = kv.describe_stream(StreamARN=info["StreamARN"])["StreamInfo"]
+        check(by_name == info == by_arn, f"describe {name}: {by_name} / {by_arn} / {info}")
+    ok("describe_stream (name, ARN)")
+
+    # GetDataEndpoint: every API is this daemon
+    endpoints = {
+        kv.get_data_endpoint(StreamName=streams[0], APIName=api)["DataEndpoint"]
+        for api in ("LIST_FRAGMENTS", "GET_MEDIA", "GET_CLIP", "GET_HLS_STREAMING_SESSION_URL")
+    }
+    check(endpoints == {a.endpoint}, f"data endpoints: {endpoints}")
+    endpoint = endpoints.pop()
+    ok("get_data_endpoint")
+
+    am = make_client("kinesis-video-archived-media", endpoint, a.reader)
+    for name, want in expect.items():
+        check(len(want) >= 5, f"too few fragments to test with: {want}")
+        for selector, field in (("PRODUCER_TIMESTAMP", "producer_ns"), ("SERVER_TIMESTAMP", "server_ns")):
+            sel = {
+                "FragmentSelectorType": selector,
+                "TimestampRange": {
+                    "StartTimestamp": when(want[0][field]),
+                    "EndTimestamp": when(want[-1][field], up=True),
+                },
+            }
+            out = am.list_fragments(StreamName=name, FragmentSelector=sel)
+            check("NextToken" not in out, f"one page expected: {out}")
+            check_fragments(out["Fragments"], want, f"{name} {selector}")
+            # paging, two at a time; later pages need only the token
+            got, token, pages = [], None, 0
+            while True:
+                if token:
+                    out = am.list_fragments(StreamName=name, MaxResults=2, NextToken=token)
+                else:
+                    out = am.list_fragments(StreamName=name, MaxResults=2, FragmentSelector=sel)
+                check(len(out["Fragments"]) <= 2, f"page too long: {out}")
+                got += out["Fragments"]
+                pages += 1
+                token = out.get("NextToken")
+                if not token:
+                    break
+                check(pages <= len(want), "list_fragments paging does not end")
+            check(pages == -(-len(want) // 2), f"{pages} pages for {len(want)} fragments")
+            check_fragments(got, want, f"{name} {selector} paged")
+            # the range bounds are inclusive start times: dropping the first by 1 ms drops it
+            inner = dict(sel, TimestampRange={
+                "StartTimestamp": when(want[0][field] + 1_000_000, up=True),
+                "EndTimestamp": when(want[-1][field], up=True),
+            })
+            out = am.list_fragments(StreamName=name, FragmentSelector=inner)
+            check_fragments(out["Fragments"], want[1:], f"{name} {selector} inner range")
+        ok(f"list_fragments {name} (both selectors, paging by 2)")
+        arn = kv.describe_stream(StreamName=name)["StreamInfo"]["StreamARN"]
+        by_arn = am.list_fragments(StreamARN=arn, FragmentSelector=sel)
+        check_fragments(by_arn["Fragments"], want, f"{name} by ARN")
+    ok("list_fragments by ARN")
+
+    # aws-cli, whose paginator sends the selector again along with each NextToken; it sends
+    # timestamps as whole seconds, so the range is whole seconds inside the recorded one
+    name, want = next(iter(expect.items()))
+    start_s = -(-want[0]["producer_ns"] // 10**9)
+    end_s = want[-1]["producer_ns"] // 10**9
+    inside = [f for f in want if start_s * 10**9 <= f["producer_ns"] <= end_s * 10**9]
+    check(len(inside) >= 2, f"too few fragments in whole seconds {start_s}..{end_s}: {want}")
+    cli = subprocess.run(
+        [
+            AWS, "--endpoint-url", endpoint, "--output", "json",
+            "kinesis-video-archived-media", "list-fragments", "--stream-name", name,
+            "--page-size", "1", "--fragment-selector",
+            json.dumps({
+                "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {
+                    "StartTimestamp": datetime.datetime.fromtimestamp(start_s, tz=UTC).isoformat(),
+                    "EndTimestamp": datetime.datetime.fromtimestamp(end_s, tz=UTC).isoformat(),
+                },
+            }),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, AWS_ACCESS_KEY_ID=a.reader, AWS_SECRET_ACCESS_KEY="x",
+                 AWS_DEFAULT_REGION="us-east-1"),
+    )
+    check(cli.returncode == 0, f"aws list-fragments: {cli.stderr}")
+    numbers = [f["FragmentNumber"] for f in json.loads(cli.stdout)["Fragments"]]
+    check(numbers == [str(f["n"]) for f in inside], f"aws list-fragments: {numbers} vs {inside}")
+    ok("aws-cli list-fragments (auto-paginated by 1)")
+
+    # errors
+    expect_error("ResourceNotFoundException", lambda: kv.describe_stream(StreamName="no-such-cam"))
+    expect_error(
+        "ResourceNotFoundException",
+        lambda: kv.describe_stream(
+            StreamARN="arn:aws:kinesisvideo:us-east-1:000000000000:stream/no-such-cam/1"
+        ),
+    )
+    expect_error(
+        "ResourceNotFoundException",
+        lambda: kv.get_data_endpoint(StreamName="no-such-cam", APIName="LIST_FRAGMENTS"),
+    )
+    expect_error(
+        "ResourceNotFoundException",
+        lambda: am.list_fragments(StreamName="no-such-cam", FragmentSelector=sel),
+    )
+    first = am.list_fragments(StreamName=streams[0], MaxResults=1, FragmentSelector=sel)
+    expect_error(
+        "InvalidArgumentException",
+        lambda: am.list_fragments(StreamName=streams[1], NextToken=first["NextToken"]),
+        field="NextToken",
+    )
+    loose_am = make_client("kinesis-video-archived-media", endpoint, a.reader, validate=False)
+    loose_kv = make_client("kinesisvideo", a.endpoint, a.reader, validate=False)
+    for bad in (0, 1001):
+        expect_error(
+            "InvalidArgumentException",
+            lambda: loose_am.list_fragments(StreamName=streams[0], MaxResults=bad, FragmentSelector=sel),
+            field="MaxResults",
+        )
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_am.list_fragments(StreamName=streams[0], NextToken="not-a-token"),
+        field="NextToken",
+    )
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_am.list_fragments(StreamName=streams[0]),
+        field="FragmentSelector",
+    )
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_am.list_fragments(
+            StreamName=streams[0],
+            FragmentSelector=dict(sel, FragmentSelectorType="ARRIVAL_TIME"),
+        ),
+        field="FragmentSelectorType",
+    )
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_kv.get_data_endpoint(StreamName=streams[0], APIName="NOPE"),
+        field="APIName",
+    )
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_kv.list_streams(MaxResults=0),
+        field="MaxResults",
+    )
+    ok("errors (unknown stream, bad MaxResults, token, token of another stream, selector, APIName)")
+
+    # auth: the read token is needed
+    anon = make_client("kinesisvideo", a.endpoint, None, unsigned=True)
+    expect_error("NotAuthorizedException", lambda: anon.list_streams())
+    wrong = make_client("kinesis-video-archived-media", endpoint, "not-a-token-at-all")
+    expect_error(
+        "NotAuthorizedException",
+        lambda: wrong.list_fragments(StreamName=streams[0], FragmentSelector=sel),
+    )
+    ok("auth")
+    print("checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
