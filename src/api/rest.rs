@@ -1,12 +1,22 @@
-//! The REST family under /api/v1 (JSON). Playback (issue: playback API) adds fragments, clips,
-//! snapshots and detection events here; for now it lists the cameras with state and counters.
+//! The REST family under /api/v1 (JSON): cameras with state and counters, deliveries, and
+//! playback (fragment listings and `clip.mp4` downloads, docs/http-api.md#rest-api).
 
 use super::auth::{refuse_json, scope_by_method, RouteAuth};
 use super::ApiState;
-use axum::extract::State;
+use crate::clock::{format_rfc3339, UnixNanos};
+use crate::playback::{plan_clip, write_clip_part, ClipError, ClipPart};
+use crate::store::{StoreError, StoreReader};
+use crate::timespec::parse_time;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{json, Value};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
 
 /// Read scope for GET and HEAD, write for the rest; refusals are `{"error": ...}` with 401/403.
 pub const AUTH: RouteAuth = RouteAuth {
@@ -18,6 +28,8 @@ pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/cameras", get(cameras))
         .route("/deliveries", get(deliveries))
+        .route("/cameras/{name}/fragments", get(fragments))
+        .route("/cameras/{name}/clip.mp4", get(clip))
 }
 
 /// `GET /api/v1/cameras`: every running camera with its state, why, and its counters.
@@ -53,4 +65,269 @@ async fn deliveries(State(state): State<ApiState>) -> Json<Value> {
     .await
     .unwrap_or_default();
     Json(json!({ "deliveries": list }))
+}
+
+/// The longest range one playback request may cover.
+const MAX_RANGE_NS: i64 = 24 * 3600 * 1_000_000_000;
+/// Fragments per listing when the request names no `limit`, and the most it may ask for.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+/// Bytes gathered before a clip chunk goes to the client.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the reading thread and the connection (bounds clip memory).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+enum RestError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown camera `{0}`")]
+    UnknownCamera(String),
+    #[error(transparent)]
+    NoMedia(ClipError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            RestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RestError::UnknownCamera(_) | RestError::NoMedia(_) => StatusCode::NOT_FOUND,
+            RestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!("REST playback: {self}");
+        }
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<StoreError> for RestError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownCamera(name) => RestError::UnknownCamera(name),
+            e => RestError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ClipError> for RestError {
+    fn from(e: ClipError) -> Self {
+        match e {
+            ClipError::Store(e) => e.into(),
+            ClipError::BadRange => RestError::BadRequest(e.to_string()),
+            e @ ClipError::Empty { .. } => RestError::NoMedia(e),
+            e => RestError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RangeQuery {
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+}
+
+impl RangeQuery {
+    /// `[start, end]` in nanoseconds, times as the CLI accepts them, at most `MAX_RANGE_NS` long.
+    fn range(&self, now: UnixNanos) -> Result<(UnixNanos, UnixNanos), RestError> {
+        let time = |name: &str, v: &Option<String>| {
+            let v = v.as_deref().ok_or_else(|| {
+                RestError::BadRequest(format!("the `{name}` parameter is required"))
+            })?;
+            parse_time(v, now).map_err(|e| RestError::BadRequest(e.to_string()))
+        };
+        let (start, end) = (time("start", &self.start)?, time("end", &self.end)?);
+        if end < start {
+            return Err(RestError::BadRequest(
+                "end time is before start time".into(),
+            ));
+        }
+        if end - start > MAX_RANGE_NS {
+            return Err(RestError::BadRequest(
+                "the range is longer than 24 hours".into(),
+            ));
+        }
+        Ok((start, end))
+    }
+}
+
+/// Runs `f` with a store reader on a blocking thread (SQLite and file I/O). `None` when the
+/// store does not know the camera (or nothing has been recorded at all).
+async fn with_reader<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(StoreReader) -> Result<T, RestError> + Send + 'static,
+) -> Result<Option<T>, RestError> {
+    let root = state.video.as_ref().map(|s| s.root().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let reader = match root.map(|r| StoreReader::open(&r)) {
+            Some(Ok(r)) => r,
+            Some(Err(StoreError::NoStore(_))) | None => return Ok(None),
+            Some(Err(e)) => return Err(e.into()),
+        };
+        match f(reader) {
+            Ok(v) => Ok(Some(v)),
+            Err(RestError::UnknownCamera(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(|e| RestError::Internal(format!("the read task failed: {e}")))?
+}
+
+fn configured(state: &ApiState, camera: &str) -> bool {
+    state.cameras.iter().any(|c| c.name == camera)
+}
+
+/// `GET /api/v1/cameras/{name}/fragments?start=T&end=T[&limit=N]`: fragments whose producer
+/// start time is in the range, oldest first.
+async fn fragments(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Value>, RestError> {
+    let (start, end) = q.range(state.clock.now_ns())?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(RestError::BadRequest(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let camera = name.clone();
+    let list = with_reader(&state, move |r| {
+        Ok(r.fragments(&camera, Some(start), Some(end), limit)?)
+    })
+    .await?;
+    let list = match list {
+        Some(l) => l,
+        None if configured(&state, &name) => Vec::new(),
+        None => return Err(RestError::UnknownCamera(name)),
+    };
+    let fragments: Vec<Value> = list
+        .iter()
+        .map(|f| {
+            json!({
+                "number": f.fragment_number,
+                "producer_timestamp": format_rfc3339(f.producer_ns),
+                "server_timestamp": format_rfc3339(f.server_ns),
+                "duration_ms": f.duration_ns / 1_000_000,
+                "size": f.size,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "camera": name, "fragments": fragments })))
+}
+
+/// `GET /api/v1/cameras/{name}/clip.mp4?start=T&end=T`: the range as one fragmented MP4,
+/// streamed fragment by fragment from the segment files. When the codec configuration changes
+/// inside the range only the first part is served (`X-Vidgest-Clip-Parts` says how many there
+/// are, `X-Vidgest-Clip-End` where the served one ends). No Content-Length or Range: rebased
+/// fragments may change size, so the exact bytes are not known before they are written.
+async fn clip(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, RestError> {
+    let (start, end) = q.range(state.clock.now_ns())?;
+    let camera = name.clone();
+    let planned = with_reader(&state, move |r| {
+        let parts = plan_clip(&r, &camera, start, end)?;
+        Ok((r, parts))
+    })
+    .await?;
+    let Some((reader, mut parts)) = planned else {
+        if configured(&state, &name) {
+            return Err(ClipError::Empty {
+                stream: name,
+                start,
+                end,
+            }
+            .into());
+        }
+        return Err(RestError::UnknownCamera(name));
+    };
+    let count = parts.len();
+    let part = parts.swap_remove(0);
+    let part_end = part.end_ns();
+
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || stream_part(&reader, &part, tx));
+
+    let filename = format!("{name}-{}.mp4", format_rfc3339(start));
+    let mut response = Response::new(axum::body::Body::new(ChannelBody(rx)));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert("x-vidgest-clip-parts", HeaderValue::from(count));
+    if let Ok(v) = HeaderValue::from_str(&format_rfc3339(part_end)) {
+        h.insert("x-vidgest-clip-end", v);
+    }
+    Ok(response)
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+/// Writes the part into the channel; a closed channel (the client went away) fails the next
+/// write, which ends the work. A read error mid-stream reaches the body and aborts the response.
+fn stream_part(reader: &StoreReader, part: &ClipPart, tx: mpsc::Sender<Chunk>) {
+    let mut w = ChannelWriter {
+        tx: tx.clone(),
+        buf: Vec::with_capacity(CHUNK),
+    };
+    if let Err(e) = write_clip_part(reader, part, &mut w, |_| {}) {
+        if !tx.is_closed() {
+            tracing::warn!("clip of `{}`: {e}", part.fragments[0].stream);
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    }
+}
+
+struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// A response body fed by a channel; dropping it (the connection closed) closes the channel.
+struct ChannelBody(mpsc::Receiver<Chunk>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|c| c.map(hyper::body::Frame::data)))
+    }
 }

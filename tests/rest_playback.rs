@@ -1,0 +1,183 @@
+//! REST playback: fragment listings and `clip.mp4` downloads from a recording daemon.
+
+mod harness;
+mod support;
+
+use harness::{assert_decodes, eventually, ffprobe, Daemon};
+use std::net::TcpStream;
+use std::time::Duration;
+use vidgest::timespec::parse_time;
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+fn get(port: u16, path: &str) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .unwrap();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    Reply {
+        status: r.status().as_u16(),
+        headers,
+        body: r
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap(),
+    }
+}
+
+/// Epoch seconds with millisecond precision, as a query parameter.
+fn secs(ns: i64) -> String {
+    format!("{:.3}", ns as f64 / 1e9)
+}
+
+#[test]
+fn fragments_and_clip_mp4_of_a_recorded_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = format!(
+        r#"
+[agent]
+data_dir = "{{data_dir}}"
+[api]
+listen = "127.0.0.1:{port}"
+[[camera]]
+name = "cam"
+fragment_duration = "1s"
+[camera.source]
+kind = "test"
+width = 160
+height = 120
+fps = 10
+gop = 10
+"#
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    eventually(Duration::from_secs(30), "the API to listen", || {
+        daemon.assert_running();
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+
+    // Fragments: poll until five are listed.
+    let frags = eventually(Duration::from_secs(60), "five recorded fragments", || {
+        let r = get(port, "/api/v1/cameras/cam/fragments?start=-10m&end=now");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let list = r.json()["fragments"].as_array().cloned().unwrap();
+        (list.len() >= 5).then_some(list)
+    });
+    for f in &frags {
+        assert!(f["number"].as_u64().is_some(), "{f}");
+        assert!(f["size"].as_u64() > Some(0), "{f}");
+        assert!(
+            (900..=1100).contains(&f["duration_ms"].as_i64().unwrap()),
+            "{f}"
+        );
+        for key in ["producer_timestamp", "server_timestamp"] {
+            parse_time(f[key].as_str().unwrap(), 0).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+    let at = |i: usize| parse_time(frags[i]["producer_timestamp"].as_str().unwrap(), 0).unwrap();
+    let end_of = |i: usize| at(i) + frags[i]["duration_ms"].as_i64().unwrap() * 1_000_000;
+
+    let limited = get(
+        port,
+        &format!(
+            "/api/v1/cameras/cam/fragments?start={}&end=now&limit=2",
+            frags[0]["producer_timestamp"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(limited.status, 200);
+    let limited = limited.json()["fragments"].as_array().cloned().unwrap();
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited[0]["number"], frags[0]["number"]);
+
+    // clip.mp4 of fragments 2..=4: a playable MP4 lasting about as long.
+    let (start, end) = (at(1), end_of(3) - 1);
+    let r = get(
+        port,
+        &format!(
+            "/api/v1/cameras/cam/clip.mp4?start={}&end={}",
+            secs(start),
+            secs(end)
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    let disposition = r.header("content-disposition").unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"cam-") && disposition.ends_with(".mp4\""),
+        "{disposition}"
+    );
+    assert_eq!(r.header("x-vidgest-clip-parts"), Some("1"));
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, &r.body).unwrap();
+    assert_decodes(&file);
+    let probe = ffprobe(&file);
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = (end - start) as f64 / 1e9;
+    assert!(
+        (duration - expected).abs() < 1.1,
+        "clip lasts {duration} s, the range {expected} s"
+    );
+
+    // Errors: JSON bodies with 404 and 400.
+    let cases = [
+        ("/api/v1/cameras/nope/fragments?start=-1m&end=now", 404),
+        ("/api/v1/cameras/nope/clip.mp4?start=-1m&end=now", 404),
+        (
+            "/api/v1/cameras/cam/clip.mp4?start=2001-01-01T00:00:00Z&end=2001-01-01T00:01:00Z",
+            404,
+        ),
+        ("/api/v1/cameras/cam/clip.mp4?start=-25h&end=now", 400),
+        ("/api/v1/cameras/cam/fragments?start=-25h&end=now", 400),
+        ("/api/v1/cameras/cam/clip.mp4?start=now&end=-1m", 400),
+        ("/api/v1/cameras/cam/clip.mp4?start=yesterday&end=now", 400),
+        ("/api/v1/cameras/cam/fragments?end=now", 400),
+        (
+            "/api/v1/cameras/cam/fragments?start=-1m&end=now&limit=0",
+            400,
+        ),
+    ];
+    for (path, status) in cases {
+        let r = get(port, path);
+        assert_eq!(
+            r.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(r.json()["error"].is_string(), "{path}");
+    }
+    assert!(daemon.terminate().success());
+}
