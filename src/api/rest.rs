@@ -263,6 +263,14 @@ async fn clip(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert("x-vidgest-clip-parts", HeaderValue::from(count));
+    // Rounded up to the millisecond: as the next request's `start` it must not reach back into
+    // the served part's last fragment.
+    let part_end = part_end.div_euclid(1_000_000) * 1_000_000
+        + if part_end.rem_euclid(1_000_000) > 0 {
+            1_000_000
+        } else {
+            0
+        };
     if let Ok(v) = HeaderValue::from_str(&format_rfc3339(part_end)) {
         h.insert("x-vidgest-clip-end", v);
     }
@@ -329,5 +337,26 @@ impl hyper::body::Body for ChannelBody {
         self.0
             .poll_recv(cx)
             .map(|c| c.map(|c| c.map(hyper::body::Frame::data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_closed_body_stops_the_clip_writer() {
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        };
+        w.write_all(b"ftyp").unwrap();
+        w.flush().unwrap();
+        let body = ChannelBody(rx);
+        drop(body); // the client went away
+        let e = w.write_all(&vec![0; CHUNK]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }
