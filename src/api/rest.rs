@@ -127,7 +127,8 @@ impl From<ClipError> for RestError {
 struct RangeQuery {
     start: Option<String>,
     end: Option<String>,
-    limit: Option<usize>,
+    // Parsed by hand so that a bad value gets the JSON error body too.
+    limit: Option<String>,
 }
 
 impl RangeQuery {
@@ -189,7 +190,10 @@ async fn fragments(
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<Value>, RestError> {
     let (start, end) = q.range(state.clock.now_ns())?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l.trim().parse().unwrap_or(0),
+    };
     if limit == 0 || limit > MAX_LIMIT {
         return Err(RestError::BadRequest(format!(
             "`limit` must be between 1 and {MAX_LIMIT}"
