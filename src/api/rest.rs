@@ -4,7 +4,7 @@
 use super::auth::{refuse_json, scope_by_method, RouteAuth};
 use super::ApiState;
 use crate::clock::{format_rfc3339, UnixNanos};
-use crate::playback::{plan_clip, write_clip_part, ClipError, ClipPart};
+use crate::playback::{clip_body, plan_clip, ClipError};
 use crate::store::{StoreError, StoreReader};
 use crate::timespec::parse_time;
 use axum::extract::{Path, Query, State};
@@ -12,11 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde_json::{json, Value};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Read scope for GET and HEAD, write for the rest; refusals are `{"error": ...}` with 401/403.
 pub const AUTH: RouteAuth = RouteAuth {
@@ -72,10 +68,6 @@ const MAX_RANGE_NS: i64 = 24 * 3600 * 1_000_000_000;
 /// Fragments per listing when the request names no `limit`, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
-/// Bytes gathered before a clip chunk goes to the client.
-const CHUNK: usize = 256 * 1024;
-/// Chunks in flight between the reading thread and the connection (bounds clip memory).
-const CHUNKS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 enum RestError {
@@ -256,11 +248,8 @@ async fn clip(
     let part = parts.swap_remove(0);
     let part_end = part.end_ns();
 
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_part(&reader, &part, tx));
-
     let filename = format!("{name}-{}.mp4", format_rfc3339(start));
-    let mut response = Response::new(axum::body::Body::new(ChannelBody(rx)));
+    let mut response = Response::new(clip_body(reader, part));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
@@ -279,88 +268,4 @@ async fn clip(
         h.insert("x-vidgest-clip-end", v);
     }
     Ok(response)
-}
-
-type Chunk = Result<Bytes, std::io::Error>;
-
-/// Writes the part into the channel; a closed channel (the client went away) fails the next
-/// write, which ends the work. A read error mid-stream reaches the body and aborts the response.
-fn stream_part(reader: &StoreReader, part: &ClipPart, tx: mpsc::Sender<Chunk>) {
-    let mut w = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(CHUNK),
-    };
-    if let Err(e) = write_clip_part(reader, part, &mut w, |_| {}) {
-        if !tx.is_closed() {
-            tracing::warn!("clip of `{}`: {e}", part.fragments[0].stream);
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    }
-}
-
-struct ChannelWriter {
-    tx: mpsc::Sender<Chunk>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-        })
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// A response body fed by a channel; dropping it (the connection closed) closes the channel.
-struct ChannelBody(mpsc::Receiver<Chunk>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|c| c.map(|c| c.map(hyper::body::Frame::data)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn a_closed_body_stops_the_clip_writer() {
-        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let mut w = ChannelWriter {
-            tx,
-            buf: Vec::new(),
-        };
-        w.write_all(b"ftyp").unwrap();
-        w.flush().unwrap();
-        let body = ChannelBody(rx);
-        drop(body); // the client went away
-        let e = w.write_all(&vec![0; CHUNK]).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-    }
 }

@@ -2,5 +2,7 @@
 //! same pieces later.
 
 mod clip;
+mod stream;
 
 pub use clip::{plan_clip, write_clip_part, ClipError, ClipPart};
+pub use stream::clip_body;

@@ -12,6 +12,9 @@ pub enum KvsError {
     InvalidArgument(String),
     #[error("{0}")]
     NotAuthorized(String),
+    /// A request over the service's limits (GetClip: fragments or bytes in the clip).
+    #[error("{0}")]
+    ClientLimitExceeded(String),
     /// The store could not be read (index or file I/O); logged, answered as a server fault.
     #[error("{0}")]
     Internal(String),
@@ -34,6 +37,7 @@ impl KvsError {
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::InvalidArgument(_) => "InvalidArgumentException",
             Self::NotAuthorized(_) => "NotAuthorizedException",
+            Self::ClientLimitExceeded(_) => "ClientLimitExceededException",
             Self::Internal(_) => "InternalServerError",
         }
     }
@@ -41,7 +45,7 @@ impl KvsError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::ResourceNotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidArgument(_) | Self::ClientLimitExceeded(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

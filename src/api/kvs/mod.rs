@@ -1,5 +1,5 @@
 //! Kinesis-Video-Streams-compatible control plane (`kinesisvideo`: ListStreams, DescribeStream,
-//! GetDataEndpoint) and `kinesis-video-archived-media` ListFragments, REST-JSON over POST as the
+//! GetDataEndpoint) and `kinesis-video-archived-media` ListFragments and GetClip, REST-JSON over POST as the
 //! botocore service models define them. Cameras are the video streams; everything is read from
 //! the store on blocking threads. GetDataEndpoint answers the daemon's own base URL, so a client
 //! chains its data-plane calls back here.
@@ -10,11 +10,12 @@ pub use error::KvsError;
 
 use super::auth::{AuthError, RouteAuth, Scope};
 use super::ApiState;
+use crate::playback::{clip_body, ClipPart};
 use crate::store::{FragmentMeta, StoreError, StoreReader, StreamDetails, TimeOrigin};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
@@ -47,6 +48,7 @@ pub fn router() -> Router<ApiState> {
         .route("/describeStream", post(describe_stream))
         .route("/getDataEndpoint", post(get_data_endpoint))
         .route("/listFragments", post(list_fragments))
+        .route("/getClip", post(get_clip))
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
@@ -523,6 +525,93 @@ async fn list_fragments(State(state): State<ApiState>, body: Bytes) -> KvsResult
     Ok(Json(out))
 }
 
+/// GetClip's limits, as the service documents them: at most 24 hours of range, 200 fragments
+/// and 100 MB (taken as MiB) of media per clip.
+const CLIP_MAX_RANGE_NS: i64 = 24 * 3600 * 1_000_000_000;
+const CLIP_MAX_FRAGMENTS: usize = 200;
+const CLIP_MAX_BYTES: u64 = 100 * 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetClipIn {
+    #[serde(flatten)]
+    stream: StreamRef,
+    clip_fragment_selector: Option<FragmentSelector>,
+}
+
+/// The fragments GetClip serves: those starting in the range (as ListFragments selects them),
+/// up to the first codec configuration change (a clip cannot mix init segments).
+fn clip_part(fragments: Vec<FragmentMeta>) -> Result<ClipPart, KvsError> {
+    if fragments.is_empty() {
+        return Err(KvsError::ResourceNotFound(
+            "No fragments found in the stream for the clip request.".into(),
+        ));
+    }
+    if fragments.len() > CLIP_MAX_FRAGMENTS {
+        return Err(KvsError::ClientLimitExceeded(format!(
+            "The clip would have more than {CLIP_MAX_FRAGMENTS} fragments; request a shorter range."
+        )));
+    }
+    let init_id = fragments[0].init_id;
+    let fragments: Vec<_> = fragments
+        .into_iter()
+        .take_while(|f| f.init_id == init_id)
+        .collect();
+    let part = ClipPart { init_id, fragments };
+    if part.bytes() > CLIP_MAX_BYTES {
+        return Err(KvsError::ClientLimitExceeded(format!(
+            "The clip would be larger than {CLIP_MAX_BYTES} bytes; request a shorter range."
+        )));
+    }
+    Ok(part)
+}
+
+/// `POST /getClip`: the fragments starting in the range as one fragmented MP4 (`video/mp4`),
+/// streamed as it is written. A codec change inside the range ends the clip there.
+async fn get_clip(State(state): State<ApiState>, body: Bytes) -> Result<Response, KvsError> {
+    let req: GetClipIn = parse(&body)?;
+    let named = req.stream.resolve()?;
+    let query = FragmentQuery::from_selector(req.clip_fragment_selector).map_err(|e| match e {
+        KvsError::InvalidArgument(m) => {
+            KvsError::InvalidArgument(m.replacen("FragmentSelector", "ClipFragmentSelector", 1))
+        }
+        e => e,
+    })?;
+    if query.end - query.start > CLIP_MAX_RANGE_NS {
+        return Err(KvsError::invalid(
+            "ClipFragmentSelector.TimestampRange",
+            "spans more than 24 hours",
+        ));
+    }
+    let root = state.video.as_ref().map(|s| s.root().to_path_buf());
+    // the reader moves on to the thread that writes the clip, so it is opened here
+    let (reader, part) = tokio::task::spawn_blocking(move || {
+        let reader = match root.map(|r| StoreReader::open(&r)) {
+            None | Some(Err(StoreError::NoStore(_))) => return Err(named.not_found()),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(r)) => r,
+        };
+        named.details(Some(&reader))?;
+        let fragments = reader.fragments_between(
+            &named.name,
+            query.origin,
+            query.start,
+            query.end,
+            None,
+            CLIP_MAX_FRAGMENTS + 1,
+        )?;
+        Ok((reader, clip_part(fragments)?))
+    })
+    .await
+    .map_err(|e| KvsError::Internal(format!("the read task failed: {e}")))??;
+    let mut response = Response::new(clip_body(reader, part));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("video/mp4"),
+    );
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,6 +642,45 @@ mod tests {
         ] {
             assert_eq!(FragmentQuery::from_token(bad), None, "{bad}");
         }
+    }
+
+    fn frag(n: u64, init_id: i64, size: u64) -> FragmentMeta {
+        FragmentMeta {
+            stream: "cam".into(),
+            fragment_number: n,
+            producer_ns: n as i64 * 1_000_000_000,
+            server_ns: n as i64 * 1_000_000_000,
+            duration_ns: 1_000_000_000,
+            size,
+            init_id,
+            discontinuity: false,
+            sample_count: 30,
+            segment_id: 1,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn clips_stop_at_a_codec_change_and_keep_the_service_limits() {
+        let part = clip_part(vec![frag(1, 7, 10), frag(2, 7, 10), frag(3, 8, 10)]).unwrap();
+        assert_eq!(part.init_id, 7);
+        assert_eq!(part.fragments.len(), 2);
+        assert_eq!(
+            clip_part(vec![]).unwrap_err().kind(),
+            "ResourceNotFoundException"
+        );
+        let many = (0..=CLIP_MAX_FRAGMENTS as u64)
+            .map(|n| frag(n, 7, 1))
+            .collect();
+        assert_eq!(
+            clip_part(many).unwrap_err().kind(),
+            "ClientLimitExceededException"
+        );
+        let big = vec![frag(1, 7, CLIP_MAX_BYTES), frag(2, 7, 1)];
+        assert_eq!(
+            clip_part(big).unwrap_err().kind(),
+            "ClientLimitExceededException"
+        );
     }
 
     #[test]
