@@ -525,8 +525,9 @@ async fn list_fragments(State(state): State<ApiState>, body: Bytes) -> KvsResult
     Ok(Json(out))
 }
 
-/// GetClip's limits, as the service documents them: at most 24 hours of range, 200 fragments
-/// and 100 MB (taken as MiB) of media per clip.
+/// GetClip's limits: a range of at most 24 hours; the clip holds at most the first 200
+/// fragments and 100 MB (taken as MiB of stored fragments) from the start, as the service model
+/// documents the payload ("the first 100 MB or the first 200 fragments").
 const CLIP_MAX_RANGE_NS: i64 = 24 * 3600 * 1_000_000_000;
 const CLIP_MAX_FRAGMENTS: usize = 200;
 const CLIP_MAX_BYTES: u64 = 100 * 1024 * 1024;
@@ -539,35 +540,37 @@ struct GetClipIn {
     clip_fragment_selector: Option<FragmentSelector>,
 }
 
-/// The fragments GetClip serves: those starting in the range (as ListFragments selects them),
-/// up to the first codec configuration change (a clip cannot mix init segments).
+/// The fragments GetClip serves: those starting in the range (as ListFragments selects them,
+/// at most CLIP_MAX_FRAGMENTS), up to the first codec configuration change (a clip cannot mix
+/// init segments) and while they fit in CLIP_MAX_BYTES.
 fn clip_part(fragments: Vec<FragmentMeta>) -> Result<ClipPart, KvsError> {
-    if fragments.is_empty() {
+    let Some(first) = fragments.first() else {
         return Err(KvsError::ResourceNotFound(
             "No fragments found in the stream for the clip request.".into(),
         ));
-    }
-    if fragments.len() > CLIP_MAX_FRAGMENTS {
+    };
+    if first.size > CLIP_MAX_BYTES {
         return Err(KvsError::ClientLimitExceeded(format!(
-            "The clip would have more than {CLIP_MAX_FRAGMENTS} fragments; request a shorter range."
+            "Fragment {} alone is larger than the clip limit of {CLIP_MAX_BYTES} bytes.",
+            first.fragment_number
         )));
     }
-    let init_id = fragments[0].init_id;
-    let fragments: Vec<_> = fragments
+    let init_id = first.init_id;
+    let mut bytes = 0;
+    let fragments = fragments
         .into_iter()
+        .take(CLIP_MAX_FRAGMENTS)
         .take_while(|f| f.init_id == init_id)
+        .take_while(|f| {
+            bytes += f.size;
+            bytes <= CLIP_MAX_BYTES
+        })
         .collect();
-    let part = ClipPart { init_id, fragments };
-    if part.bytes() > CLIP_MAX_BYTES {
-        return Err(KvsError::ClientLimitExceeded(format!(
-            "The clip would be larger than {CLIP_MAX_BYTES} bytes; request a shorter range."
-        )));
-    }
-    Ok(part)
+    Ok(ClipPart { init_id, fragments })
 }
 
 /// `POST /getClip`: the fragments starting in the range as one fragmented MP4 (`video/mp4`),
-/// streamed as it is written. A codec change inside the range ends the clip there.
+/// streamed as it is written. A codec change inside the range, or the size limits, end it early.
 async fn get_clip(State(state): State<ApiState>, body: Bytes) -> Result<Response, KvsError> {
     let req: GetClipIn = parse(&body)?;
     let named = req.stream.resolve()?;
@@ -598,7 +601,7 @@ async fn get_clip(State(state): State<ApiState>, body: Bytes) -> Result<Response
             query.start,
             query.end,
             None,
-            CLIP_MAX_FRAGMENTS + 1,
+            CLIP_MAX_FRAGMENTS,
         )?;
         Ok((reader, clip_part(fragments)?))
     })
@@ -661,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn clips_stop_at_a_codec_change_and_keep_the_service_limits() {
+    fn clips_stop_at_a_codec_change_and_at_the_service_limits() {
         let part = clip_part(vec![frag(1, 7, 10), frag(2, 7, 10), frag(3, 8, 10)]).unwrap();
         assert_eq!(part.init_id, 7);
         assert_eq!(part.fragments.len(), 2);
@@ -672,13 +675,19 @@ mod tests {
         let many = (0..=CLIP_MAX_FRAGMENTS as u64)
             .map(|n| frag(n, 7, 1))
             .collect();
+        assert_eq!(clip_part(many).unwrap().fragments.len(), CLIP_MAX_FRAGMENTS);
+        let big = vec![
+            frag(1, 7, CLIP_MAX_BYTES / 2),
+            frag(2, 7, CLIP_MAX_BYTES / 2),
+            frag(3, 7, 1),
+        ];
+        let part = clip_part(big).unwrap();
+        assert_eq!(part.bytes(), CLIP_MAX_BYTES);
+        assert_eq!(part.fragments.len(), 2);
         assert_eq!(
-            clip_part(many).unwrap_err().kind(),
-            "ClientLimitExceededException"
-        );
-        let big = vec![frag(1, 7, CLIP_MAX_BYTES), frag(2, 7, 1)];
-        assert_eq!(
-            clip_part(big).unwrap_err().kind(),
+            clip_part(vec![frag(1, 7, CLIP_MAX_BYTES + 1)])
+                .unwrap_err()
+                .kind(),
             "ClientLimitExceededException"
         );
     }
