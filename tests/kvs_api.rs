@@ -1,4 +1,4 @@
-//! The Kinesis-Video-compatible control plane and ListFragments driven by stock boto3 clients
+//! The Kinesis-Video-compatible control plane, ListFragments and GetClip driven by stock boto3 clients
 //! (`kinesisvideo`, then `kinesis-video-archived-media` on the endpoint GetDataEndpoint gives)
 //! against the real daemon recording two test cameras; the client logic is
 //! tests/py/kvs_client.py.
@@ -61,7 +61,7 @@ gop = 5
 }
 
 #[test]
-fn boto3_kinesis_video_lists_streams_and_fragments() {
+fn boto3_kinesis_video_lists_streams_and_fragments_and_gets_clips() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let daemon = Daemon::start(dir.path(), &config(port));

@@ -1,6 +1,6 @@
 """The Kinesis-Video-compatible API driven by stock boto3 clients, the way KVS consumer code calls
 it: `kinesisvideo` for the control plane, get_data_endpoint, then a `kinesis-video-archived-media`
-client on that endpoint for ListFragments.
+client on that endpoint for ListFragments and GetClip (the clip checked with ffprobe/ffmpeg).
 
 Run by tests/kvs_api.rs against a daemon recording the cameras named by --streams, with a read
 token. --expect is JSON {camera: [{n, producer_ns, server_ns, size, duration_ns}, ...]}: fragments
@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import boto3
 import botocore
@@ -218,6 +219,68 @@ def main():
         by_arn = am.list_fragments(StreamARN=arn, FragmentSelector=sel)
         check_fragments(by_arn["Fragments"], want, f"{name} by ARN")
     ok("list_fragments by ARN")
+
+    # GetClip: the recorded range as one MP4, as long as its fragments (within one or two)
+    name, want = next(iter(expect.items()))
+    clip_sel = {
+        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {
+            "StartTimestamp": when(want[0]["producer_ns"]),
+            "EndTimestamp": when(want[-1]["producer_ns"], up=True),
+        },
+    }
+    out = am.get_clip(StreamName=name, ClipFragmentSelector=clip_sel)
+    check(out["ContentType"] == "video/mp4", f"get_clip content type: {out['ContentType']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = os.path.join(tmp, "clip.mp4")
+        with open(clip, "wb") as f:
+            for chunk in out["Payload"].iter_chunks():
+                f.write(chunk)
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", clip],
+            capture_output=True, text=True,
+        )
+        check(probe.returncode == 0, f"ffprobe of the clip: {probe.stderr}")
+        duration = float(json.loads(probe.stdout)["format"]["duration"])
+        expected = sum(f["duration_ns"] for f in want) / 1e9
+        longest = max(f["duration_ns"] for f in want) / 1e9
+        check(
+            abs(duration - expected) <= 2 * longest,
+            f"get_clip duration {duration}s vs {expected}s of fragments",
+        )
+        decode = subprocess.run(
+            ["ffmpeg", "-v", "error", "-xerror", "-i", clip, "-f", "null", "-"],
+            capture_output=True, text=True,
+        )
+        check(decode.returncode == 0 and not decode.stderr.strip(), f"ffmpeg decode: {decode.stderr}")
+    arn = kv.describe_stream(StreamName=name)["StreamInfo"]["StreamARN"]
+    by_arn = am.get_clip(StreamARN=arn, ClipFragmentSelector=clip_sel)
+    check(by_arn["ContentType"] == "video/mp4" and by_arn["Payload"].read(8)[4:] == b"ftyp",
+          "get_clip by ARN does not start with ftyp")
+    ok(f"get_clip {name} ({duration:.2f}s of {expected:.2f}s, decodes cleanly; by ARN)")
+    expect_error(
+        "ResourceNotFoundException",
+        lambda: am.get_clip(StreamName="no-such-cam", ClipFragmentSelector=clip_sel),
+    )
+    empty_sel = dict(clip_sel, TimestampRange={
+        "StartTimestamp": when(want[0]["producer_ns"] - 3600 * 10**9),
+        "EndTimestamp": when(want[0]["producer_ns"] - 3599 * 10**9),
+    })
+    msg = expect_error(
+        "ResourceNotFoundException",
+        lambda: am.get_clip(StreamName=name, ClipFragmentSelector=empty_sel),
+    )
+    check("No fragments found" in msg, f"empty range message: {msg}")
+    long_sel = dict(clip_sel, TimestampRange={
+        "StartTimestamp": when(want[0]["producer_ns"] - 25 * 3600 * 10**9),
+        "EndTimestamp": when(want[-1]["producer_ns"], up=True),
+    })
+    expect_error(
+        "InvalidArgumentException",
+        lambda: am.get_clip(StreamName=name, ClipFragmentSelector=long_sel),
+        field="TimestampRange",
+    )
+    ok("get_clip errors (unknown stream, empty range, more than 24 h)")
 
     # aws-cli, whose paginator sends the selector again along with each NextToken; it sends
     # timestamps as whole seconds, so the range is whole seconds inside the recorded one
