@@ -280,7 +280,13 @@ def main():
         lambda: am.get_clip(StreamName=name, ClipFragmentSelector=long_sel),
         field="TimestampRange",
     )
-    ok("get_clip errors (unknown stream, empty range, more than 24 h)")
+    loose_clip = make_client("kinesis-video-archived-media", endpoint, a.reader, validate=False)
+    expect_error(
+        "InvalidArgumentException",
+        lambda: loose_clip.get_clip(StreamName=name),
+        field="ClipFragmentSelector",
+    )
+    ok("get_clip errors (unknown stream, empty range, more than 24 h, no selector)")
 
     # aws-cli, whose paginator sends the selector again along with each NextToken; it sends
     # timestamps as whole seconds, so the range is whole seconds inside the recorded one

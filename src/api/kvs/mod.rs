@@ -574,6 +574,9 @@ fn clip_part(fragments: Vec<FragmentMeta>) -> Result<ClipPart, KvsError> {
 async fn get_clip(State(state): State<ApiState>, body: Bytes) -> Result<Response, KvsError> {
     let req: GetClipIn = parse(&body)?;
     let named = req.stream.resolve()?;
+    if req.clip_fragment_selector.is_none() {
+        return Err(KvsError::invalid("ClipFragmentSelector", "is required"));
+    }
     let query = FragmentQuery::from_selector(req.clip_fragment_selector).map_err(|e| match e {
         KvsError::InvalidArgument(m) => {
             KvsError::InvalidArgument(m.replacen("FragmentSelector", "ClipFragmentSelector", 1))
