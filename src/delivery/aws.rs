@@ -16,8 +16,10 @@ pub struct Chain {
     pub credentials: ChainCredentials,
 }
 
-/// Loads the chain: `profile` selects a shared-config profile, `region` overrides the chain's.
-pub async fn load_chain(profile: Option<&str>, region: Option<&str>) -> Chain {
+/// aws-config's loader over rustls with the ring provider (the SDK's default HTTPS client would
+/// build aws-lc-rs with cmake), with the shared-config `profile` and a `region` override: the
+/// one place both the S3 credential chain and the Kinesis forwarder start from.
+pub(crate) fn sdk_loader(profile: Option<&str>, region: Option<&str>) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(
         aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -31,6 +33,12 @@ pub async fn load_chain(profile: Option<&str>, region: Option<&str>) -> Chain {
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_string()));
     }
+    loader
+}
+
+/// Loads the chain: `profile` selects a shared-config profile, `region` overrides the chain's.
+pub async fn load_chain(profile: Option<&str>, region: Option<&str>) -> Chain {
+    let loader = sdk_loader(profile, region);
     let sdk = loader.load().await;
     Chain {
         region: sdk

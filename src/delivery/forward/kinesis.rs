@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use aws_smithy_http_client::tls;
 
 use super::{sleep_or_shutdown, ForwardError, ForwardState, ForwardStatus, Item, Reader};
 use crate::capture::Backoff;
@@ -60,28 +58,16 @@ fn count_reordered(keys: &[&str], failed: &[bool]) -> u64 {
 }
 
 async fn client(cfg: &KinesisForward) -> aws_sdk_kinesis::Client {
-    // rustls with ring: the SDK's default client would build aws-lc-rs (cmake, C).
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        // Retries are ours (state, backoff, per-entry retries), not the SDK's.
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        );
-    if let Some(r) = &cfg.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
-    if let Some(p) = &cfg.profile {
-        loader = loader.profile_name(p);
-    }
+    let mut loader =
+        crate::delivery::aws::sdk_loader(cfg.profile.as_deref(), cfg.region.as_deref())
+            // Retries are ours (state, backoff, per-entry retries), not the SDK's.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
     if let Some(e) = &cfg.endpoint {
         loader = loader.endpoint_url(e);
     }
