@@ -14,7 +14,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use fwd::*;
 use vidgest::clock::system_clock;
 use vidgest::config::{ForwardConfig, KinesisForward, Secret};
-use vidgest::delivery::forward::ForwardState;
+use vidgest::delivery::Health;
 use vidgest::streams::{PutRecord, ShardStreams, ShardStreamsOptions};
 
 const REMOTE: &str = "remote";
@@ -181,13 +181,13 @@ async fn forwards_in_key_order_and_survives_a_remote_restart() {
         s.records_forwarded == 300
     })
     .await;
-    assert_eq!(status.snapshot().state, ForwardState::Healthy);
+    assert_eq!(status.snapshot().state, Health::Healthy);
 
     // The remote goes away while records keep coming.
     kinesalite.kill();
     wait_closed(port, "kinesalite gone");
     put_round(&local.streams, 60, 120);
-    let s = wait_status(&status, "retrying", |s| s.state == ForwardState::Retrying).await;
+    let s = wait_status(&status, "retrying", |s| s.state == Health::Retrying).await;
     let err = s.last_error.clone().unwrap();
     assert!(err.contains(REMOTE), "error names the stream: {err}");
     assert!(!err.contains("very-secret-key"), "no secret in {err}");
@@ -196,10 +196,10 @@ async fn forwards_in_key_order_and_survives_a_remote_restart() {
     let _kinesalite = start_kinesalite(port, &data);
     put_round(&local.streams, 120, 150);
     let s = wait_status(&status, "all 750 forwarded", |s| s.records_forwarded == 750).await;
-    assert_eq!(s.state, ForwardState::Healthy);
+    assert_eq!(s.state, Health::Healthy);
     let h = &s.history;
-    let retry = h.iter().position(|x| *x == ForwardState::Retrying).unwrap();
-    assert!(h[retry..].contains(&ForwardState::Healthy), "{h:?}");
+    let retry = h.iter().position(|x| *x == Health::Retrying).unwrap();
+    assert!(h[retry..].contains(&Health::Healthy), "{h:?}");
 
     shutdown.trigger();
     task.await.unwrap().unwrap();
@@ -303,7 +303,7 @@ async fn a_missing_remote_stream_is_failing_with_the_fix() {
     let local = local();
     put_round(&local.streams, 0, 1);
     let (status, shutdown, task) = spawn_forwarder(config(port), "cloud", &local.streams);
-    let s = wait_status(&status, "failing", |s| s.state == ForwardState::Failing).await;
+    let s = wait_status(&status, "failing", |s| s.state == Health::Failing).await;
     let err = s.last_error.unwrap();
     assert!(
         err.contains("remote stream `remote` does not exist") && err.contains("create-stream"),
@@ -319,7 +319,7 @@ async fn a_missing_remote_stream_is_failing_with_the_fix() {
         s.records_forwarded == 5
     })
     .await;
-    assert_eq!(s.state, ForwardState::Healthy);
+    assert_eq!(s.state, Health::Healthy);
     shutdown.trigger();
     task.await.unwrap().unwrap();
 }

@@ -13,7 +13,7 @@ use fwd::*;
 use vidgest::clock::system_clock;
 use vidgest::config::HumanDuration;
 use vidgest::config::{ForwardConfig, MqttForward};
-use vidgest::delivery::forward::ForwardState;
+use vidgest::delivery::Health;
 use vidgest::streams::{PutRecord, ShardStreams, ShardStreamsOptions};
 
 const KEYS: [&str; 3] = ["cam-a", "cam-b", "cam+c"];
@@ -96,7 +96,7 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
     put_round(&streams, 0, 50);
     let (status, shutdown, task) = spawn_forwarder(config(port), "ha", &streams);
     wait_status(&status, "150 forwarded", |s| s.records_forwarded == 150).await;
-    assert_eq!(status.snapshot().state, ForwardState::Healthy);
+    assert_eq!(status.snapshot().state, Health::Healthy);
     assert_eq!(
         blocking(move || retained(port, "vidgest/availability")).await,
         Some("online".into())
@@ -117,7 +117,7 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
     broker.reap();
     blocking(move || wait_closed(port, "broker gone")).await;
     put_round(&streams, 100, 150);
-    wait_status(&status, "retrying", |s| s.state == ForwardState::Retrying).await;
+    wait_status(&status, "retrying", |s| s.state == Health::Retrying).await;
     let b2 = bdir.clone();
     let _broker = blocking(move || start_mosquitto(port, &b2)).await;
     // mosquitto_sub may have given up while the broker was away: same session id again.
@@ -125,12 +125,12 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
         sub = start_subscriber(port, "vidgest/#", "fwd-test-sub", &out);
     }
     let s = wait_status(&status, "all 450 forwarded", |s| {
-        s.records_forwarded == 450 && s.state == ForwardState::Healthy
+        s.records_forwarded == 450 && s.state == Health::Healthy
     })
     .await;
     let h = &s.history;
-    let retry = h.iter().position(|x| *x == ForwardState::Retrying).unwrap();
-    assert!(h[retry..].contains(&ForwardState::Healthy), "{h:?}");
+    let retry = h.iter().position(|x| *x == Health::Retrying).unwrap();
+    assert!(h[retry..].contains(&Health::Healthy), "{h:?}");
     assert_eq!(
         blocking(move || retained(port, "vidgest/availability")).await,
         Some("online".into())
@@ -173,10 +173,7 @@ async fn publishes_per_key_topics_with_availability_across_a_broker_restart() {
     // Started again from its checkpoint: online, then a graceful stop says offline itself.
     let (status, shutdown, task) = spawn_forwarder(config(port), "ha", &streams);
     put_round(&streams, 150, 160);
-    wait_status(&status, "healthy again", |s| {
-        s.state == ForwardState::Healthy
-    })
-    .await;
+    wait_status(&status, "healthy again", |s| s.state == Health::Healthy).await;
     blocking(move || {
         eventually(Duration::from_secs(30), "online again", || {
             (retained(port, "vidgest/availability").as_deref() == Some("online")).then_some(())

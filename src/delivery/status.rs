@@ -20,6 +20,17 @@ pub enum Health {
     Failing,
 }
 
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Retrying => "retrying",
+            Health::Failing => "failing",
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Mutable {
     health: Option<Health>,
@@ -161,10 +172,7 @@ impl PipeStatus {
             kind: self.kind.to_string(),
             source: self.source.clone(),
             target: self.target.clone(),
-            state: serde_json::to_value(m.health.unwrap_or(Health::Starting))
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            state: m.health.unwrap_or(Health::Starting).to_string(),
             lag_records: m.lag.records,
             lag_seconds: m
                 .lag

@@ -17,7 +17,7 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use super::{sleep_or_shutdown, ForwardError, ForwardState, ForwardStatus, Item, Reader};
+use super::{sleep_or_shutdown, ForwardError, ForwardStatus, Health, Item, Reader};
 use crate::capture::Backoff;
 use crate::config::KinesisForward;
 use crate::lifecycle::Shutdown;
@@ -92,7 +92,7 @@ fn target(cfg: &KinesisForward) -> String {
 }
 
 /// Whole-call failure: retrying (transient) or failing (needs an operator), with the text.
-fn classify<E, R>(e: &SdkError<E, R>, cfg: &KinesisForward) -> (ForwardState, String)
+fn classify<E, R>(e: &SdkError<E, R>, cfg: &KinesisForward) -> (Health, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -102,7 +102,7 @@ where
     match e {
         SdkError::ServiceError(se) => match se.err().code() {
             Some("ResourceNotFoundException") => (
-                ForwardState::Failing,
+                Health::Failing,
                 format!(
                     "{at}: the remote stream `{}` does not exist: create it there \
                      (aws kinesis create-stream --stream-name {}) or fix stream/region/endpoint \
@@ -122,18 +122,18 @@ where
                 | "InvalidArgumentException"
                 | "ValidationException"),
             ) => (
-                ForwardState::Failing,
+                Health::Failing,
                 format!("{at}: {code}: check the credentials, their permissions (kinesis:PutRecords) and the stream's KMS key ({detail})"),
             ),
             // Throttling of the whole call, expired credentials, 5xx, ...
-            _ => (ForwardState::Retrying, format!("{at}: {detail}")),
+            _ => (Health::Retrying, format!("{at}: {detail}")),
         },
         SdkError::ConstructionFailure(_) => (
-            ForwardState::Failing,
+            Health::Failing,
             format!("{at}: cannot build the request (region or credentials missing? set region, or profile / keys): {detail}"),
         ),
         // Connection refused, timeouts, unparsable responses.
-        _ => (ForwardState::Retrying, format!("{at}: {detail}")),
+        _ => (Health::Retrying, format!("{at}: {detail}")),
     }
 }
 
@@ -193,7 +193,7 @@ pub(super) async fn run(
             Ok(out) if out.records().len() == n => out,
             Ok(out) => {
                 status.failure(
-                    ForwardState::Retrying,
+                    Health::Retrying,
                     format!(
                         "{}: PutRecords answered {} results for {n} records",
                         target(&cfg),
@@ -209,7 +209,7 @@ pub(super) async fn run(
                 let (state, msg) = classify(&e, &cfg);
                 status.failure(state, msg);
                 let delay = match state {
-                    ForwardState::Failing => failing_backoff.next_delay(),
+                    Health::Failing => failing_backoff.next_delay(),
                     _ => call_backoff.next_delay(),
                 };
                 if sleep_or_shutdown(delay, &shutdown).await {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::status::Health;
 use crate::config::ForwardConfig;
 use crate::lifecycle::Shutdown;
 use crate::streams::{
@@ -50,33 +51,6 @@ pub enum ForwardError {
     ReaderGone { name: String },
 }
 
-/// What a forwarder is doing, for `vidgest deliveries` and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ForwardState {
-    /// Not connected yet / nothing sent yet.
-    Starting,
-    /// The last call to the remote succeeded.
-    Healthy,
-    /// A transient failure (connection refused, 5xx, throttling, expired credentials):
-    /// retried with backoff.
-    Retrying,
-    /// A failure that needs an operator (remote stream missing, access denied): still retried,
-    /// slowly, and the last error says what to fix.
-    Failing,
-}
-
-impl std::fmt::Display for ForwardState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ForwardState::Starting => "starting",
-            ForwardState::Healthy => "healthy",
-            ForwardState::Retrying => "retrying",
-            ForwardState::Failing => "failing",
-        })
-    }
-}
-
 /// Shared between a running forwarder and whoever reports on it.
 #[derive(Debug)]
 pub struct ForwardStatus {
@@ -92,12 +66,12 @@ pub struct ForwardStatus {
 
 #[derive(Debug)]
 struct StatusInner {
-    state: ForwardState,
+    state: Health,
     since: SystemTime,
     last_error: Option<String>,
     last_success: Option<SystemTime>,
     /// States seen, oldest first (bounded): lets tests and `deliveries` show what happened.
-    history: VecDeque<ForwardState>,
+    history: VecDeque<Health>,
 }
 
 /// A copy of the status at one moment.
@@ -105,7 +79,7 @@ struct StatusInner {
 pub struct ForwardSnapshot {
     pub name: String,
     pub target: String,
-    pub state: ForwardState,
+    pub state: Health,
     pub since: SystemTime,
     pub records_forwarded: u64,
     /// Records read from the source and not yet acknowledged by the remote.
@@ -119,7 +93,7 @@ pub struct ForwardSnapshot {
     pub last_error: Option<String>,
     pub last_success: Option<SystemTime>,
     /// Distinct states in order, the last 16 (consecutive repeats collapsed).
-    pub history: Vec<ForwardState>,
+    pub history: Vec<Health>,
 }
 
 const HISTORY: usize = 16;
@@ -130,11 +104,11 @@ impl ForwardStatus {
             name: name.into(),
             target: Mutex::new(String::new()),
             inner: Mutex::new(StatusInner {
-                state: ForwardState::Starting,
+                state: Health::Starting,
                 since: SystemTime::now(),
                 last_error: None,
                 last_success: None,
-                history: VecDeque::from([ForwardState::Starting]),
+                history: VecDeque::from([Health::Starting]),
             }),
             forwarded: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -168,14 +142,14 @@ impl ForwardStatus {
     fn success(&self) {
         let mut i = self.inner.lock();
         i.last_success = Some(SystemTime::now());
-        if i.state != ForwardState::Healthy {
+        if i.state != Health::Healthy {
             tracing::info!(forwarder = %self.name, target = %self.target.lock(), "forwarding: healthy");
-            Self::enter(&mut i, ForwardState::Healthy);
+            Self::enter(&mut i, Health::Healthy);
         }
     }
 
     /// A failed call: logged once per change of state (not per attempt).
-    fn failure(&self, state: ForwardState, error: String) {
+    fn failure(&self, state: Health, error: String) {
         let mut i = self.inner.lock();
         if i.state != state {
             tracing::warn!(forwarder = %self.name, target = %self.target.lock(), error = %error, "forwarding: {state}");
@@ -189,7 +163,7 @@ impl ForwardStatus {
         self.inner.lock().last_error = Some(error);
     }
 
-    fn enter(i: &mut StatusInner, state: ForwardState) {
+    fn enter(i: &mut StatusInner, state: Health) {
         i.state = state;
         i.since = SystemTime::now();
         if i.history.len() == HISTORY {
@@ -494,18 +468,14 @@ mod tests {
     #[test]
     fn status_logs_state_changes_and_keeps_history() {
         let s = ForwardStatus::new("f");
-        s.failure(ForwardState::Retrying, "refused".into());
-        s.failure(ForwardState::Retrying, "refused again".into());
+        s.failure(Health::Retrying, "refused".into());
+        s.failure(Health::Retrying, "refused again".into());
         s.success();
         let snap = s.snapshot();
-        assert_eq!(snap.state, ForwardState::Healthy);
+        assert_eq!(snap.state, Health::Healthy);
         assert_eq!(
             snap.history,
-            vec![
-                ForwardState::Starting,
-                ForwardState::Retrying,
-                ForwardState::Healthy
-            ]
+            vec![Health::Starting, Health::Retrying, Health::Healthy]
         );
         assert_eq!(snap.last_error.as_deref(), Some("refused again"));
         assert!(snap.last_success.is_some());

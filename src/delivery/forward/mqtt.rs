@@ -18,7 +18,7 @@ use rumqttc::{
     TlsConfiguration, Transport,
 };
 
-use super::{sleep_or_shutdown, ForwardError, ForwardState, ForwardStatus, Item, Reader};
+use super::{sleep_or_shutdown, ForwardError, ForwardStatus, Health, Item, Reader};
 use crate::capture::Backoff;
 use crate::config::MqttForward;
 use crate::lifecycle::Shutdown;
@@ -256,7 +256,7 @@ pub(super) async fn run(
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        status.failure(ForwardState::Retrying, format!("{target}: {e}"));
+                        status.failure(Health::Retrying, format!("{target}: {e}"));
                         break;
                     }
                 },
