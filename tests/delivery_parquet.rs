@@ -17,7 +17,6 @@ use harness::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 use vidgest::records::{BoundingBox, DetectedObject, DetectionRecord, RecordKind};
@@ -34,21 +33,7 @@ fn script() -> PathBuf {
 
 /// Runs `delivery_parquet.py ARGS`; panics with its output on failure.
 fn pq_py(args: &[&str]) -> String {
-    let out = Command::new(venv_python())
-        .arg(script())
-        .args(args)
-        .env("PYTHONUNBUFFERED", "1")
-        .output()
-        .expect("run vendor/venv/bin/python");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "delivery_parquet.py {} failed ({}):\n{stdout}{stderr}",
-        args.join(" "),
-        out.status
-    );
-    stdout
+    run_py(&script(), args)
 }
 
 fn head(port: u16) -> String {

@@ -664,6 +664,21 @@ prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
         cfg
     }
 
+    /// Shard streams in `dir` with a one-shard stream `events`.
+    fn events_stream(
+        dir: &std::path::Path,
+        clock: &crate::clock::SharedClock,
+    ) -> Arc<ShardStreams> {
+        let streams = ShardStreams::open(
+            &dir.join("streams"),
+            ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        streams.ensure_stream("events", 1, 24).unwrap();
+        streams
+    }
+
     fn put(streams: &ShardStreams, camera: &str, filler: usize) -> String {
         let data = format!(r#"{{"camera":"{camera}","x":"{}"}}"#, "y".repeat(filler));
         streams
@@ -694,13 +709,7 @@ prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
     fn checkpoint_stops_before_records_still_buffered() {
         let tmp = tempfile::tempdir().unwrap();
         let clock = crate::clock::system_clock();
-        let streams = ShardStreams::open(
-            &tmp.path().join("streams"),
-            ShardStreamsOptions::default(),
-            clock.clone(),
-        )
-        .unwrap();
-        streams.ensure_stream("events", 1, 24).unwrap();
+        let streams = events_stream(tmp.path(), &clock);
         let held = put(&streams, "b", 10);
         let mut last = String::new();
         for _ in 0..12 {
@@ -752,13 +761,7 @@ prefix = "cam=!{{partitionKeyFromQuery:camera}}/"
     fn records_of_batches_without_rows_count_as_delivered() {
         let tmp = tempfile::tempdir().unwrap();
         let clock = crate::clock::system_clock();
-        let streams = ShardStreams::open(
-            &tmp.path().join("streams"),
-            ShardStreamsOptions::default(),
-            clock.clone(),
-        )
-        .unwrap();
-        streams.ensure_stream("events", 1, 24).unwrap();
+        let streams = events_stream(tmp.path(), &clock);
         for i in 0..5 {
             let hb = crate::records::DetectionRecord::new(
                 crate::records::RecordKind::Heartbeat,

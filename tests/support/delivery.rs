@@ -35,8 +35,13 @@ pub fn tool() -> PathBuf {
 
 /// Runs `delivery_tool.py ARGS` to completion; panics with its output on failure.
 pub fn py(args: &[&str]) -> String {
+    run_py(&tool(), args)
+}
+
+/// Runs the venv's python on `script` with ARGS to completion; panics with its output on failure.
+pub fn run_py(script: &Path, args: &[&str]) -> String {
     let out = Command::new(venv_python())
-        .arg(tool())
+        .arg(script)
         .args(args)
         .env("PYTHONUNBUFFERED", "1")
         .output()
@@ -45,7 +50,8 @@ pub fn py(args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "delivery_tool.py {} failed ({}):\n{stdout}{stderr}",
+        "{} {} failed ({}):\n{stdout}{stderr}",
+        script.file_name().unwrap_or_default().to_string_lossy(),
         args.join(" "),
         out.status
     );
