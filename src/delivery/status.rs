@@ -174,10 +174,7 @@ impl PipeStatus {
             target: self.target.clone(),
             state: m.health.unwrap_or(Health::Starting).to_string(),
             lag_records: m.lag.records,
-            lag_seconds: m
-                .lag
-                .oldest_arrival_ns
-                .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9),
+            lag_seconds: lag_seconds(&m.lag, now),
             records: get(&self.records),
             objects: get(&self.objects),
             bytes: get(&self.bytes),
@@ -187,6 +184,12 @@ impl PipeStatus {
             last_success: m.last_success_ns.map(crate::clock::format_rfc3339),
         }
     }
+}
+
+/// Age of the oldest undelivered record at `now`, seconds (0 when there is none).
+fn lag_seconds(lag: &ConsumerLag, now: UnixNanos) -> f64 {
+    lag.oldest_arrival_ns
+        .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9)
 }
 
 /// A running delivery or forwarder, as the API, CLI and status log see it.
@@ -204,13 +207,6 @@ pub enum Pipeline {
 }
 
 impl Pipeline {
-    pub fn name(&self) -> String {
-        match self {
-            Pipeline::Delivery(d) => d.name.clone(),
-            Pipeline::Forward { status, .. } => status.snapshot().name,
-        }
-    }
-
     pub fn snapshot(
         &self,
         now: UnixNanos,
@@ -224,9 +220,7 @@ impl Pipeline {
                 let consumer = super::run::consumer_name(&d.name);
                 if let Ok(lag) = streams.consumer_lag(&d.source, &consumer) {
                     s.lag_records = lag.records;
-                    s.lag_seconds = lag
-                        .oldest_arrival_ns
-                        .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9);
+                    s.lag_seconds = lag_seconds(&lag, now);
                 }
                 s
             }
@@ -249,9 +243,7 @@ impl Pipeline {
                     target: f.target,
                     state: f.state.to_string(),
                     lag_records: lag.records,
-                    lag_seconds: lag
-                        .oldest_arrival_ns
-                        .map_or(0.0, |t| (now - t).max(0) as f64 / 1e9),
+                    lag_seconds: lag_seconds(&lag, now),
                     records: f.records_forwarded,
                     objects: 0,
                     bytes: 0,
