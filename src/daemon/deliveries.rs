@@ -101,7 +101,6 @@ pub fn start_forwarders(
             f.clone(),
             config.device_id(),
             consumer,
-            streams.clone(),
             status,
             shutdown.clone(),
         )));

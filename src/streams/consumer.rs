@@ -40,6 +40,38 @@ pub struct Consumer {
     lost: u64,
 }
 
+/// A snapshot of a consumer's read positions that can wait for new records (`Consumer::waiter`).
+pub struct ConsumerWaiter {
+    store: Arc<ShardStreams>,
+    stream: String,
+    positions: Vec<ReadPosition>,
+}
+
+impl ConsumerWaiter {
+    /// Blocks up to `timeout` until some shard has a record at or after its position; each
+    /// shard gets a slice of the wait (at most 100 ms) when there are several.
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool> {
+        let n = self.positions.len().max(1) as u32;
+        let slice = if n == 1 {
+            timeout
+        } else {
+            (timeout / n).min(std::time::Duration::from_millis(100))
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            for (i, pos) in self.positions.iter().enumerate() {
+                let shard = routing::shard_id(i as u32);
+                if self.store.wait_for(&self.stream, &shard, *pos, slice)? {
+                    return Ok(true);
+                }
+            }
+            if std::time::Instant::now() >= deadline || slice.is_zero() {
+                return Ok(false);
+            }
+        }
+    }
+}
+
 /// How far a consumer is behind its stream (from its durable checkpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConsumerLag {
@@ -195,23 +227,16 @@ impl Consumer {
     /// With several shards each gets a slice of the wait (at most 100 ms), so a record on any
     /// shard is noticed within that.
     pub fn wait(&self, timeout: std::time::Duration) -> Result<bool> {
-        let n = self.positions.len().max(1) as u32;
-        let slice = if n == 1 {
-            timeout
-        } else {
-            (timeout / n).min(std::time::Duration::from_millis(100))
-        };
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            for (i, pos) in self.positions.iter().enumerate() {
-                let shard = routing::shard_id(i as u32);
-                if self.store.wait_for(&self.stream, &shard, *pos, slice)? {
-                    return Ok(true);
-                }
-            }
-            if std::time::Instant::now() >= deadline || slice.is_zero() {
-                return Ok(false);
-            }
+        self.waiter().wait(timeout)
+    }
+
+    /// Where `poll` stands now, to wait on without holding the consumer (a consumer shared
+    /// behind a lock with a committing task must not be locked for the wait).
+    pub fn waiter(&self) -> ConsumerWaiter {
+        ConsumerWaiter {
+            store: Arc::clone(&self.store),
+            stream: self.stream.clone(),
+            positions: self.positions.clone(),
         }
     }
 

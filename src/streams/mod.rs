@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use consumer::{Consumer, ConsumerLag};
+pub use consumer::{Consumer, ConsumerLag, ConsumerWaiter};
 pub use error::StreamError;
 pub use format::MAX_RECORD_BYTES;
 pub use meta::{MAX_RETENTION_HOURS, MAX_SHARDS, MIN_RETENTION_HOURS};

@@ -367,7 +367,6 @@ pub fn spawn_forwarder(
         cfg,
         "dev1".into(),
         consumer,
-        Arc::clone(streams),
         Arc::clone(&status),
         shutdown.clone(),
     ));

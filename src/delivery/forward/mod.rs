@@ -19,10 +19,7 @@ use tokio::sync::mpsc;
 use super::status::Health;
 use crate::config::ForwardConfig;
 use crate::lifecycle::Shutdown;
-use crate::streams::{
-    parse_sequence_number, shard_id, Consumer, ReadPosition, ShardStreams, StartPosition,
-    StoredRecord, StreamError,
-};
+use crate::streams::{Consumer, StoredRecord, StreamError};
 
 pub use kinesis::{plan_batch, MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
 
@@ -187,12 +184,11 @@ pub async fn run(
     cfg: ForwardConfig,
     device: String,
     consumer: Consumer,
-    streams: Arc<ShardStreams>,
     status: Arc<ForwardStatus>,
     shutdown: Shutdown,
 ) -> Result<(), ForwardError> {
     let name = cfg.name().to_string();
-    let reader = Reader::start(&name, consumer, streams, shutdown.clone())?;
+    let reader = Reader::start(&name, consumer, shutdown.clone())?;
     let result = match cfg {
         ForwardConfig::Kinesis(k) => kinesis::run(k, reader, status, shutdown).await,
         ForwardConfig::Mqtt(m) => mqtt::run(m, device, reader, status, shutdown).await,
@@ -225,32 +221,11 @@ struct Reader {
 }
 
 impl Reader {
-    fn start(
-        name: &str,
-        consumer: Consumer,
-        streams: Arc<ShardStreams>,
-        shutdown: Shutdown,
-    ) -> Result<Reader, ForwardError> {
+    fn start(name: &str, consumer: Consumer, shutdown: Shutdown) -> Result<Reader, ForwardError> {
         let stream = consumer.stream().to_string();
-        let shards = streams
-            .shard_count(&stream)
-            .map_err(|source| ForwardError::Stream {
-                name: name.to_string(),
-                source,
-            })?;
-        // Where each shard's next record is: after the checkpoint (or 0: the trim horizon).
-        let mut next: Vec<ReadPosition> = (0..shards as u32)
-            .map(|i| {
-                consumer
-                    .checkpoint(&shard_id(i))
-                    .and_then(|s| parse_sequence_number(&s))
-                    .map_or(ReadPosition(0), |(_, off)| ReadPosition(off + 1))
-            })
-            .collect();
         let consumer = Arc::new(Mutex::new(consumer));
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let c = Arc::clone(&consumer);
-        let s = stream.clone();
         std::thread::Builder::new()
             .name(format!("fwd-{name}"))
             .spawn(move || {
@@ -260,37 +235,17 @@ impl Reader {
                     let batch = c.lock().poll(100);
                     match batch {
                         Ok(recs) if recs.is_empty() => {
-                            // Wake on a new record in any shard; the short per-shard timeout
-                            // bounds the latency with several shards and notices shutdown.
-                            let per = Duration::from_millis(if shards > 1 { 50 } else { 250 });
-                            for (i, pos) in next.iter_mut().enumerate() {
-                                let shard = shard_id(i as u32);
-                                // Records that aged out unread are not waited for (the
-                                // consumer reads from the trim horizon too).
-                                if let Ok(h) =
-                                    streams.resolve(&s, &shard, StartPosition::TrimHorizon)
-                                {
-                                    *pos = (*pos).max(h);
-                                }
-                                match streams.wait_for(&s, &shard, *pos, per) {
-                                    Ok(true) => break,
-                                    Ok(false) => {}
-                                    Err(e) => {
-                                        let _ = tx.blocking_send(Err(e));
-                                        return;
-                                    }
-                                }
+                            // Wake on a new record in any shard, waiting on a snapshot of the
+                            // consumer's positions (the task commits through the same lock);
+                            // the bounded wait notices shutdown.
+                            let waiter = c.lock().waiter();
+                            if let Err(e) = waiter.wait(Duration::from_millis(250)) {
+                                let _ = tx.blocking_send(Err(e));
+                                return;
                             }
                         }
                         Ok(recs) => {
                             for (shard, record) in recs {
-                                if let Some((i, off)) =
-                                    parse_sequence_number(&record.sequence_number)
-                                {
-                                    if let Some(p) = next.get_mut(i as usize) {
-                                        *p = ReadPosition(off + 1);
-                                    }
-                                }
                                 id += 1;
                                 if tx.blocking_send(Ok(Item { id, shard, record })).is_err() {
                                     return; // the forwarder is gone
