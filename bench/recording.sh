@@ -67,27 +67,11 @@ BUILT=$(date -r "$VIDGEST" '+%Y-%m-%d %H:%M')
 VIDGEST=$WORK/bin/vidgest
 CAMERA=$WORK/bin/test_camera
 
-# --- source: 1080p30 H.264 (High, no B-frames, GOP 30 = 1 s, ~BITRATE CBR-like), as a camera
-# sends it. The file plays once per run, so it must outlast warm-up + window + start/stop.
+# --- source: 1080p30 H.264 (see bench_source). The file plays once per run, so it must outlast
+# warm-up + window + start/stop.
 need_s=$((WARMUP + DURATION + 30))
 ((need_s < 120)) && need_s=120
-SRC=
-for f in "$CACHE"/1080p30-h264-"$BITRATE"-*s.mp4; do
-    [[ -f $f ]] || continue
-    s=${f##*-}; s=${s%s.mp4}
-    if [[ $s =~ ^[0-9]+$ ]] && ((s >= need_s)); then SRC=$f; break; fi
-done
-if [[ -z $SRC ]]; then
-    SRC=$CACHE/1080p30-h264-$BITRATE-${need_s}s.mp4
-    log "encoding ${need_s}s of 1080p30 H.264 at $BITRATE into $SRC (once)"
-    ffmpeg -nostdin -hide_banner -loglevel error -y \
-        -f lavfi -i "testsrc2=size=1920x1080:rate=30" -t "$need_s" \
-        -c:v libx264 -preset veryfast -profile:v high -pix_fmt yuv420p \
-        -g 30 -keyint_min 30 -sc_threshold 0 -bf 0 \
-        -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
-        -movflags +faststart "$SRC.tmp.mp4"
-    mv "$SRC.tmp.mp4" "$SRC"
-fi
+bench_source "$need_s"
 SRC_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$SRC")
 [[ $SRC_BPS =~ ^[0-9]+$ ]] || die "cannot read the bitrate of $SRC"
 

@@ -41,3 +41,25 @@ wait_port() {
     done
     return 1
 }
+
+# Sets SRC to a cached 1080p30 H.264 file (High, no B-frames, GOP 30 = 1 s, ~$BITRATE CBR-like, as
+# a camera sends it) of at least $1 seconds, encoding it once into $CACHE when none is there.
+bench_source() {
+    local need_s=$1 f s
+    SRC=
+    for f in "$CACHE"/1080p30-h264-"$BITRATE"-*s.mp4; do
+        [[ -f $f ]] || continue
+        s=${f##*-}; s=${s%s.mp4}
+        if [[ $s =~ ^[0-9]+$ ]] && ((s >= need_s)); then SRC=$f; return; fi
+    done
+    mkdir -p "$CACHE"
+    SRC=$CACHE/1080p30-h264-$BITRATE-${need_s}s.mp4
+    log "encoding ${need_s}s of 1080p30 H.264 at $BITRATE into $SRC (once)"
+    ffmpeg -nostdin -hide_banner -loglevel error -y \
+        -f lavfi -i "testsrc2=size=1920x1080:rate=30" -t "$need_s" \
+        -c:v libx264 -preset veryfast -profile:v high -pix_fmt yuv420p \
+        -g 30 -keyint_min 30 -sc_threshold 0 -bf 0 \
+        -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
+        -movflags +faststart "$SRC.tmp.mp4"
+    mv "$SRC.tmp.mp4" "$SRC"
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""HLS load and latency driver for bench/playback.sh (any HLS server; sessions from the daemon's
+KVS-compatible API through boto3, as KVS consumer code gets them).
+
+    hls_viewers.py viewers --endpoint URL --stream CAM --viewers 20 --seconds 30 --out R.json
+    hls_viewers.py live --endpoint URL --stream CAM --seconds 60 --out R.json
+
+viewers: N threads each open their own ON_DEMAND session over the stored range and play it at
+  real time: master playlist, media playlist, the init segment, then each media segment no earlier
+  than the sum of the previous segments' durations after the first (a player's steady state with
+  no buffer ahead). Counts segments and bytes; any HTTP error fails the run.
+live: a LIVE session: time from the GetHLSStreamingSessionURL call to the first byte of the first
+  media segment (time to first byte), then the media playlist polled every 20 ms; for each new
+  segment, the delay from its fragment's server timestamp (when the daemon stored it, from
+  ListFragments) to the poll that first lists it (the live edge latency).
+"""
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import boto3
+
+
+def clients(endpoint, stream, api):
+    kw = dict(region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="x")
+    kv = boto3.client("kinesisvideo", endpoint_url=endpoint, **kw)
+    ep = kv.get_data_endpoint(StreamName=stream, APIName=api)["DataEndpoint"]
+    return boto3.client("kinesis-video-archived-media", endpoint_url=ep, **kw)
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read()
+
+
+def first_variant(master_url):
+    text = get(master_url).decode()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            return urllib.parse.urljoin(master_url, line)
+    raise RuntimeError(f"no variant in the master playlist:\n{text}")
+
+
+def parse_media(url):
+    """(init URL or None, [(duration_s, segment URL)]) of a media playlist."""
+    text = get(url).decode()
+    init, segs, dur = None, [], None
+    for line in text.splitlines():
+        m = re.match(r'#EXT-X-MAP:URI="([^"]+)"', line)
+        if m and init is None:
+            init = urllib.parse.urljoin(url, m.group(1))
+        elif line.startswith("#EXTINF:"):
+            dur = float(line[8:].split(",")[0])
+        elif line and not line.startswith("#"):
+            segs.append((dur or 0.0, urllib.parse.urljoin(url, line)))
+    return init, segs
+
+
+def viewer(session_url, seconds, stats, errors):
+    try:
+        media = first_variant(session_url)
+        init, segs = parse_media(media)
+        n = len(get(init)) if init else 0
+        t0, played = time.monotonic(), 0.0
+        count = 0
+        for dur, seg in segs:
+            wait = t0 + played - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if time.monotonic() - t0 >= seconds:
+                break
+            n += len(get(seg))
+            played += dur
+            count += 1
+        stats.append((count, n))
+    except Exception as e:  # reported, fails the run
+        errors.append(repr(e))
+
+
+def run_viewers(a):
+    am = clients(a.endpoint, a.stream, "GET_HLS_STREAMING_SESSION_URL")
+    end = datetime.now(timezone.utc)
+    start = end - timedelta(hours=a.hours + 1)
+    urls = [am.get_hls_streaming_session_url(
+        StreamName=a.stream, PlaybackMode="ON_DEMAND", Expires=43200,
+        MaxMediaPlaylistFragmentResults=5000,
+        HLSFragmentSelector={"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                             "TimestampRange": {"StartTimestamp": start, "EndTimestamp": end}},
+    )["HLSStreamingSessionURL"] for _ in range(a.viewers)]
+    stats, errors = [], []
+    threads = [threading.Thread(target=viewer, args=(u, a.seconds, stats, errors)) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        sys.exit(f"{len(errors)} viewers failed: {errors[:3]}")
+    res = {"viewers": a.viewers, "segments": sum(s[0] for s in stats),
+           "bytes": sum(s[1] for s in stats)}
+    json.dump(res, open(a.out, "w"))
+    print(f"[bench] {res}", file=sys.stderr)
+
+
+def run_live(a):
+    am = clients(a.endpoint, a.stream, "GET_HLS_STREAMING_SESSION_URL")
+    t0 = time.time()
+    url = am.get_hls_streaming_session_url(
+        StreamName=a.stream, PlaybackMode="LIVE")["HLSStreamingSessionURL"]
+    media = first_variant(url)
+    init, segs = parse_media(media)
+    if init:
+        get(init)
+    if not segs:
+        sys.exit("the LIVE playlist lists no segment")
+    with urllib.request.urlopen(segs[-1][1], timeout=30) as r:
+        r.read(1)
+        ttfb = time.time() - t0
+        r.read()
+
+    lf = clients(a.endpoint, a.stream, "LIST_FRAGMENTS")
+    seen = {s for _, s in segs}
+    appeared = {}  # fragment number -> wall time first listed
+    deadline = time.time() + a.seconds
+    while time.time() < deadline:
+        _, now_segs = parse_media(media)
+        t = time.time()
+        for _, s in now_segs:
+            if s not in seen:
+                seen.add(s)
+                q = urllib.parse.parse_qs(urllib.parse.urlparse(s).query)
+                num = (q.get("FragmentNumber") or [None])[0]
+                if num is None:
+                    sys.exit(f"segment URL without FragmentNumber: {s}")
+                appeared[num] = t
+        time.sleep(0.02)
+    end = datetime.now(timezone.utc)
+    frags = lf.list_fragments(StreamName=a.stream, FragmentSelector={
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": end - timedelta(seconds=a.seconds + 60),
+                           "EndTimestamp": end}})["Fragments"]
+    server = {f["FragmentNumber"]: f["ServerTimestamp"].timestamp() for f in frags}
+    lat = [appeared[n] - server[n] for n in appeared if n in server]
+    if not lat:
+        sys.exit("no new fragment appeared in the live playlist")
+    res = {"ttfb_s": ttfb, "edge_latency_s": lat}
+    json.dump(res, open(a.out, "w"))
+    print(f"[bench] ttfb {ttfb:.3f} s; edge latency median {statistics.median(lat):.3f} s over {len(lat)}",
+          file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["viewers", "live"])
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--stream", required=True)
+    ap.add_argument("--viewers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--hours", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    run_viewers(a) if a.mode == "viewers" else run_live(a)
+
+
+if __name__ == "__main__":
+    main()
