@@ -23,7 +23,9 @@ release: bootstrap
 ## recorded under data/demo. Ctrl-C stops it; then try:
 ##   target/release/vidgest fragments demo --config configs/demo.toml
 ##   target/release/vidgest clip demo --config configs/demo.toml --start -1m -o clip.mp4
+## Once the first fragment is stored it prints the camera's HLS URL and a boto3 snippet.
 demo: release
+	@scripts/demo-banner http://127.0.0.1:8080 demo &
 	$(CARGO) run --release --quiet -- run --config configs/demo.toml
 
 # Examples first: integration tests run examples/test_camera as their RTSP camera.
