@@ -1,11 +1,17 @@
-//! The `kinesisvideo` control plane: ListStreams, DescribeStream, GetDataEndpoint. GetDataEndpoint
-//! answers the daemon's own base URL, so a client chains its data-plane calls back here.
+//! The `kinesisvideo` control plane: ListStreams, DescribeStream, GetDataEndpoint,
+//! UpdateDataRetention, TagStream, UntagStream and ListTagsForStream. GetDataEndpoint answers the
+//! daemon's own base URL, so a client chains its data-plane calls back here. Retention and tag
+//! changes are kept in the store's index (src/store/control.rs: how an API retention and the
+//! config's `retention` take turns).
 
 use super::{
-    b64, check_max, parse, seconds, stream_arn, with_reader, KvsError, KvsResult, StreamRef,
+    b64, check_max, parse, seconds, stream_arn, with_reader, KvsError, KvsResult, Named, StreamRef,
 };
 use crate::api::ApiState;
-use crate::store::StreamDetails;
+use crate::store::{
+    RetentionChange, Store, StoreError, StoreReader, StreamDetails, MAX_TAGS, MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -13,6 +19,7 @@ use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// ListStreams' page size limit (and default).
 const MAX_STREAMS: u64 = 10_000;
@@ -30,7 +37,7 @@ fn stream_info(d: &StreamDetails) -> Value {
         "DeviceName": "vidgest",
         "StreamName": d.name,
         "StreamARN": stream_arn(&d.name, d.created_ns),
-        "Version": "1",
+        "Version": d.version.to_string(),
         "Status": "ACTIVE",
         "CreationTime": seconds(d.created_ns),
         // whole hours, rounded up so a short retention does not read as "no retention"
@@ -167,4 +174,247 @@ pub(super) async fn get_data_endpoint(
     let named = req.stream.resolve()?;
     with_reader(&state, move |r| named.details(r).map(|_| ())).await?;
     Ok(Json(json!({ "DataEndpoint": format!("http://{host}") })))
+}
+
+/// Runs a change against the running store on a blocking thread, once the stream (and an ARN's
+/// creation time) is checked.
+async fn with_store<T: Send + 'static>(
+    state: &ApiState,
+    named: Named,
+    f: impl FnOnce(&Store, &str) -> Result<T, KvsError> + Send + 'static,
+) -> Result<T, KvsError> {
+    let store = state.video.clone().ok_or_else(|| named.not_found())?;
+    tokio::task::spawn_blocking(move || {
+        let reader = match StoreReader::open(store.root()) {
+            Ok(r) => r,
+            Err(StoreError::NoStore(_)) => return Err(named.not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        named.details(Some(&reader))?;
+        f(&store, &named.name)
+    })
+    .await
+    .map_err(|e| KvsError::Internal(format!("the store task failed: {e}")))?
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateDataRetentionIn {
+    #[serde(flatten)]
+    stream: StreamRef,
+    current_version: Option<String>,
+    operation: Option<String>,
+    data_retention_change_in_hours: Option<u64>,
+}
+
+/// `POST /updateDataRetention`: changes the retention in force by whole hours when CurrentVersion
+/// is the stream's Version; the next retention pass applies it.
+pub(super) async fn update_data_retention(State(state): State<ApiState>, body: Bytes) -> KvsResult {
+    let req: UpdateDataRetentionIn = parse(&body)?;
+    let named = req.stream.resolve()?;
+    let version = req
+        .current_version
+        .ok_or_else(|| KvsError::invalid("CurrentVersion", "is required"))?;
+    if version.is_empty()
+        || version.len() > 64
+        || !version.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(KvsError::invalid(
+            "CurrentVersion",
+            "must be 1 to 64 letters or digits",
+        ));
+    }
+    let hours = match req.data_retention_change_in_hours {
+        None => {
+            return Err(KvsError::invalid(
+                "DataRetentionChangeInHours",
+                "is required",
+            ))
+        }
+        Some(0) => {
+            return Err(KvsError::invalid(
+                "DataRetentionChangeInHours",
+                "must be at least 1",
+            ))
+        }
+        Some(h) => h,
+    };
+    let change = match req.operation.as_deref() {
+        Some("INCREASE_DATA_RETENTION") => RetentionChange::Increase(hours),
+        Some("DECREASE_DATA_RETENTION") => RetentionChange::Decrease(hours),
+        other => {
+            return Err(KvsError::invalid(
+                "Operation",
+                format!("{other:?} is not INCREASE_DATA_RETENTION or DECREASE_DATA_RETENTION"),
+            ))
+        }
+    };
+    with_store(&state, named, move |store, name| {
+        Ok(store.update_retention(name, &version, change)?)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+/// A tag key or value as the service model allows: a length in characters and only letters,
+/// digits, separators (spaces) and `_ . : / = + - @`.
+fn check_tag(field: &str, s: &str, min: usize, max: usize) -> Result<(), KvsError> {
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(KvsError::invalid(
+            field,
+            format!("`{s}` has {n} characters, not {min} to {max}"),
+        ));
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric()
+            || c == ' '
+            || (c.is_whitespace() && !c.is_control())
+            || "_.:/=+-@".contains(c)
+    };
+    if let Some(c) = s.chars().find(|&c| !allowed(c)) {
+        return Err(KvsError::invalid(
+            field,
+            format!("`{s}` holds {c:?}: only letters, digits, spaces and _.:/=+-@ are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_key(field: &str, key: &str) -> Result<(), KvsError> {
+    check_tag(field, key, 1, MAX_TAG_KEY_CHARS)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagStreamIn {
+    #[serde(flatten)]
+    stream: StreamRef,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /tagStream`: adds or replaces tags; a stream holds at most 50.
+pub(super) async fn tag_stream(State(state): State<ApiState>, body: Bytes) -> KvsResult {
+    let req: TagStreamIn = parse(&body)?;
+    let named = req.stream.resolve()?;
+    let tags = req
+        .tags
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| KvsError::invalid("Tags", "at least one tag is required"))?;
+    if tags.len() > MAX_TAGS {
+        return Err(KvsError::TagsPerResourceExceededLimit(format!(
+            "{} tags given; a stream has at most {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    for (k, v) in &tags {
+        check_key("Tags", k)?;
+        check_tag(&format!("Tags.{k}"), v, 0, MAX_TAG_VALUE_CHARS)?;
+    }
+    let tags: Vec<(String, String)> = tags.into_iter().collect();
+    with_store(&state, named, move |store, name| {
+        Ok(store.tag_stream(name, &tags)?)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UntagStreamIn {
+    #[serde(flatten)]
+    stream: StreamRef,
+    tag_key_list: Option<Vec<String>>,
+}
+
+/// `POST /untagStream`: removes tags by key (keys a stream does not have are ignored).
+pub(super) async fn untag_stream(State(state): State<ApiState>, body: Bytes) -> KvsResult {
+    let req: UntagStreamIn = parse(&body)?;
+    let named = req.stream.resolve()?;
+    let keys = req.tag_key_list.unwrap_or_default();
+    if keys.is_empty() || keys.len() > MAX_TAGS {
+        return Err(KvsError::invalid(
+            "TagKeyList",
+            format!("{} keys given, not 1 to {MAX_TAGS}", keys.len()),
+        ));
+    }
+    for k in &keys {
+        check_key("TagKeyList", k)?;
+    }
+    with_store(&state, named, move |store, name| {
+        Ok(store.untag_stream(name, &keys)?)
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListTagsIn {
+    #[serde(flatten)]
+    stream: StreamRef,
+    next_token: Option<String>,
+}
+
+/// `POST /listTagsForStream`: all tags in one page (there are at most 50), so no NextToken is
+/// ever issued; an empty one is accepted.
+pub(super) async fn list_tags_for_stream(State(state): State<ApiState>, body: Bytes) -> KvsResult {
+    let req: ListTagsIn = parse(&body)?;
+    let named = req.stream.resolve()?;
+    if req.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        return Err(KvsError::invalid(
+            "NextToken",
+            "not a token this service issued",
+        ));
+    }
+    let tags = with_reader(&state, move |r| {
+        named.details(r)?;
+        let reader = r.ok_or_else(|| named.not_found())?;
+        Ok(reader.stream_tags(&named.name)?)
+    })
+    .await?;
+    let tags: serde_json::Map<String, Value> =
+        tags.into_iter().map(|(k, v)| (k, v.into())).collect();
+    Ok(Json(json!({ "Tags": tags })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_keys_and_values_follow_the_service_model() {
+        assert!(check_key("Tags", "site/room:1 @a=b+c-d_e.f").is_ok());
+        assert!(check_key("Tags", "Größe 東京").is_ok());
+        assert!(check_key("Tags", "").is_err());
+        assert!(check_key("Tags", &"k".repeat(MAX_TAG_KEY_CHARS)).is_ok());
+        assert!(check_key("Tags", &"k".repeat(MAX_TAG_KEY_CHARS + 1)).is_err());
+        // characters, not bytes
+        assert!(check_key("Tags", &"é".repeat(MAX_TAG_KEY_CHARS)).is_ok());
+        let e = check_key("Tags", "semi;colon").unwrap_err();
+        assert!(
+            matches!(&e, KvsError::InvalidArgument(m) if m.starts_with("Tags:")),
+            "{e:?}"
+        );
+        assert!(check_key("Tags", "tab\there").is_err());
+        assert!(check_tag("Tags.k", "", 0, MAX_TAG_VALUE_CHARS).is_ok());
+        assert!(check_tag(
+            "Tags.k",
+            &"v".repeat(MAX_TAG_VALUE_CHARS + 1),
+            0,
+            MAX_TAG_VALUE_CHARS
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn empty_requests_parse() {
+        assert!(parse::<ListStreamsIn>(b"").is_ok());
+        let e =
+            parse::<UpdateDataRetentionIn>(br#"{"DataRetentionChangeInHours": -1}"#).unwrap_err();
+        assert!(
+            matches!(&e, KvsError::InvalidArgument(m) if m.starts_with("DataRetentionChangeInHours:")),
+            "{e:?}"
+        );
+    }
 }

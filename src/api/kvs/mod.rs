@@ -23,9 +23,13 @@ use serde_json::Value;
 const REGION: &str = super::kinesis::REGION;
 const ACCOUNT: &str = super::kinesis::ACCOUNT;
 
-/// Every operation here only reads; refusals are the service's NotAuthorizedException.
+/// The control-plane changes (retention, tags) need a write token, every other operation reads;
+/// refusals are the service's NotAuthorizedException.
 pub const AUTH: RouteAuth = RouteAuth {
-    scope: |_| Scope::Read,
+    scope: |parts| match parts.uri.path() {
+        "/updateDataRetention" | "/tagStream" | "/untagStream" => Scope::Write,
+        _ => Scope::Read,
+    },
     refuse: |e, _| {
         let message = match e {
             AuthError::Unrecognized => "a valid API token is required",
@@ -40,6 +44,10 @@ pub fn router() -> Router<ApiState> {
         .route("/listStreams", post(control::list_streams))
         .route("/describeStream", post(control::describe_stream))
         .route("/getDataEndpoint", post(control::get_data_endpoint))
+        .route("/updateDataRetention", post(control::update_data_retention))
+        .route("/tagStream", post(control::tag_stream))
+        .route("/untagStream", post(control::untag_stream))
+        .route("/listTagsForStream", post(control::list_tags_for_stream))
         .route("/listFragments", post(archived::list_fragments))
         .route("/getClip", post(archived::get_clip))
 }
