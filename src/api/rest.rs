@@ -1,5 +1,9 @@
-//! The REST family under /api/v1 (JSON): cameras with state and counters, deliveries, and
-//! playback (fragment listings and `clip.mp4` downloads, docs/http-api.md#rest-api).
+//! The REST family under /api/v1 (JSON): cameras with state and counters, deliveries, health,
+//! playback (fragment listings and `clip.mp4` downloads) and detection events
+//! (docs/http-api.md#rest-api).
+
+mod events;
+mod health;
 
 use super::auth::{refuse_json, scope_by_method, RouteAuth};
 use super::ApiState;
@@ -28,20 +32,30 @@ pub fn router() -> Router<ApiState> {
         .route("/deliveries", get(deliveries))
         .route("/cameras/{name}/fragments", get(fragments))
         .route("/cameras/{name}/clip.mp4", get(clip))
+        .route("/cameras/{name}/events", get(events::events))
+        .route("/health", get(health::health))
 }
 
-/// `GET /api/v1/cameras`: every running camera with its state, why, and its counters.
+/// `GET /api/v1/cameras`: every running camera with its state, why, its counters, and the shard
+/// stream of its detection records (null: no detection).
 async fn cameras(State(state): State<ApiState>) -> Json<Value> {
     let cameras: Vec<Value> = state
         .cameras
         .iter()
         .map(|c| {
             let (s, detail) = c.state();
+            let detection = state
+                .detection
+                .streams
+                .iter()
+                .find(|(name, _)| *name == c.name)
+                .map(|(_, stream)| stream);
             json!({
                 "name": c.name,
                 "state": s,
                 "detail": detail,
                 "counters": c.counters,
+                "detection_stream": detection,
             })
         })
         .collect();
