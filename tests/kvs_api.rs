@@ -1,7 +1,8 @@
 //! The Kinesis-Video-compatible control plane, ListFragments and GetClip driven by stock boto3 clients
 //! (`kinesisvideo`, then `kinesis-video-archived-media` on the endpoint GetDataEndpoint gives)
 //! against the real daemon recording two test cameras; the client logic is
-//! tests/py/kvs_client.py.
+//! tests/py/kvs_client.py. UpdateDataRetention and the tag operations are checked across daemon
+//! restarts (the changes are kept in the store's index; a changed config retention wins).
 
 mod harness;
 mod support;
@@ -12,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const READER: &str = "kvs-reader-token-0123456";
+const WRITER: &str = "kvs-writer-token-0123456";
 const CAMERAS: [&str; 2] = ["cam", "lobby"];
 /// Fragments each camera must have recorded before the client runs.
 const FRAGMENTS: usize = 5;
@@ -32,6 +34,10 @@ fn venv_python() -> PathBuf {
 }
 
 fn config(port: u16) -> String {
+    config_with(port, "2h")
+}
+
+fn config_with(port: u16, retention: &str) -> String {
     let mut c = format!(
         r#"[agent]
 data_dir = "{{data_dir}}"
@@ -40,6 +46,9 @@ listen = "127.0.0.1:{port}"
 [[api.token]]
 token = "{READER}"
 scope = "read"
+[[api.token]]
+token = "{WRITER}"
+scope = "write"
 "#
     );
     for name in CAMERAS {
@@ -47,7 +56,7 @@ scope = "read"
             r#"[[camera]]
 name = "{name}"
 fragment_duration = "500ms"
-retention = "2h"
+retention = "{retention}"
 [camera.source]
 kind = "test"
 width = 64
@@ -104,8 +113,18 @@ fn boto3_kinesis_video_lists_streams_and_fragments_and_gets_clips() {
         "--expect".into(),
         serde_json::Value::Object(expect).to_string(),
     ];
+    run_client(&args);
+    assert!(
+        daemon.is_running(),
+        "the daemon died during the client tests"
+    );
+    assert!(daemon.terminate().success(), "SIGTERM exits 0");
+}
+
+/// Runs tests/py/kvs_client.py with `args`; fails unless it passes every check.
+fn run_client(args: &[String]) {
     let out = Command::new(venv_python())
-        .args(&args)
+        .args(args)
         .env("PYTHONUNBUFFERED", "1")
         .output()
         .expect("run vendor/venv/bin/python");
@@ -117,9 +136,55 @@ fn boto3_kinesis_video_lists_streams_and_fragments_and_gets_clips() {
         "kvs_client.py failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+}
+
+fn start_listening(dir: &std::path::Path, port: u16, retention: &str) -> Daemon {
+    let daemon = Daemon::start(dir, &config_with(port, retention));
+    eventually(Duration::from_secs(60), "the API to listen", || {
+        daemon.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    daemon
+}
+
+fn control_phase(port: u16, phase: &str, retention_hours: u32) {
+    run_client(&[
+        root().join("tests/py/kvs_client.py").display().to_string(),
+        "--endpoint".into(),
+        format!("http://127.0.0.1:{port}"),
+        "--reader".into(),
+        READER.into(),
+        "--writer".into(),
+        WRITER.into(),
+        "--streams".into(),
+        CAMERAS[0].into(),
+        "--retention-hours".into(),
+        retention_hours.to_string(),
+        "--control".into(),
+        phase.into(),
+    ]);
+}
+
+#[test]
+fn boto3_retention_and_tag_changes_survive_restarts_until_the_config_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let daemon = start_listening(dir.path(), port, "2h");
+    control_phase(port, "change", 2);
+    assert!(daemon.terminate().success(), "SIGTERM exits 0");
+
+    // same config: the API's retention (2 + 3 - 1 = 4 h) and the tags are still there
+    let daemon = start_listening(dir.path(), port, "2h");
+    control_phase(port, "restarted", 2);
+    assert!(daemon.terminate().success(), "SIGTERM exits 0");
+
+    // the config's retention changed: it wins again (logged), the version moves on
+    let daemon = start_listening(dir.path(), port, "3h");
+    control_phase(port, "config-changed", 3);
+    let log = daemon.log_text();
     assert!(
-        daemon.is_running(),
-        "the daemon died during the client tests"
+        log.contains("replaces the retention set through the API"),
+        "the config taking over is logged:\n{log}"
     );
     assert!(daemon.terminate().success(), "SIGTERM exits 0");
 }

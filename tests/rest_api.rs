@@ -89,5 +89,267 @@ gop = 10
             .then_some(cam)
     });
     assert!(cam["counters"]["access_units"].as_u64() > Some(0), "{cam}");
+    assert!(cam["detection_stream"].is_null(), "{cam}");
+
+    // health: everything runs, so ok and 200; the store's use and retention horizon are shown
+    let (status, text) = get(port, "/api/v1/health", Some("reader-token-0123456789"));
+    assert_eq!(status, 200, "{text}");
+    let health = body_json(&text);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["problems"], serde_json::json!([]), "{health}");
+    assert_eq!(health["cameras"][0]["state"], "streaming", "{health}");
+    let stored = &health["storage"]["cameras"][0];
+    assert_eq!(stored["camera"], "cam", "{health}");
+    assert!(
+        stored["oldest"].is_string() && stored["retention_hours"].as_f64() > Some(0.0),
+        "{health}"
+    );
+    assert!(
+        health["storage"]["video_bytes"].as_u64() > Some(0),
+        "{health}"
+    );
+    assert_eq!(
+        get(port, "/api/v1/health", None).0,
+        401,
+        "health needs a token"
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// A HEAD request: (status, headers).
+fn head(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+/// Puts one record into the daemon's shard stream `stream` through its Kinesis API.
+fn put_record(port: u16, stream: &str, key: &str, data: &serde_json::Value) {
+    use base64::Engine;
+    let body = serde_json::json!({
+        "StreamName": stream,
+        "PartitionKey": key,
+        "Data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
+    });
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: Kinesis_20131202.PutRecord\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+fn detection(camera: &str, ns: i64, kind: &str, labels: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "vidgest.detection/1",
+        "type": kind,
+        "device": "test",
+        "camera": camera,
+        "timestamp": vidgest::clock::format_rfc3339(ns),
+        "timestamp_ns": ns,
+        "fragment_number": "7",
+        "model": "test-model",
+        "inference_ms": 1.0,
+        "detections": labels.iter().map(|l| serde_json::json!({
+            "label": l, "class_id": 0, "score": 0.9,
+            "box": {"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}, "zones": []
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Detection events from the records in the camera's shard stream (put through the Kinesis API,
+/// as the detection linker would publish them: no model needed), paged with a cursor; and a
+/// health check that is degraded (503) because detection is configured but cannot run.
+#[test]
+fn events_from_detection_records_and_a_degraded_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = format!(
+        r#"
+[agent]
+data_dir = "{{data_dir}}"
+[api]
+listen = "127.0.0.1:{port}"
+[detect]
+onnxruntime = "/nonexistent/libonnxruntime.so"
+[[stream]]
+name = "dets"
+shards = 2
+[[camera]]
+name = "cam"
+fragment_duration = "1s"
+[camera.source]
+kind = "test"
+width = 160
+height = 120
+fps = 10
+gop = 10
+[camera.detect]
+stream = "dets"
+"#
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    eventually(Duration::from_secs(30), "the API to listen", || {
+        daemon.assert_running();
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let (status, text) = get(port, "/api/v1/health", None);
+    assert_eq!(status, 503, "{text}");
+    let health = body_json(&text);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["problems"].to_string().contains("detection"),
+        "{health}"
+    );
+    assert_eq!(health["detection"]["workers"], 0, "{health}");
+    assert!(
+        health["shard_streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "dets" && s["shards"] == 2),
+        "{health}"
+    );
+    let (_, text) = get(port, "/api/v1/cameras", None);
+    assert_eq!(body_json(&text)["cameras"][0]["detection_stream"], "dets");
+
+    // wait for video, so the playback links have something to play
+    eventually(Duration::from_secs(60), "recorded fragments", || {
+        daemon.assert_running();
+        (daemon.fragments("cam").len() >= 3).then_some(())
+    });
+    let t0 = daemon.fragments("cam")[1].producer_ns;
+    put_record(
+        port,
+        "dets",
+        "cam",
+        &detection("cam", t0, "detection", &["person"]),
+    );
+    put_record(
+        port,
+        "dets",
+        "other",
+        &detection("other", t0, "detection", &["person"]),
+    );
+    put_record(
+        port,
+        "dets",
+        "cam",
+        &detection("cam", t0 + 100_000_000, "heartbeat", &[]),
+    );
+    put_record(
+        port,
+        "dets",
+        "cam",
+        &detection("cam", t0 + 200_000_000, "detection", &["car", "person"]),
+    );
+    put_record(
+        port,
+        "dets",
+        "cam",
+        &detection("cam", t0 + 300_000_000, "detection", &["car"]),
+    );
+    // outside the range asked for below
+    put_record(
+        port,
+        "dets",
+        "cam",
+        &detection("cam", t0 - 60_000_000_000, "detection", &["car"]),
+    );
+
+    let secs = |ns: i64| format!("{:.3}", ns as f64 / 1e9);
+    let path = |extra: &str| {
+        format!(
+            "/api/v1/cameras/cam/events?start={}&end={}{extra}",
+            secs(t0 - 1_000_000_000),
+            secs(t0 + 1_000_000_000)
+        )
+    };
+    let (status, text) = get(port, &path(""), None);
+    assert_eq!(status, 200, "{text}");
+    let v = body_json(&text);
+    let events = v["events"].as_array().unwrap();
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| e["timestamp_ns"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, [t0, t0 + 200_000_000, t0 + 300_000_000], "{v}");
+    assert!(v.get("cursor").is_none(), "{v}");
+    assert_eq!(events[0]["fragment_number"], "7");
+    let link = events[0]["playback"].as_str().unwrap();
+    assert!(
+        link.starts_with("/api/v1/cameras/cam/clip.mp4?start="),
+        "{link}"
+    );
+    let (status, head) = head(port, link);
+    assert_eq!(status, 200, "{link}: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: video/mp4"),
+        "{head}"
+    );
+
+    // by label: only the matching detections of each event
+    let (_, text) = get(port, &path("&label=person"), None);
+    let v = body_json(&text);
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{v}");
+    assert_eq!(events[1]["detections"].as_array().unwrap().len(), 1, "{v}");
+
+    // one at a time with the cursor
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..5 {
+        let (status, text) = get(port, &path(&format!("&limit=1&cursor={cursor}")), None);
+        assert_eq!(status, 200, "{text}");
+        let v = body_json(&text);
+        seen.extend(
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["timestamp_ns"].as_i64().unwrap()),
+        );
+        match v["cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [t0, t0 + 200_000_000, t0 + 300_000_000]);
+
+    for (path, status) in [
+        (
+            "/api/v1/cameras/nope/events?start=-1m&end=now".to_string(),
+            404,
+        ),
+        (path("&cursor=!!"), 400),
+        (path("&limit=0"), 400),
+        (
+            "/api/v1/cameras/cam/events?start=-25h&end=now".to_string(),
+            400,
+        ),
+    ] {
+        assert_eq!(get(port, &path, None).0, status, "{path}");
+    }
     assert!(daemon.terminate().success());
 }

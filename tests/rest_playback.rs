@@ -53,6 +53,22 @@ fn get(port: u16, path: &str) -> Reply {
     }
 }
 
+/// `curl -r RANGE URL`: status, headers (lower-cased) and body.
+fn curl_range(url: &str, range: &str) -> (u16, String, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "-D", "/dev/stderr", "-r", range, url])
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl -r {range} {url} failed");
+    let headers = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, headers, out.stdout)
+}
+
 /// Epoch seconds with millisecond precision, as a query parameter.
 fn secs(ns: i64) -> String {
     format!("{:.3}", ns as f64 / 1e9)
@@ -149,6 +165,68 @@ gop = 10
     assert!(
         (duration - expected).abs() < 1.1,
         "clip lasts {duration} s, the range {expected} s"
+    );
+
+    // HTTP Range, with curl: the whole file's length is known up front, and ranges are slices of it.
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    let stored: u64 = frags[1..=3]
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    assert!(
+        r.body.len() as u64 > stored,
+        "the clip is the init segment plus the stored fragments"
+    );
+    let url = format!(
+        "http://127.0.0.1:{port}/api/v1/cameras/cam/clip.mp4?start={}&end={}",
+        secs(start),
+        secs(end)
+    );
+    let len = r.body.len();
+    // Safari's probe first
+    let (status, headers, body) = curl_range(&url, "0-1");
+    assert_eq!(status, 206, "{headers}");
+    assert_eq!(body, &r.body[..2]);
+    assert!(
+        headers.contains(&format!("content-range: bytes 0-1/{len}")),
+        "{headers}"
+    );
+    assert!(headers.contains("content-length: 2"), "{headers}");
+    // three ranges cutting through fragments, reassembled into a file ffprobe and ffmpeg accept
+    let cuts = [0, len / 3 + 7, 2 * len / 3 + 1, len];
+    let mut joined = Vec::new();
+    for w in cuts.windows(2) {
+        let (status, headers, body) = curl_range(&url, &format!("{}-{}", w[0], w[1] - 1));
+        assert_eq!(status, 206, "{headers}");
+        assert!(
+            headers.contains(&format!("content-range: bytes {}-{}/{len}", w[0], w[1] - 1)),
+            "{headers}"
+        );
+        joined.extend_from_slice(&body);
+    }
+    assert!(joined == r.body, "the ranges reassemble the whole clip");
+    let reassembled = dir.path().join("reassembled.mp4");
+    std::fs::write(&reassembled, &joined).unwrap();
+    assert_decodes(&reassembled);
+    assert_eq!(
+        ffprobe(&reassembled)["format"]["duration"],
+        probe["format"]["duration"]
+    );
+    // open-ended and suffix ranges
+    let (status, _, body) = curl_range(&url, &format!("{}-", len - 100));
+    assert_eq!((status, body.as_slice()), (206, &r.body[len - 100..]));
+    let (status, _, body) = curl_range(&url, "-64");
+    assert_eq!((status, body.as_slice()), (206, &r.body[len - 64..]));
+    // past the end: 416 with the length
+    let (status, headers, _) = curl_range(&url, &format!("{len}-"));
+    assert_eq!(status, 416, "{headers}");
+    assert!(
+        headers.contains(&format!("content-range: bytes */{len}")),
+        "{headers}"
     );
 
     // Errors: JSON bodies with 404 and 400.

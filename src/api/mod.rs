@@ -46,6 +46,16 @@ pub struct ApiState {
     pub firehose: Arc<firehose::Deliveries>,
     /// Status of the running deliveries and forwarders (REST, UI, metrics).
     pub deliveries: Arc<[crate::delivery::Pipeline]>,
+    /// Detection as configured and started (REST events and health).
+    pub detection: Arc<DetectionInfo>,
+}
+
+/// Per camera with detection on, the shard stream its records go to; and the inference workers
+/// started (0: detection is off, or its runtime could not be loaded).
+#[derive(Debug, Default, Clone)]
+pub struct DetectionInfo {
+    pub streams: Vec<(String, String)>,
+    pub workers: usize,
 }
 
 /// The operation an AWS JSON request names in `X-Amz-Target` (`<prefix><Operation>`), if the
@@ -79,7 +89,14 @@ impl ApiState {
             cameras: Arc::new([]),
             firehose: Arc::default(),
             deliveries: Arc::new([]),
+            detection: Arc::default(),
         }
+    }
+
+    /// Gives the REST API the cameras' detection streams and the worker count.
+    pub fn with_detection(mut self, detection: DetectionInfo) -> Self {
+        self.detection = Arc::new(detection);
+        self
     }
 
     /// Gives the Firehose API its delivery streams (`daemon::http::firehose_deliveries`).

@@ -1,14 +1,20 @@
-//! The REST family under /api/v1 (JSON): cameras with state and counters, deliveries, and
-//! playback (fragment listings and `clip.mp4` downloads, docs/http-api.md#rest-api).
+//! The REST family under /api/v1 (JSON): cameras with state and counters, deliveries, health,
+//! playback (fragment listings and `clip.mp4` downloads) and detection events
+//! (docs/http-api.md#rest-api).
+
+mod events;
+mod health;
 
 use super::auth::{refuse_json, scope_by_method, RouteAuth};
 use super::ApiState;
 use crate::clock::{format_rfc3339, UnixNanos};
-use crate::playback::{clip_body, plan_clip, ClipError};
+use crate::playback::{
+    clip_len, clip_range_body, parse_range, plan_clip, ByteRange, ClipError, RangeRequest,
+};
 use crate::store::{StoreError, StoreReader};
 use crate::timespec::parse_time;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,20 +32,30 @@ pub fn router() -> Router<ApiState> {
         .route("/deliveries", get(deliveries))
         .route("/cameras/{name}/fragments", get(fragments))
         .route("/cameras/{name}/clip.mp4", get(clip))
+        .route("/cameras/{name}/events", get(events::events))
+        .route("/health", get(health::health))
 }
 
-/// `GET /api/v1/cameras`: every running camera with its state, why, and its counters.
+/// `GET /api/v1/cameras`: every running camera with its state, why, its counters, and the shard
+/// stream of its detection records (null: no detection).
 async fn cameras(State(state): State<ApiState>) -> Json<Value> {
     let cameras: Vec<Value> = state
         .cameras
         .iter()
         .map(|c| {
             let (s, detail) = c.state();
+            let detection = state
+                .detection
+                .streams
+                .iter()
+                .find(|(name, _)| *name == c.name)
+                .map(|(_, stream)| stream);
             json!({
                 "name": c.name,
                 "state": s,
                 "detail": detail,
                 "counters": c.counters,
+                "detection_stream": detection,
             })
         })
         .collect();
@@ -219,21 +235,26 @@ async fn fragments(
 /// `GET /api/v1/cameras/{name}/clip.mp4?start=T&end=T`: the range as one fragmented MP4,
 /// streamed fragment by fragment from the segment files. When the codec configuration changes
 /// inside the range only the first part is served (`X-Vidgest-Clip-Parts` says how many there
-/// are, `X-Vidgest-Clip-End` where the served one ends). No Content-Length or Range: rebased
-/// fragments may change size, so the exact bytes are not known before they are written.
+/// are, `X-Vidgest-Clip-End` where the served one ends). The file's layout is known from the
+/// index (playback/range.rs), so it has a Content-Length and answers single `Range` requests
+/// (206, or 416 past the end) by reading only the fragments the range touches.
 async fn clip(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(q): Query<RangeQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, RestError> {
     let (start, end) = q.range(state.clock.now_ns())?;
     let camera = name.clone();
     let planned = with_reader(&state, move |r| {
-        let parts = plan_clip(&r, &camera, start, end)?;
-        Ok((r, parts))
+        let mut parts = plan_clip(&r, &camera, start, end)?;
+        let count = parts.len();
+        let part = parts.swap_remove(0);
+        let (len, _) = clip_len(&r, &part)?;
+        Ok((r, part, count, len))
     })
     .await?;
-    let Some((reader, mut parts)) = planned else {
+    let Some((reader, part, count, len)) = planned else {
         if configured(&state, &name) {
             return Err(ClipError::Empty {
                 stream: name,
@@ -244,14 +265,43 @@ async fn clip(
         }
         return Err(RestError::UnknownCamera(name));
     };
-    let count = parts.len();
-    let part = parts.swap_remove(0);
     let part_end = part.end_ns();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, range) = match parse_range(range, len) {
+        RangeRequest::Full => (
+            StatusCode::OK,
+            ByteRange {
+                first: 0,
+                last: len - 1,
+            },
+        ),
+        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
+        RangeRequest::Unsatisfiable => {
+            let mut r = (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Json(json!({ "error": format!("the range is outside the clip's {len} bytes") })),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
 
     let filename = format!("{name}-{}.mp4", format_rfc3339(start));
-    let mut response = Response::new(clip_body(reader, part));
+    let mut response = Response::new(clip_range_body(reader, part, range));
+    *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(range.bytes()));
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", range.first, range.last))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -92,7 +92,18 @@ impl Daemon {
         )
         .with_cameras(store.clone(), statuses.clone())
         .with_firehose(http::firehose_deliveries(config, &clock))
-        .with_deliveries(delivery_statuses.clone());
+        .with_deliveries(delivery_statuses.clone())
+        .with_detection(crate::api::DetectionInfo {
+            streams: config
+                .cameras
+                .iter()
+                .filter(|c| c.enabled)
+                .filter_map(|c| Some((c.name.clone(), c.detection()?.stream.clone())))
+                .collect(),
+            workers: pool
+                .as_ref()
+                .map_or(0, |_| config.detect.workers.max(1) as usize),
+        });
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }

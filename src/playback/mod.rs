@@ -2,7 +2,9 @@
 //! same pieces later.
 
 mod clip;
+mod range;
 mod stream;
 
 pub use clip::{plan_clip, write_clip_part, ClipError, ClipPart};
-pub use stream::clip_body;
+pub use range::{clip_len, parse_range, write_clip_range, ByteRange, RangeRequest};
+pub use stream::{clip_body, clip_range_body};

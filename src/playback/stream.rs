@@ -1,7 +1,7 @@
 //! A clip part as a streaming HTTP body: written on a blocking thread into a bounded channel
 //! that the response body drains (shared by the REST clip.mp4 and the KVS GetClip routes).
 
-use super::{write_clip_part, ClipPart};
+use super::{write_clip_part, write_clip_range, ByteRange, ClipPart};
 use crate::store::StoreReader;
 use bytes::Bytes;
 use std::pin::Pin;
@@ -19,18 +19,34 @@ type Chunk = Result<Bytes, std::io::Error>;
 /// Must be called inside a Tokio runtime.
 pub fn clip_body(reader: StoreReader, part: ClipPart) -> axum::body::Body {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_part(&reader, &part, tx));
+    tokio::task::spawn_blocking(move || stream_part(&reader, &part, None, tx));
+    axum::body::Body::new(ChannelBody(rx))
+}
+
+/// Bytes `range` of the part's file (`range::write_clip_range`), streamed the same way.
+pub fn clip_range_body(reader: StoreReader, part: ClipPart, range: ByteRange) -> axum::body::Body {
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || stream_part(&reader, &part, Some(range), tx));
     axum::body::Body::new(ChannelBody(rx))
 }
 
 /// Writes the part into the channel; a closed channel (the client went away) fails the next
 /// write, which ends the work. A read error mid-stream reaches the body and aborts the response.
-fn stream_part(reader: &StoreReader, part: &ClipPart, tx: mpsc::Sender<Chunk>) {
+fn stream_part(
+    reader: &StoreReader,
+    part: &ClipPart,
+    range: Option<ByteRange>,
+    tx: mpsc::Sender<Chunk>,
+) {
     let mut w = ChannelWriter {
         tx: tx.clone(),
         buf: Vec::with_capacity(CHUNK),
     };
-    if let Err(e) = write_clip_part(reader, part, &mut w, |_| {}) {
+    let written = match range {
+        None => write_clip_part(reader, part, &mut w, |_| {}),
+        Some(r) => write_clip_range(reader, part, &mut w, r),
+    };
+    if let Err(e) = written {
         if !tx.is_closed() {
             tracing::warn!("clip of `{}`: {e}", part.fragments[0].stream);
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));

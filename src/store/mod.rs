@@ -7,6 +7,7 @@
 //! truncated. Retention deletes index rows first, then whole segment files. Layout and rules:
 //! docs/storage.md.
 
+mod control;
 mod disk;
 mod reader;
 mod recovery;
@@ -14,6 +15,10 @@ mod retention;
 mod schema;
 mod writer;
 
+pub use control::{
+    ControlError, RetentionChange, RetentionUpdate, MAX_RETENTION_HOURS, MAX_TAGS,
+    MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MIN_RETENTION_HOURS,
+};
 pub use disk::{default_min_free, existing_ancestor, segment_cap, DiskSpace, Statvfs};
 pub use reader::{FragmentMeta, InitMeta, StoreReader, StreamDetails, TimeOrigin, VideoSummary};
 pub use retention::{DeletedSegment, RetentionReport};

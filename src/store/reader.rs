@@ -54,8 +54,12 @@ pub struct VideoSummary {
 pub struct StreamDetails {
     pub name: String,
     pub created_ns: UnixNanos,
-    /// The camera's retention when it was last configured (None: never configured).
+    /// The retention in force: set through the API (`retention_overridden`), else the camera's
+    /// when it was last configured (None: never configured).
     pub retention_ns: Option<i64>,
+    pub retention_overridden: bool,
+    /// Counts retention changes (DescribeStream's Version).
+    pub version: i64,
     /// Codec of the newest init segment ("h264" / "h265"), None before the first fragment.
     pub codec: Option<String>,
 }
@@ -214,8 +218,9 @@ impl StoreReader {
     pub fn stream_details(&self, stream: &str) -> Result<StreamDetails> {
         self.conn
             .query_row(
-                "SELECT s.name, s.created_ns, s.retention_ns,
-                        (SELECT codec FROM inits WHERE stream_id = s.id ORDER BY id DESC LIMIT 1)
+                "SELECT s.name, s.created_ns, COALESCE(s.retention_override_ns, s.retention_ns),
+                        (SELECT codec FROM inits WHERE stream_id = s.id ORDER BY id DESC LIMIT 1),
+                        s.retention_override_ns IS NOT NULL, s.version
                  FROM streams s WHERE s.name = ?1",
                 [stream],
                 |r| {
@@ -224,12 +229,28 @@ impl StoreReader {
                         created_ns: r.get(1)?,
                         retention_ns: r.get(2)?,
                         codec: r.get(3)?,
+                        retention_overridden: r.get(4)?,
+                        version: r.get(5)?,
                     })
                 },
             )
             .optional()
             .map_err(|e| self.idx(e))?
             .ok_or_else(|| StoreError::UnknownCamera(stream.to_string()))
+    }
+
+    /// The tags of one stream, by key.
+    pub fn stream_tags(&self, stream: &str) -> Result<Vec<(String, String)>> {
+        let id = self.stream_id(stream)?;
+        let mut q = self
+            .conn
+            .prepare("SELECT key, value FROM stream_tags WHERE stream_id = ?1 ORDER BY key")
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.idx(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))
     }
 
     /// Fragments whose `origin` start time is in `[start, end]` and whose number is above

@@ -16,7 +16,9 @@ pub(super) fn recover(root: &Path, st: &mut State) -> Result<(), Inner> {
     let streams: Vec<Row> = {
         let mut q = st
             .conn
-            .prepare("SELECT id, name, retention_ns, max_bytes FROM streams")?;
+            .prepare(
+                "SELECT id, name, COALESCE(retention_override_ns, retention_ns), max_bytes FROM streams",
+            )?;
         let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -33,7 +35,7 @@ pub(super) fn recover(root: &Path, st: &mut State) -> Result<(), Inner> {
             name.clone(),
             VideoState {
                 id: *id,
-                // The last configured retention, until a writer (or `set_video_options`) says
+                // The last configured retention (or the API's override of it), until a writer (or `set_video_options`) says
                 // otherwise: a camera removed from the config still ages out.
                 opts: retention_ns.map(|r| super::VideoOptions {
                     retention: std::time::Duration::from_nanos(r.max(0) as u64),

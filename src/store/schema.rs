@@ -6,13 +6,24 @@
 
 use rusqlite::Connection;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Upgrades from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
     // 2: each stream keeps its retention, so video of a camera removed from the config still ages out.
     "ALTER TABLE streams ADD COLUMN retention_ns INTEGER;
      ALTER TABLE streams ADD COLUMN max_bytes INTEGER;",
+    // 3: control-plane changes through the KVS API: a retention override with the configured
+    // retention it overrode, the stream's version, and tags.
+    "ALTER TABLE streams ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE streams ADD COLUMN retention_override_ns INTEGER;
+     ALTER TABLE streams ADD COLUMN override_of_ns INTEGER;
+     CREATE TABLE IF NOT EXISTS stream_tags (
+         stream_id INTEGER NOT NULL REFERENCES streams(id),
+         key TEXT NOT NULL,
+         value TEXT NOT NULL,
+         PRIMARY KEY (stream_id, key)
+     ) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +69,20 @@ CREATE TABLE IF NOT EXISTS streams (
     next_fragment_number INTEGER NOT NULL DEFAULT 1,
     -- the camera's retention and byte budget when it was last configured (NULL: never / none)
     retention_ns INTEGER,
-    max_bytes INTEGER
+    max_bytes INTEGER,
+    -- UpdateDataRetention's count: DescribeStream's Version
+    version INTEGER NOT NULL DEFAULT 1,
+    -- retention set through the API (NULL: none), and the configured retention it overrode:
+    -- when the config's value differs from `override_of_ns`, the config wins again
+    retention_override_ns INTEGER,
+    override_of_ns INTEGER
 );
+CREATE TABLE IF NOT EXISTS stream_tags (
+    stream_id INTEGER NOT NULL REFERENCES streams(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (stream_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inits (
     id INTEGER PRIMARY KEY,
     stream_id INTEGER NOT NULL REFERENCES streams(id),
@@ -147,6 +170,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!((next, retention), (42, None));
+        let (version, tags): (i64, i64) = conn
+            .query_row(
+                "SELECT version, (SELECT COUNT(*) FROM stream_tags) FROM streams WHERE name = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, tags), (1, 0));
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();

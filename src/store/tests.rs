@@ -397,3 +397,111 @@ fn a_segment_file_that_cannot_be_unlinked_fails_no_write() {
     }
     assert!(store.total_usage() <= 200_000 + 20_000);
 }
+
+#[test]
+fn an_api_retention_override_persists_until_the_configs_value_changes() {
+    let h = Harness::new();
+    let details = || {
+        StoreReader::open(&h.root())
+            .unwrap()
+            .stream_details("cam")
+            .unwrap()
+    };
+    {
+        let store = h.open(opts());
+        let mut w = store.open_video("cam", stream_opts()).unwrap();
+        assert_eq!(details().version, 1);
+        let up = store
+            .update_retention("cam", "1", RetentionChange::Increase(2))
+            .unwrap();
+        assert_eq!((up.version, up.retention_ns), (2, 3 * 3_600_000_000_000));
+        assert!(matches!(
+            store.update_retention("cam", "1", RetentionChange::Increase(1)),
+            Err(ControlError::VersionMismatch { current: 2, .. })
+        ));
+        assert!(matches!(
+            store.update_retention("cam", "2", RetentionChange::Decrease(3)),
+            Err(ControlError::RetentionOutOfRange { .. })
+        ));
+        assert!(matches!(
+            store.update_retention("cam", "2", RetentionChange::Increase(MAX_RETENTION_HOURS)),
+            Err(ControlError::RetentionOutOfRange { .. })
+        ));
+        assert!(matches!(
+            store.update_retention("nope", "1", RetentionChange::Increase(1)),
+            Err(ControlError::Store(StoreError::UnknownCamera(_)))
+        ));
+        // 10 minutes of 2 s fragments (segments roll every 60 s)
+        for _ in 0..300 {
+            append(&mut w, &h.clock, 100);
+        }
+        // 2 h later the configured 1 h would delete them; the 3 h override keeps them
+        h.clock.advance(Duration::from_secs(7200));
+        let report = store.enforce_retention().unwrap();
+        assert!(report.deleted.is_empty(), "{:?}", report.deleted);
+    }
+    // a restart with the same config keeps the override
+    let store = h.open(opts());
+    drop(store.open_video("cam", stream_opts()).unwrap());
+    let d = details();
+    assert_eq!(d.retention_ns, Some(3 * 3_600_000_000_000));
+    assert!(d.retention_overridden);
+    assert_eq!(d.version, 2);
+    assert!(store.enforce_retention().unwrap().deleted.is_empty());
+    drop(store);
+    // the config's value changes: it wins, the override is gone
+    let store = h.open(opts());
+    let mut two = stream_opts();
+    two.retention = Duration::from_secs(2 * 3600);
+    drop(store.open_video("cam", two).unwrap());
+    let d = details();
+    assert_eq!(d.retention_ns, Some(2 * 3_600_000_000_000));
+    assert!(!d.retention_overridden);
+    assert_eq!(d.version, 3);
+    let report = store.enforce_retention().unwrap();
+    assert!(report.deleted.iter().any(|d| d.stream == "cam"));
+}
+
+#[test]
+fn tags_are_limited_per_stream_and_persist() {
+    let h = Harness::new();
+    {
+        let store = h.open(opts());
+        drop(store.open_video("cam", stream_opts()).unwrap());
+        let tags: Vec<(String, String)> = (0..MAX_TAGS)
+            .map(|i| (format!("k{i:02}"), format!("v{i}")))
+            .collect();
+        store.tag_stream("cam", &tags).unwrap();
+        // replacing a value adds no tag
+        store
+            .tag_stream("cam", &[("k00".into(), "new".into())])
+            .unwrap();
+        assert!(matches!(
+            store.tag_stream(
+                "cam",
+                &[("k00".into(), "x".into()), ("extra".into(), "".into())]
+            ),
+            Err(ControlError::TooManyTags(51))
+        ));
+        store
+            .untag_stream("cam", &["k01".into(), "unknown".into()])
+            .unwrap();
+        assert!(matches!(
+            store.tag_stream("nope", &tags[..1]),
+            Err(ControlError::Store(StoreError::UnknownCamera(_)))
+        ));
+    }
+    let store = h.open(opts());
+    drop(store);
+    let got = StoreReader::open(&h.root())
+        .unwrap()
+        .stream_tags("cam")
+        .unwrap();
+    assert_eq!(got.len(), MAX_TAGS - 1);
+    assert_eq!(
+        got[0],
+        ("k00".to_string(), "new".to_string()),
+        "the refused change left nothing"
+    );
+    assert!(!got.iter().any(|(k, _)| k == "k01" || k == "extra"));
+}

@@ -65,14 +65,15 @@ impl Store {
         let mut st = self.lock();
         let (id, next_number, last_end_ns) = open_stream_row(&mut st, name, self.clock.now_ns())
             .map_err(|e| Inner::from(e).at(&db))?;
-        persist_options(&st, id, &opts).map_err(|e| Inner::from(e).at(&db))?;
+        let effective = super::control::apply_config(&mut st, id, name, &opts)
+            .map_err(|e| Inner::from(e).at(&db))?;
         let entry = st.streams.entry(name.to_string()).or_insert(VideoState {
             id,
             opts: None,
             usage: 0,
             open_segment: None,
         });
-        entry.opts = Some(opts.clone());
+        entry.opts = Some(effective);
         drop(st);
         Ok(VideoWriter {
             store: self.clone(),
@@ -89,33 +90,27 @@ impl Store {
 
 impl Store {
     /// Retention and budget for a stream that is not being written now (a disabled camera),
-    /// so its old video still ages out. Persisted, like a writer's options.
+    /// so its old video still ages out. Persisted, like a writer's options; a retention set
+    /// through the API still applies while the config says what it overrode (`control`).
     pub fn set_video_options(&self, name: &str, opts: VideoOptions) {
         let mut st = self.lock();
         let Some(id) = st.streams.get(name).map(|s| s.id) else {
             return;
         };
-        if let Err(e) = persist_options(&st, id, &opts) {
-            tracing::warn!(camera = name, error = %e, "cannot persist the camera's retention");
-        }
-        if let Some(s) = st.streams.get_mut(name) {
-            s.opts = Some(opts);
+        match super::control::apply_config(&mut st, id, name, &opts) {
+            Ok(effective) => {
+                if let Some(s) = st.streams.get_mut(name) {
+                    s.opts = Some(effective);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(camera = name, error = %e, "cannot persist the camera's retention");
+                if let Some(s) = st.streams.get_mut(name) {
+                    s.opts = Some(opts);
+                }
+            }
         }
     }
-}
-
-/// Keeps a stream's retention and budget in the index (applied after a restart even when the
-/// camera is gone from the config).
-fn persist_options(st: &State, id: i64, opts: &VideoOptions) -> rusqlite::Result<()> {
-    st.conn.execute(
-        "UPDATE streams SET retention_ns = ?2, max_bytes = ?3 WHERE id = ?1",
-        params![
-            id,
-            opts.retention.as_nanos().min(i64::MAX as u128) as i64,
-            opts.max_bytes.map(|b| b.min(i64::MAX as u64) as i64)
-        ],
-    )?;
-    Ok(())
 }
 
 fn open_stream_row(

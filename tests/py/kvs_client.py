@@ -6,6 +6,11 @@ Run by tests/kvs_api.rs against a daemon recording the cameras named by --stream
 token. --expect is JSON {camera: [{n, producer_ns, server_ns, size, duration_ns}, ...]}: fragments
 already in the store, oldest first; ListFragments over their time range must return exactly them.
 
+With --control PHASE (and --writer, a write token) it runs the control-plane checks instead, one
+phase per daemon start: "change" (UpdateDataRetention, TagStream, UntagStream and their errors),
+"restarted" (the changes survived a restart with the same config) and "config-changed" (the config's
+new retention replaced the API's); --retention-hours is the configured retention of that start.
+
 Prints "kvs: ok <check>" per check and "checks passed" at the end; exits 1 on the first failure.
 Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
 """
@@ -111,14 +116,159 @@ def check_fragments(got, want, what):
             check(got_ms == ms(w[field]), f"{what}: {key} of {w['n']}: {t} vs {w[field]} ns")
 
 
+TAGS = {"site": "north/gate", "owner": "ops@example.com", "zone": "1"}
+
+
+def control_checks(a, name):
+    """UpdateDataRetention and the tag operations on stream `name`, per phase (see the module doc)."""
+    kv = make_client("kinesisvideo", a.endpoint, a.writer)
+    reader = make_client("kinesisvideo", a.endpoint, a.reader)
+    loose = make_client("kinesisvideo", a.endpoint, a.writer, validate=False)
+    info = kv.describe_stream(StreamName=name)["StreamInfo"]
+    if a.control == "change":
+        check(info["Version"] == "1", f"first version: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours, f"retention: {info}")
+        kv.update_data_retention(
+            StreamName=name,
+            CurrentVersion="1",
+            Operation="INCREASE_DATA_RETENTION",
+            DataRetentionChangeInHours=3,
+        )
+        info = kv.describe_stream(StreamName=name)["StreamInfo"]
+        check(info["Version"] == "2", f"version after the change: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours + 3, f"increased: {info}")
+        # by ARN, decreasing
+        kv.update_data_retention(
+            StreamARN=info["StreamARN"],
+            CurrentVersion="2",
+            Operation="DECREASE_DATA_RETENTION",
+            DataRetentionChangeInHours=1,
+        )
+        info = kv.describe_stream(StreamName=name)["StreamInfo"]
+        check(info["Version"] == "3", f"version after the second change: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours + 2, f"decreased: {info}")
+        expect_error(
+            "VersionMismatchException",
+            lambda: kv.update_data_retention(
+                StreamName=name,
+                CurrentVersion="2",
+                Operation="INCREASE_DATA_RETENTION",
+                DataRetentionChangeInHours=1,
+            ),
+        )
+        # down to 0 hours (no persistence) is refused, as is more than 87600 hours
+        for op, hours in (
+            ("DECREASE_DATA_RETENTION", a.retention_hours + 2),
+            ("INCREASE_DATA_RETENTION", 87_600),
+        ):
+            expect_error(
+                "InvalidArgumentException",
+                lambda: kv.update_data_retention(
+                    StreamName=name, CurrentVersion="3", Operation=op, DataRetentionChangeInHours=hours
+                ),
+                field="DataRetentionChangeInHours",
+            )
+        expect_error(
+            "InvalidArgumentException",
+            lambda: loose.update_data_retention(
+                StreamName=name, CurrentVersion="3", Operation="DOUBLE", DataRetentionChangeInHours=1
+            ),
+            field="Operation",
+        )
+        expect_error(
+            "ResourceNotFoundException",
+            lambda: kv.update_data_retention(
+                StreamName="no-such-cam",
+                CurrentVersion="1",
+                Operation="INCREASE_DATA_RETENTION",
+                DataRetentionChangeInHours=1,
+            ),
+        )
+        expect_error(
+            "NotAuthorizedException",
+            lambda: reader.update_data_retention(
+                StreamName=name,
+                CurrentVersion="3",
+                Operation="INCREASE_DATA_RETENTION",
+                DataRetentionChangeInHours=1,
+            ),
+        )
+        check(kv.describe_stream(StreamName=name)["StreamInfo"] == info, "a refused change changed the stream")
+        ok("update_data_retention (increase, decrease by ARN, version mismatch, limits, auth)")
+
+        kv.tag_stream(StreamName=name, Tags=dict(TAGS, temp="x"))
+        kv.untag_stream(StreamARN=info["StreamARN"], TagKeyList=["temp", "never-set"])
+        tags = reader.list_tags_for_stream(StreamName=name)
+        check(tags["Tags"] == TAGS and "NextToken" not in tags, f"list_tags_for_stream: {tags}")
+        check(
+            reader.list_tags_for_stream(StreamARN=info["StreamARN"])["Tags"] == TAGS,
+            "list_tags_for_stream by ARN",
+        )
+        more = {f"k{i}": "" for i in range(50 - len(TAGS) + 1)}
+        expect_error("TagsPerResourceExceededLimitException", lambda: kv.tag_stream(StreamName=name, Tags=more))
+        expect_error(
+            "TagsPerResourceExceededLimitException",
+            lambda: loose.tag_stream(StreamName=name, Tags={f"k{i}": "" for i in range(51)}),
+        )
+        expect_error(
+            "InvalidArgumentException",
+            lambda: loose.tag_stream(StreamName=name, Tags={"k" * 129: "v"}),
+            field="Tags",
+        )
+        expect_error(
+            "InvalidArgumentException",
+            lambda: kv.tag_stream(StreamName=name, Tags={"semi;colon": "v"}),
+            field="Tags",
+        )
+        expect_error(
+            "InvalidArgumentException",
+            lambda: loose.tag_stream(StreamName=name, Tags={"k": "v" * 257}),
+            field="Tags.k",
+        )
+        expect_error(
+            "InvalidArgumentException", lambda: loose.untag_stream(StreamName=name, TagKeyList=[]), field="TagKeyList"
+        )
+        expect_error("ResourceNotFoundException", lambda: kv.tag_stream(StreamName="no-such-cam", Tags=TAGS))
+        expect_error("ResourceNotFoundException", lambda: kv.list_tags_for_stream(StreamName="no-such-cam"))
+        expect_error("NotAuthorizedException", lambda: reader.tag_stream(StreamName=name, Tags=TAGS))
+        expect_error("NotAuthorizedException", lambda: reader.untag_stream(StreamName=name, TagKeyList=["site"]))
+        check(reader.list_tags_for_stream(StreamName=name)["Tags"] == TAGS, "a refused tag change changed the tags")
+        # the aws CLI too
+        out = subprocess.run(
+            [AWS, "kinesisvideo", "list-tags-for-stream", "--stream-name", name, "--endpoint-url", a.endpoint,
+             "--region", "us-east-1", "--output", "json"],
+            env=dict(os.environ, AWS_ACCESS_KEY_ID=a.reader, AWS_SECRET_ACCESS_KEY="test"),
+            capture_output=True, text=True, timeout=60,
+        )
+        check(out.returncode == 0 and json.loads(out.stdout)["Tags"] == TAGS, f"aws cli: {out}")
+        ok("tag_stream, untag_stream, list_tags_for_stream (limits, keys, values, auth, aws cli)")
+    elif a.control == "restarted":
+        check(info["Version"] == "3", f"version after a restart: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours + 2, f"retention after a restart: {info}")
+        check(reader.list_tags_for_stream(StreamName=name)["Tags"] == TAGS, "tags after a restart")
+        ok("retention and tags survive a restart")
+    elif a.control == "config-changed":
+        check(info["Version"] == "4", f"version after the config change: {info}")
+        check(info["DataRetentionInHours"] == a.retention_hours, f"the config's retention wins: {info}")
+        check(reader.list_tags_for_stream(StreamName=name)["Tags"] == TAGS, "tags after a config change")
+        ok("a changed config retention replaces the API's")
+    else:
+        fail(f"unknown --control phase {a.control}")
+    print("checks passed", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--endpoint", required=True)
     p.add_argument("--reader", required=True)
+    p.add_argument("--writer")
     p.add_argument("--streams", required=True, help="comma-separated camera names")
     p.add_argument("--retention-hours", type=int, required=True)
-    p.add_argument("--expect", required=True)
+    p.add_argument("--expect")
+    p.add_argument("--control", help="change | restarted | config-changed")
     a = p.parse_args()
+    if a.control:
+        return control_checks(a, a.streams.split(",")[0])
     streams = a.streams.split(",")
     expect = json.loads(a.expect)
 

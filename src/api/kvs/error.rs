@@ -15,6 +15,12 @@ pub enum KvsError {
     /// A request over the service's limits (GetClip: fragments or bytes in the clip).
     #[error("{0}")]
     ClientLimitExceeded(String),
+    /// UpdateDataRetention's CurrentVersion is not the stream's version.
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// TagStream would leave a stream with more tags than the limit.
+    #[error("{0}")]
+    TagsPerResourceExceededLimit(String),
     /// The store could not be read (index or file I/O); logged, answered as a server fault.
     #[error("{0}")]
     Internal(String),
@@ -38,6 +44,8 @@ impl KvsError {
             Self::InvalidArgument(_) => "InvalidArgumentException",
             Self::NotAuthorized(_) => "NotAuthorizedException",
             Self::ClientLimitExceeded(_) => "ClientLimitExceededException",
+            Self::VersionMismatch(_) => "VersionMismatchException",
+            Self::TagsPerResourceExceededLimit(_) => "TagsPerResourceExceededLimitException",
             Self::Internal(_) => "InternalServerError",
         }
     }
@@ -45,7 +53,10 @@ impl KvsError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::ResourceNotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidArgument(_) | Self::ClientLimitExceeded(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidArgument(_)
+            | Self::ClientLimitExceeded(_)
+            | Self::VersionMismatch(_)
+            | Self::TagsPerResourceExceededLimit(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -61,6 +72,20 @@ impl From<crate::store::StoreError> for KvsError {
                 tracing::warn!("KVS API: store read failed: {e}");
                 Self::Internal("the video store could not be read".into())
             }
+        }
+    }
+}
+
+impl From<crate::store::ControlError> for KvsError {
+    fn from(e: crate::store::ControlError) -> Self {
+        use crate::store::ControlError;
+        match e {
+            ControlError::VersionMismatch { .. } => Self::VersionMismatch(e.to_string()),
+            ControlError::RetentionOutOfRange { .. } => {
+                Self::invalid("DataRetentionChangeInHours", e)
+            }
+            ControlError::TooManyTags(_) => Self::TagsPerResourceExceededLimit(e.to_string()),
+            ControlError::Store(e) => e.into(),
         }
     }
 }
