@@ -147,6 +147,23 @@ fn start_listening(dir: &std::path::Path, port: u16, retention: &str) -> Daemon 
     daemon
 }
 
+/// `vidgest cameras --json`: the retention in force of the first camera and where it comes from.
+fn cli_retention(daemon: &Daemon) -> (f64, String) {
+    let (ok, stdout, stderr) = cli(&[
+        "cameras",
+        "--config",
+        daemon.config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "vidgest cameras: {stderr}");
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["name"], CAMERAS[0], "{stdout}");
+    (
+        first["retention_hours"].as_f64().unwrap(),
+        first["retention_from"].as_str().unwrap().to_string(),
+    )
+}
+
 fn control_phase(port: u16, phase: &str, retention_hours: u32) {
     run_client(&[
         root().join("tests/py/kvs_client.py").display().to_string(),
@@ -171,6 +188,7 @@ fn boto3_retention_and_tag_changes_survive_restarts_until_the_config_changes() {
     let port = support::free_port();
     let daemon = start_listening(dir.path(), port, "2h");
     control_phase(port, "change", 2);
+    assert_eq!(cli_retention(&daemon), (4.0, "api".to_string()));
     assert!(daemon.terminate().success(), "SIGTERM exits 0");
 
     // same config: the API's retention (2 + 3 - 1 = 4 h) and the tags are still there
@@ -181,6 +199,7 @@ fn boto3_retention_and_tag_changes_survive_restarts_until_the_config_changes() {
     // the config's retention changed: it wins again (logged), the version moves on
     let daemon = start_listening(dir.path(), port, "3h");
     control_phase(port, "config-changed", 3);
+    assert_eq!(cli_retention(&daemon), (3.0, "config".to_string()));
     let log = daemon.log_text();
     assert!(
         log.contains("replaces the retention set through the API"),

@@ -47,18 +47,32 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     // Nothing recorded yet is an empty list; any other store error is reported, not hidden.
     let root = store::video_root(&config.agent.data_dir);
-    let stored = match StoreReader::open(&root) {
-        Ok(r) => r
-            .streams()
-            .with_context(|| format!("cannot read the video store in {}", root.display()))?,
-        Err(store::StoreError::NoStore(_)) => Vec::new(),
+    let reader = match StoreReader::open(&root) {
+        Ok(r) => Some(r),
+        Err(store::StoreError::NoStore(_)) => None,
         Err(e) => {
             return Err(anyhow::Error::from(e)
                 .context(format!("cannot open the video store in {}", root.display())))
         }
     };
+    let stored = match &reader {
+        Some(r) => r
+            .streams()
+            .with_context(|| format!("cannot read the video store in {}", root.display()))?,
+        None => Vec::new(),
+    };
     for cam in &config.cameras {
         let s = stored.iter().find(|s| s.name == cam.name);
+        // A retention set through the KVS API (UpdateDataRetention) is in force while the
+        // config still says what it overrode; the daemon drops it at its next start otherwise.
+        let api_retention = reader
+            .as_ref()
+            .and_then(|r| r.stream_details(&cam.name).ok())
+            .filter(|d| d.retention_overridden)
+            .and_then(|d| d.retention_ns);
+        let retention_hours = api_retention.map_or(cam.retention.0.as_secs_f64() / 3600.0, |ns| {
+            ns as f64 / 3.6e12
+        });
         let (fragments, bytes) = s.map_or((0, 0), |s| (s.fragments, s.bytes));
         let first = s
             .and_then(|s| s.first_producer_ns)
@@ -74,11 +88,13 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     "name": cam.name, "enabled": cam.enabled, "kind": kind,
                     "fragments": fragments, "size_bytes": bytes,
                     "first": first, "last": last,
+                    "retention_hours": retention_hours,
+                    "retention_from": if api_retention.is_some() { "api" } else { "config" },
                 })
             );
         } else {
             println!(
-                "{:<16} {:<5} {:<8} {:>8} fragments {:>10}  {} .. {}",
+                "{:<16} {:<5} {:<8} {:>8} fragments {:>10}  {} .. {}  retention {retention_hours}h{}",
                 cam.name,
                 kind,
                 if cam.enabled { "enabled" } else { "disabled" },
@@ -86,6 +102,7 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 format_bytes(bytes),
                 first.as_deref().unwrap_or("-"),
                 last.as_deref().unwrap_or("-"),
+                if api_retention.is_some() { " (set through the API)" } else { "" },
             );
         }
     }
