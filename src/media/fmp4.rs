@@ -262,9 +262,20 @@ pub fn inspect_fragment(bytes: &[u8]) -> Result<FragmentInfo, MediaError> {
     })
 }
 
+/// The tfdt base media decode time of a fragment (or of its moof alone).
+pub fn base_decode_time(bytes: &[u8]) -> Result<u64, MediaError> {
+    let (moof, _) = read_moof(bytes)?;
+    single_traf(&moof)?
+        .tfdt
+        .as_ref()
+        .map(|t| t.base_media_decode_time)
+        .ok_or_else(|| invalid("traf has no tfdt"))
+}
+
 /// Copy of the fragment with tfdt replaced by `base_decode_time` and mfhd sequence by
 /// `sequence_number` (used when exporting clips: timestamps are rebased to start at 0).
-/// The mdat is copied verbatim; trun data offsets are shifted if the moof changes size.
+/// The mdat is copied verbatim; trun data offsets are shifted if the moof changes size. Given
+/// the moof alone, returns the rewritten moof alone (playback streams the mdat from the file).
 pub fn rewrite_fragment(
     bytes: &[u8],
     sequence_number: u32,

@@ -7,4 +7,6 @@ mod stream;
 
 pub use clip::{plan_clip, write_clip_part, ClipError, ClipPart};
 pub use range::{clip_len, parse_range, write_clip_range, ByteRange, RangeRequest};
-pub use stream::{clip_body, clip_range_body};
+pub use stream::{
+    active_streams, bytes_streamed, clip_body, clip_range_body, streamed_body, BodyWriter,
+};

@@ -8,7 +8,6 @@
 //! write instead of serving wrong bytes under a Content-Length already sent.
 
 use super::{ClipError, ClipPart};
-use crate::media::fmp4;
 use crate::store::StoreReader;
 use std::io::Write;
 
@@ -92,7 +91,8 @@ pub fn clip_len(reader: &StoreReader, part: &ClipPart) -> Result<(u64, u64), Cli
     Ok((init + part.bytes(), init))
 }
 
-fn slice_into(
+/// Writes the part of `bytes` (found at file offset `at`) that lies inside `range`.
+pub(super) fn slice_into(
     out: &mut impl Write,
     bytes: &[u8],
     at: u64,
@@ -103,69 +103,26 @@ fn slice_into(
         return Ok(0);
     }
     let from = range.first.saturating_sub(at) as usize;
-    let to = (range.last + 1).min(end) - at;
+    let to = range.last.saturating_add(1).min(end) - at;
     out.write_all(&bytes[from..to as usize])?;
     Ok(to - from as u64)
 }
 
 /// Writes bytes `range` of the part's file (as `write_clip_part` would write it whole),
-/// reading only the fragments the range touches (and the first one, for the time base).
+/// reading only the fragments the range touches (and the first one's moof, for the time base).
 pub fn write_clip_range(
     reader: &StoreReader,
     part: &ClipPart,
     out: &mut impl Write,
     range: ByteRange,
 ) -> Result<u64, ClipError> {
-    let init = reader.init(part.init_id)?;
-    let mut written = slice_into(out, &init.data, 0, range)?;
-    let mut at = init.data.len() as u64;
-    let mut base: Option<u64> = None;
-    for (i, f) in part.fragments.iter().enumerate() {
-        if at > range.last {
-            break;
-        }
-        let end = at + f.size;
-        if end > range.first {
-            let media = |n, source| ClipError::Media { number: n, source };
-            let first = match base {
-                Some(b) => b,
-                None => {
-                    let head = &part.fragments[0];
-                    let bytes = reader.read_fragment(head)?;
-                    let b = fmp4::inspect_fragment(&bytes)
-                        .map_err(|e| media(head.fragment_number, e))?
-                        .base_decode_time;
-                    *base.insert(b)
-                }
-            };
-            let bytes = reader.read_fragment(f)?;
-            let info = fmp4::inspect_fragment(&bytes).map_err(|e| media(f.fragment_number, e))?;
-            let rebased = fmp4::rewrite_fragment(
-                &bytes,
-                i as u32 + 1,
-                info.base_decode_time.saturating_sub(first),
-            )
-            .map_err(|e| media(f.fragment_number, e))?;
-            if rebased.len() as u64 != f.size {
-                return Err(ClipError::Write(std::io::Error::other(format!(
-                    "fragment {} re-encodes to {} bytes, not its stored {}: the clip's layout \
-                     is not what its length promised",
-                    f.fragment_number,
-                    rebased.len(),
-                    f.size
-                ))));
-            }
-            written += slice_into(out, &rebased, at, range)?;
-        }
-        at = end;
-    }
-    out.flush()?;
-    Ok(written)
+    super::clip::write_clip(reader, part, out, Some(range), |_| {})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::fmp4;
 
     fn r(first: u64, last: u64) -> RangeRequest {
         RangeRequest::Partial(ByteRange { first, last })

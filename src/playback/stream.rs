@@ -1,83 +1,130 @@
-//! A clip part as a streaming HTTP body: written on a blocking thread into a bounded channel
-//! that the response body drains (shared by the REST clip.mp4 and the KVS GetClip routes).
+//! Streaming HTTP bodies written on a blocking thread into a bounded channel that the response
+//! body drains: clips (REST clip.mp4, KVS GetClip) and every other media answer built from the
+//! segment files. Memory per response is bounded by the channel, whatever the client's speed; a
+//! client that goes away closes the channel, which fails the writer's next write and ends the work.
 
 use super::{write_clip_part, write_clip_range, ByteRange, ClipPart};
 use crate::store::StoreReader;
 use bytes::Bytes;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
-/// Bytes gathered before a clip chunk goes to the client.
+/// Bytes gathered before a chunk goes to the client.
 const CHUNK: usize = 256 * 1024;
-/// Chunks in flight between the reading thread and the connection (bounds clip memory).
+/// Chunks in flight between the writing thread and the connection (bounds memory per response).
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 type Chunk = Result<Bytes, std::io::Error>;
 
+/// Streamed responses being written right now (health shows it: a writer that never ends after
+/// its client left would keep it above zero) and bytes handed to connections since start.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Streamed media responses whose writer is still running.
+pub fn active_streams() -> usize {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Bytes of streamed media responses handed to connections since the daemon started.
+pub fn bytes_streamed() -> u64 {
+    BYTES_SENT.load(Ordering::Relaxed)
+}
+
+/// Counts one running writer for as long as it lives.
+struct Active;
+
+impl Active {
+    fn start() -> Self {
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A body written by `work` on a blocking thread as the client reads it. An error from `work`
+/// aborts the response (the client sees a truncated body) and is logged with `what`, unless the
+/// client already left. Must be called inside a Tokio runtime.
+pub fn streamed_body<E: std::fmt::Display>(
+    what: String,
+    work: impl FnOnce(&mut BodyWriter) -> Result<(), E> + Send + 'static,
+) -> axum::body::Body {
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let active = Active::start();
+    tokio::task::spawn_blocking(move || {
+        let _active = active;
+        let mut w = BodyWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = work(&mut w);
+        let result = match result {
+            Ok(()) => std::io::Write::flush(&mut w).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            if !tx.is_closed() {
+                tracing::warn!("{what}: {e}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+            }
+        }
+    });
+    axum::body::Body::new(ChannelBody(rx))
+}
+
 /// The part as a fragmented MP4 body, written on a blocking thread as the client reads it.
 /// Must be called inside a Tokio runtime.
 pub fn clip_body(reader: StoreReader, part: ClipPart) -> axum::body::Body {
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_part(&reader, &part, None, tx));
-    axum::body::Body::new(ChannelBody(rx))
+    let what = format!("clip of `{}`", part.fragments[0].stream);
+    streamed_body(what, move |w| {
+        write_clip_part(&reader, &part, w, |_| {}).map(|_| ())
+    })
 }
 
 /// Bytes `range` of the part's file (`range::write_clip_range`), streamed the same way.
 pub fn clip_range_body(reader: StoreReader, part: ClipPart, range: ByteRange) -> axum::body::Body {
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_part(&reader, &part, Some(range), tx));
-    axum::body::Body::new(ChannelBody(rx))
+    let what = format!("clip of `{}`", part.fragments[0].stream);
+    streamed_body(what, move |w| {
+        write_clip_range(&reader, &part, w, range).map(|_| ())
+    })
 }
 
-/// Writes the part into the channel; a closed channel (the client went away) fails the next
-/// write, which ends the work. A read error mid-stream reaches the body and aborts the response.
-fn stream_part(
-    reader: &StoreReader,
-    part: &ClipPart,
-    range: Option<ByteRange>,
-    tx: mpsc::Sender<Chunk>,
-) {
-    let mut w = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(CHUNK),
-    };
-    let written = match range {
-        None => write_clip_part(reader, part, &mut w, |_| {}),
-        Some(r) => write_clip_range(reader, part, &mut w, r),
-    };
-    if let Err(e) = written {
-        if !tx.is_closed() {
-            tracing::warn!("clip of `{}`: {e}", part.fragments[0].stream);
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    }
-}
-
-struct ChannelWriter {
+/// The writing end of a streamed body: buffers up to a chunk, then waits for room in the channel.
+pub struct BodyWriter {
     tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
 }
 
-impl ChannelWriter {
+impl BodyWriter {
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        BYTES_SENT.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         self.tx.blocking_send(Ok(chunk)).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
         })
     }
 }
 
-impl std::io::Write for ChannelWriter {
+impl std::io::Write for BodyWriter {
+    /// Takes at most what fills the current chunk, so chunks stay CHUNK bytes whatever the
+    /// callers write at once (a whole fragment would otherwise become one chunk).
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() >= CHUNK {
             self.send()?;
         }
-        Ok(data.len())
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
@@ -108,7 +155,7 @@ mod tests {
     #[test]
     fn a_closed_body_stops_the_clip_writer() {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let mut w = ChannelWriter {
+        let mut w = BodyWriter {
             tx,
             buf: Vec::new(),
         };

@@ -326,14 +326,38 @@ impl StoreReader {
 
     /// The moof + mdat bytes of a fragment.
     pub fn read_fragment(&self, f: &FragmentMeta) -> Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(f.size as usize);
         let path = segment_path(&self.root, &f.stream, f.segment_id);
-        let gone = || StoreError::FragmentGone {
-            stream: f.stream.clone(),
-            number: f.fragment_number,
-        };
+        self.open_fragment(f)?
+            .read_to_end(&mut buf)
+            .map_err(|e| StoreError::Io {
+                what: "cannot read fragment from segment",
+                path: path.clone(),
+                source: e,
+            })?;
+        if buf.len() as u64 != f.size {
+            return Err(StoreError::Io {
+                what: "cannot read fragment from segment",
+                path,
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        Ok(buf)
+    }
+
+    /// A reader of the fragment's moof + mdat bytes straight from its segment file (playback
+    /// streams them without holding a fragment in memory). The segment may be deleted by
+    /// retention at any time: an open reader keeps reading it, a later open gets FragmentGone.
+    pub fn open_fragment(&self, f: &FragmentMeta) -> Result<std::io::Take<std::fs::File>> {
+        let path = segment_path(&self.root, &f.stream, f.segment_id);
         let mut file = match std::fs::File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::FragmentGone {
+                    stream: f.stream.clone(),
+                    number: f.fragment_number,
+                })
+            }
             Err(e) => {
                 return Err(StoreError::Io {
                     what: "cannot open segment",
@@ -342,14 +366,12 @@ impl StoreReader {
                 })
             }
         };
-        let mut buf = vec![0; f.size as usize];
         file.seek(SeekFrom::Start(f.offset))
-            .and_then(|_| file.read_exact(&mut buf))
             .map_err(|e| StoreError::Io {
-                what: "cannot read fragment from segment",
+                what: "cannot seek to fragment in segment",
                 path,
                 source: e,
             })?;
-        Ok(buf)
+        Ok(file.take(f.size))
     }
 }

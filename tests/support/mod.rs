@@ -105,25 +105,31 @@ fn test_camera_path() -> PathBuf {
     if let Some(p) = std::env::var_os("VIDGEST_TEST_CAMERA") {
         return PathBuf::from(p);
     }
+    example_path("test_camera")
+}
+
+/// The built example `name` next to this test binary; panics with the fix when it is missing or
+/// older than its source.
+pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join("test_camera");
+    let bin = profile_dir.join("examples").join(name);
     if !bin.is_file() {
         panic!(
-            "{} is missing: run `cargo build --example test_camera` first \
+            "{} is missing: run `cargo build --example {name}` first \
              (a plain `cargo test` builds examples; `cargo test --test NAME` does not)",
             bin.display()
         );
     }
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/test_camera.rs");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(src), Some(built)) = (modified(&source), modified(&bin)) {
         if src > built {
             panic!(
-                "{} is older than examples/test_camera.rs: run `cargo build --example test_camera`",
+                "{} is older than examples/{name}.rs: run `cargo build --example {name}`",
                 bin.display()
             );
         }

@@ -119,6 +119,10 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
         "shard_streams": shard_streams,
         "deliveries": deliveries,
         "storage": storage,
+        "playback": {
+            "active_streams": crate::playback::active_streams(),
+            "bytes_streamed": crate::playback::bytes_streamed(),
+        },
     });
     let status = if ok {
         StatusCode::OK
