@@ -2,6 +2,7 @@
 //! same pieces later.
 
 mod clip;
+pub mod images;
 mod stream;
 
 pub use clip::{plan_clip, write_clip_part, ClipError, ClipPart};

@@ -5,6 +5,7 @@
 //! chains its data-plane calls back here.
 
 mod error;
+mod images;
 
 pub use error::KvsError;
 
@@ -49,6 +50,7 @@ pub fn router() -> Router<ApiState> {
         .route("/getDataEndpoint", post(get_data_endpoint))
         .route("/listFragments", post(list_fragments))
         .route("/getClip", post(get_clip))
+        .route("/getImages", post(images::get_images))
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
