@@ -188,14 +188,50 @@ fn snapshot_jpg_latest_at_a_time_scaled_and_404_in_a_gap() {
     assert_eq!(other.status, 200);
     assert_ne!(other.body, r.body, "another fragment, another key frame");
 
+    // A burst of concurrent requests: all answered (decodes queue for their slot), and the
+    // camera keeps recording meanwhile.
+    let burst = Instant::now();
+    let stored = try_read_fragments(&daemon.data_dir, "cam").unwrap().len();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|i| {
+                let f = &frags[i % FRAGMENTS];
+                s.spawn(move || {
+                    (0..4)
+                        .map(|_| {
+                            let at = format!("{:.3}", (f.producer_ns + 1_000_000) as f64 / 1e9);
+                            get(port, &format!("/api/v1/cameras/cam/snapshot.jpg?at={at}")).status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            assert_eq!(w.join().unwrap(), [200; 4]);
+        }
+    });
+    let took = burst.elapsed();
+    eprintln!("32 snapshots, 8 at a time: {took:?}");
+    eventually(Duration::from_secs(10), "recording to go on", || {
+        let now = try_read_fragments(&daemon.data_dir, "cam").ok()?.len();
+        (now > stored + 1).then_some(())
+    });
+
     // No video: before the recording began (a gap), long ago, an unknown camera; bad input.
     let before = format!("{:.3}", (frags[0].producer_ns - 2_000_000_000) as f64 / 1e9);
+    // later than anything stored, but close enough that the newest fragment is a candidate
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 5;
     for (path, status) in [
         (format!("/api/v1/cameras/cam/snapshot.jpg?at={before}"), 404),
         (
             "/api/v1/cameras/cam/snapshot.jpg?at=2001-01-01T00:00:00Z".into(),
             404,
         ),
+        (format!("/api/v1/cameras/cam/snapshot.jpg?at={future}"), 404),
         ("/api/v1/cameras/nope/snapshot.jpg".into(), 404),
         ("/api/v1/cameras/cam/snapshot.jpg?at=yesterday".into(), 400),
         ("/api/v1/cameras/cam/snapshot.jpg?width=0".into(), 400),

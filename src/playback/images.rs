@@ -294,9 +294,9 @@ mod tests {
         assert_eq!(s(Some(3840), None).resolve(64, 4800), (3840, 2160));
     }
 
-    /// A stored-fragment stand-in: init + one fragment of real H.264 from the test encoder.
-    fn h264_fragment() -> Vec<u8> {
-        let stream = test_support::stream(Codec::H264);
+    /// A stored-fragment stand-in: init + the first GOP of real video from the test encoder.
+    fn fragment(codec: Codec) -> Vec<u8> {
+        let stream = test_support::stream(codec);
         let mut mp4 = fmp4::init_segment(&stream.config).unwrap();
         let samples: Vec<fmp4::Sample> = stream.aus[..test_support::GOP]
             .iter()
@@ -312,30 +312,57 @@ mod tests {
     }
 
     #[test]
-    fn a_fragment_decodes_to_its_first_picture_and_encodes() {
-        let mp4 = h264_fragment();
-        let started = Instant::now();
-        let picture = decode_first_picture(mp4).unwrap();
-        eprintln!("decode: {:?}", started.elapsed());
-        let stream = test_support::stream(Codec::H264);
-        assert_eq!(
-            picture.dimensions(),
-            (stream.config.width, stream.config.height)
+    fn fragments_decode_to_their_first_picture_and_encode() {
+        for codec in [Codec::H264, Codec::H265] {
+            let mp4 = fragment(codec);
+            let started = Instant::now();
+            let picture = decode_first_picture(mp4).unwrap();
+            eprintln!("{codec} decode: {:?}", started.elapsed());
+            assert_eq!(
+                picture.dimensions(),
+                (test_support::WIDTH, test_support::HEIGHT)
+            );
+            let jpeg = encode(
+                &picture,
+                Size {
+                    width: Some(32),
+                    height: None,
+                },
+                Format::Jpeg(80),
+            )
+            .unwrap();
+            let back =
+                image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
+            assert_eq!((back.width(), back.height()), (32, 24));
+            let png = encode(&picture, Size::default(), Format::Png).unwrap();
+            let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap();
+            assert_eq!(back.to_rgb8(), picture);
+        }
+    }
+
+    #[test]
+    fn a_fragment_covers_its_own_span_only() {
+        let f = FragmentMeta {
+            stream: "cam".into(),
+            fragment_number: 7,
+            producer_ns: 10_000,
+            server_ns: 50_000,
+            duration_ns: 1_000,
+            size: 1,
+            init_id: 1,
+            discontinuity: false,
+            sample_count: 1,
+            segment_id: 1,
+            offset: 0,
+        };
+        let p = TimeOrigin::Producer;
+        assert!(!covers(&f, p, 9_999));
+        assert!(covers(&f, p, 10_000) && covers(&f, p, 10_999));
+        assert!(
+            !covers(&f, p, 11_000),
+            "the end belongs to the next fragment"
         );
-        let jpeg = encode(
-            &picture,
-            Size {
-                width: Some(32),
-                height: None,
-            },
-            Format::Jpeg(80),
-        )
-        .unwrap();
-        let back = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
-        assert_eq!(back.width(), 32);
-        let png = encode(&picture, Size::default(), Format::Png).unwrap();
-        let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap();
-        assert_eq!(back.to_rgb8(), picture);
+        assert!(covers(&f, TimeOrigin::Server, 50_500) && !covers(&f, TimeOrigin::Server, 10_500));
     }
 
     #[test]
