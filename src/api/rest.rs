@@ -8,10 +8,11 @@ mod health;
 use super::auth::{refuse_json, scope_by_method, RouteAuth};
 use super::ApiState;
 use crate::clock::{format_rfc3339, UnixNanos};
+use crate::playback::images::{self, FrameError};
 use crate::playback::{
     clip_len, clip_range_body, parse_range, plan_clip, ByteRange, ClipError, RangeRequest,
 };
-use crate::store::{StoreError, StoreReader};
+use crate::store::{StoreError, StoreReader, TimeOrigin};
 use crate::timespec::parse_time;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,6 +35,7 @@ pub fn router() -> Router<ApiState> {
         .route("/cameras/{name}/clip.mp4", get(clip))
         .route("/cameras/{name}/events", get(events::events))
         .route("/health", get(health::health))
+        .route("/cameras/{name}/snapshot.jpg", get(snapshot))
 }
 
 /// `GET /api/v1/cameras`: every running camera with its state, why, its counters, and the shard
@@ -94,6 +96,8 @@ enum RestError {
     #[error(transparent)]
     NoMedia(ClipError),
     #[error("{0}")]
+    NoPicture(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -101,7 +105,9 @@ impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let status = match &self {
             RestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RestError::UnknownCamera(_) | RestError::NoMedia(_) => StatusCode::NOT_FOUND,
+            RestError::UnknownCamera(_) | RestError::NoMedia(_) | RestError::NoPicture(_) => {
+                StatusCode::NOT_FOUND
+            }
             RestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -316,6 +322,95 @@ async fn clip(
         };
     if let Ok(v) = HeaderValue::from_str(&format_rfc3339(part_end)) {
         h.insert("x-vidgest-clip-end", v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SnapshotQuery {
+    at: Option<String>,
+    // Parsed by hand so that a bad value gets the JSON error body too.
+    width: Option<String>,
+}
+
+/// JPEG quality of snapshots (the KVS GetImages default is 80; a single still may cost more).
+const SNAPSHOT_QUALITY: u8 = 85;
+
+/// `GET /api/v1/cameras/{name}/snapshot.jpg[?at=T][&width=N]`: the key frame starting the newest
+/// stored fragment, or the one holding `at` (so at most one fragment before it), as a JPEG,
+/// scaled to `width` keeping the aspect ratio. 404 when there is no video at that time.
+/// `X-Vidgest-Frame-Time` is the picture's producer time.
+async fn snapshot(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+) -> Result<Response, RestError> {
+    let now = state.clock.now_ns();
+    let at = match q.at.as_deref() {
+        None => None,
+        Some(v) => Some(parse_time(v, now).map_err(|e| RestError::BadRequest(e.to_string()))?),
+    };
+    let width = match q.width.as_deref() {
+        None => None,
+        Some(w) => Some(
+            w.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|w| (1..=images::MAX_WIDTH).contains(w))
+                .ok_or_else(|| {
+                    RestError::BadRequest(format!(
+                        "`width` must be between 1 and {}",
+                        images::MAX_WIDTH
+                    ))
+                })?,
+        ),
+    };
+    let no_picture = move |name: &str| {
+        RestError::NoPicture(match at {
+            Some(t) => format!("camera `{name}` has no video at {}", format_rfc3339(t)),
+            None => format!("camera `{name}` has no video yet"),
+        })
+    };
+    let slot = images::decode_slot().await;
+    let camera = name.clone();
+    let shot = with_reader(&state, move |r| {
+        let _slot = slot;
+        let f = match at {
+            None => images::latest_fragment(&r, &camera)?,
+            Some(t) => images::fragment_at(&r, &camera, TimeOrigin::Producer, t)?,
+        };
+        let Some(f) = f else {
+            return Ok(None);
+        };
+        let size = images::Size {
+            width,
+            height: None,
+        };
+        let jpeg = images::decode_key_frame(&r, &f)
+            .and_then(|p| images::encode(&p, size, images::Format::Jpeg(SNAPSHOT_QUALITY)))
+            .map_err(|e| match e {
+                FrameError::Store(StoreError::FragmentGone { .. }) => no_picture(&camera),
+                FrameError::Store(e) => e.into(),
+                e => RestError::Internal(format!("fragment {}: {e}", f.fragment_number)),
+            })?;
+        Ok(Some((jpeg, f.producer_ns)))
+    })
+    .await?;
+    let (jpeg, time) = match shot {
+        Some(Some(s)) => s,
+        Some(None) => return Err(no_picture(&name)),
+        None if configured(&state, &name) => return Err(no_picture(&name)),
+        None => return Err(RestError::UnknownCamera(name)),
+    };
+    let mut response = Response::new(axum::body::Body::from(jpeg));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    if at.is_none() {
+        // "the latest" changes with every fragment
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format_rfc3339(time)) {
+        h.insert("x-vidgest-frame-time", v);
     }
     Ok(response)
 }

@@ -2,6 +2,7 @@
 //! same pieces later.
 
 mod clip;
+pub mod images;
 mod range;
 mod stream;
 

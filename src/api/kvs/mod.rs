@@ -7,6 +7,7 @@
 mod archived;
 mod control;
 mod error;
+mod images;
 
 pub use error::KvsError;
 
@@ -50,6 +51,7 @@ pub fn router() -> Router<ApiState> {
         .route("/listTagsForStream", post(control::list_tags_for_stream))
         .route("/listFragments", post(archived::list_fragments))
         .route("/getClip", post(archived::get_clip))
+        .route("/getImages", post(images::get_images))
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
