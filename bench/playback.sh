@@ -57,9 +57,9 @@ SECONDS_STORED=$((HOURS * 3600))
 DATA=$CACHE/playback-${HOURS}h
 CONFIG=$DATA/vidgest.toml
 stamp="$(basename "$SRC") $(stat -c %s "$SRC") $SECONDS_STORED"
-if [[ ! -f $DATA/ready || $(cat "$DATA/ready") != "$stamp" ]]; then
+if [[ ! -f $DATA/vidgest.ready || $(cat "$DATA/vidgest.ready") != "$stamp" ]]; then
     rm -rf "$DATA"
-    mkdir -p "$DATA/ffmpeg"
+    mkdir -p "$DATA"
     cat >"$CONFIG" <<TOML
 [agent]
 data_dir = "$DATA/vidgest"
@@ -78,13 +78,19 @@ url = "rtsp://127.0.0.1:9/unused"
 TOML
     log "seeding $HOURS h of video into $DATA (once)"
     "$SEED" --config "$CONFIG" --camera cam --source "$SRC" --duration-s "$SECONDS_STORED" >&2
+    echo "$stamp" >"$DATA/vidgest.ready"
+fi
+# Each segment starts at time 0 (-reset_timestamps 1), as the concat demuxer expects of its files.
+if [[ ! -f $DATA/ffmpeg.ready || $(cat "$DATA/ffmpeg.ready") != "$stamp reset" ]]; then
     log "writing the same $HOURS h as ffmpeg 2 s MP4 segments (once)"
+    rm -rf "$DATA/ffmpeg"
+    mkdir -p "$DATA/ffmpeg"
     loops=$(((SECONDS_STORED + 119) / 120))
     ffmpeg -nostdin -hide_banner -loglevel error -stream_loop "$((loops - 1))" -i "$SRC" \
         -t "$SECONDS_STORED" -c copy -f segment -segment_time 2 -segment_format mp4 \
-        "$DATA/ffmpeg/seg%06d.mp4"
+        -reset_timestamps 1 "$DATA/ffmpeg/seg%06d.mp4"
     for f in "$DATA"/ffmpeg/seg*.mp4; do echo "file '$f'"; done >"$DATA/ffmpeg/list.txt"
-    echo "$stamp" >"$DATA/ready"
+    echo "$stamp reset" >"$DATA/ffmpeg.ready"
 fi
 
 wait_for_quiet 10
