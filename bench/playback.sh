@@ -10,7 +10,10 @@
 #
 # Usage: bench/playback.sh
 #   HOURS=1         video to export (seeded once into target/bench-cache/playback-<h>h/)
-#   REPEATS=3       exports per tool
+#   REPEATS=3       exports per tool, and HLS runs
+#   MODES="clip hls"  which parts to run
+#   VIEWERS=20 WINDOW=30 WARMUP=8   HLS: concurrent ON_DEMAND viewers, measurement window (s),
+#                   recording warm-up before it (s)
 #   BITRATE=5M      source bitrate
 #   SKIP_BUILD=1    use the existing target/release binaries
 #   QUIET_WAIT=600  wait up to this many seconds for running rustc processes to finish first
@@ -21,6 +24,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 HOURS=${HOURS:-1}
 REPEATS=${REPEATS:-3}
+MODES=${MODES:-"clip hls"}
+VIEWERS=${VIEWERS:-20}
+WINDOW=${WINDOW:-30}
+WARMUP=${WARMUP:-8}
 BITRATE=${BITRATE:-5M}
 QUIET_WAIT=${QUIET_WAIT:-600}
 CACHE=$ROOT/target/bench-cache
@@ -28,6 +35,7 @@ RESULTS=$ROOT/target/bench-results
 WORK=$ROOT/target/bench-work/playback
 VIDGEST=$ROOT/target/release/vidgest
 SEED=$ROOT/target/release/examples/seed_store
+CAMERA=$ROOT/target/release/examples/test_camera
 PY=$ROOT/vendor/venv/bin/python
 STAMP=$(date +%Y%m%d-%H%M%S)
 REPORT=$RESULTS/playback-$STAMP.md
@@ -43,7 +51,7 @@ done
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building vidgest and seed_store (release)"
-    "${CARGO:-cargo}" build --release --quiet --bin vidgest --example seed_store
+    "${CARGO:-cargo}" build --release --quiet --bin vidgest --example seed_store --example test_camera
 fi
 mkdir -p "$CACHE" "$RESULTS"
 rm -rf "$WORK"
@@ -71,7 +79,7 @@ fsync = "never"
 name = "cam"
 enabled = false
 fragment_duration = "2s"
-retention = "$((HOURS * 2 + 24))h"
+retention = "8760h"
 [camera.source]
 kind = "rtsp"
 url = "rtsp://127.0.0.1:9/unused"
@@ -94,17 +102,80 @@ if [[ ! -f $DATA/ffmpeg.ready || $(cat "$DATA/ffmpeg.ready") != "$stamp reset" ]
 fi
 
 wait_for_quiet 10
-PORT=$(free_port)
-sed "s/^listen = .*/listen = \"127.0.0.1:$PORT\"/" "$CONFIG" >"$WORK/vidgest.toml"
-"$VIDGEST" run --config "$WORK/vidgest.toml" >"$WORK/daemon.log" 2>&1 &
-DAEMON=$!
-trap 'kill -TERM $DAEMON 2>/dev/null || true; wait $DAEMON 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_port "$PORT" "$DAEMON" || die "the daemon did not start (see $WORK/daemon.log)"
+HEADER_MACHINE="machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $QUIET_NOTE; load $(cut -d' ' -f1-3 /proc/loadavg)"
+HEADER_BUILD="vidgest $(git rev-parse --short HEAD), $(ffmpeg -version | head -1 | cut -d' ' -f1-3); source $(basename "$SRC") looped to $HOURS h; warm page cache"
+STARTED=()
+trap 'for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait; rm -rf "$WORK"' EXIT
 
-"$PY" "$ROOT/bench/py/playback_clip.py" --port "$PORT" --daemon-pid "$DAEMON" --camera cam \
-    --concat "$DATA/ffmpeg/list.txt" --hours "$HOURS" --repeats "$REPEATS" --work "$WORK" \
-    --header "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $QUIET_NOTE; load $(cut -d' ' -f1-3 /proc/loadavg)" \
-    --header "vidgest $(git rev-parse --short HEAD), $(ffmpeg -version | head -1 | cut -d' ' -f1-3); source $(basename "$SRC") looped to $HOURS h; warm page cache" \
-    >"$REPORT"
+# Starts the daemon on $1 (a config with `listen` replaced); sets PORT and DAEMON.
+start_daemon() {
+    PORT=$(free_port)
+    sed "s/^listen = .*/listen = \"127.0.0.1:$PORT\"/" "$1" >"$WORK/vidgest.toml"
+    "$VIDGEST" run --config "$WORK/vidgest.toml" >"$WORK/daemon.log" 2>&1 &
+    DAEMON=$!
+    STARTED+=("$DAEMON")
+    wait_port "$PORT" "$DAEMON" || die "the daemon did not start (see $WORK/daemon.log)"
+}
+stop_daemon() {
+    kill -TERM "$DAEMON" 2>/dev/null || true
+    wait "$DAEMON" 2>/dev/null || true
+}
+
+: >"$REPORT"
+if [[ " $MODES " == *" clip "* ]]; then
+    start_daemon "$CONFIG"
+    "$PY" "$ROOT/bench/py/playback_clip.py" --port "$PORT" --daemon-pid "$DAEMON" --camera cam \
+        --concat "$DATA/ffmpeg/list.txt" --hours "$HOURS" --repeats "$REPEATS" --work "$WORK" \
+        --header "$HEADER_MACHINE" --header "$HEADER_BUILD" >>"$REPORT"
+    stop_daemon
+fi
+
+# --- HLS: the same daemon also records a live 1080p camera (examples/test_camera serving the
+# source over RTSP). Per repeat: the daemon's CPU over WINDOW s with no viewer, then with VIEWERS
+# ON_DEMAND viewers of the stored hour playing at real time; recording's share is the CPU of every
+# thread but the HTTP runtime's (tokio-runtime-w*: handlers and their blocking reads). Then a
+# LIVE session of the live camera: time to first byte and the live edge latency.
+if [[ " $MODES " == *" hls "* ]]; then
+    for ((rep = 1; rep <= REPEATS; rep++)); do
+        dir=$WORK/hls-$rep
+        mkdir -p "$dir"
+        mkfifo "$dir/cam.in"
+        "$CAMERA" --mounts 1 --file "$SRC" <"$dir/cam.in" >"$dir/cam.out" 2>"$dir/cam.err" &
+        CAM_PID=$!
+        STARTED+=("$CAM_PID")
+        exec {CAM_FD}>"$dir/cam.in"
+        URL=
+        for ((i = 0; i < 100; i++)); do
+            URL=$(sed -n 's/^READY //p' "$dir/cam.out" 2>/dev/null || true)
+            [[ -n $URL ]] && break
+            sleep 0.1
+        done
+        [[ -n $URL ]] || die "test camera did not start: $(cat "$dir/cam.err")"
+        CAM_PORT=${URL##*:}
+        {
+            cat "$CONFIG"
+            printf '[[camera]]\nname = "live"\nfragment_duration = "2s"\nretention = "10m"\n'
+            printf '[camera.source]\nkind = "rtsp"\nurl = "%s/cam0"\ntransport = "tcp"\n' "$URL"
+        } >"$dir/vidgest.toml"
+        start_daemon "$dir/vidgest.toml"
+        # Recording settles (first fragments stored) before the first window.
+        sleep "$WARMUP"
+        "$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$dir/idle.json"
+        "$PY" "$ROOT/bench/py/hls_viewers.py" viewers --endpoint "http://127.0.0.1:$PORT" --stream cam \
+            --viewers "$VIEWERS" --seconds "$((WINDOW + 10))" --out "$dir/viewers.json" &
+        VIEWERS_PID=$!
+        sleep 5 # sessions opened, every viewer in its steady state
+        "$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$dir/load.json"
+        wait "$VIEWERS_PID" || die "the HLS viewers failed"
+        "$PY" "$ROOT/bench/py/hls_viewers.py" live --endpoint "http://127.0.0.1:$PORT" --stream live \
+            --seconds 20 --out "$dir/live.json" || die "the LIVE session failed"
+        stop_daemon
+        exec {CAM_FD}>&-
+        kill -TERM "$CAM_PID" 2>/dev/null || true
+        wait "$CAM_PID" 2>/dev/null || true
+    done
+    "$PY" "$ROOT/bench/py/hls_viewers.py" report --viewers "$VIEWERS" --window "$WINDOW" \
+        --header "$HEADER_MACHINE" --header "$HEADER_BUILD" "$WORK"/hls-* >>"$REPORT"
+fi
 cat "$REPORT"
 log "report: $REPORT"

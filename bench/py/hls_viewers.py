@@ -22,6 +22,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -64,6 +65,19 @@ def parse_media(url):
     return init, segs
 
 
+def stored_range(endpoint, stream):
+    """(oldest, newest) stored video of the stream, from /api/v1/health."""
+    try:
+        health = json.loads(get(f"{endpoint}/api/v1/health"))
+    except urllib.error.HTTPError as e:  # 503 "degraded" still carries the parts
+        health = json.load(e)
+    for c in health["storage"]["cameras"]:
+        if c["camera"] == stream:
+            parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+            return parse(c["oldest"]), parse(c["newest"])
+    sys.exit(f"{stream} has no stored video")
+
+
 def viewer(session_url, seconds, stats, errors):
     try:
         media = first_variant(session_url)
@@ -87,8 +101,7 @@ def viewer(session_url, seconds, stats, errors):
 
 def run_viewers(a):
     am = clients(a.endpoint, a.stream, "GET_HLS_STREAMING_SESSION_URL")
-    end = datetime.now(timezone.utc)
-    start = end - timedelta(hours=a.hours + 1)
+    start, end = stored_range(a.endpoint, a.stream)
     urls = [am.get_hls_streaming_session_url(
         StreamName=a.stream, PlaybackMode="ON_DEMAND", Expires=43200,
         MaxMediaPlaylistFragmentResults=5000,
@@ -156,17 +169,62 @@ def run_live(a):
           file=sys.stderr)
 
 
+def recording_cpu(m):
+    """CPU s of every thread but the HTTP runtime's (handlers and their blocking reads)."""
+    return sum(v for k, v in m["thread_cpu_s"].items() if not k.startswith("tokio-runtime-w"))
+
+
+def med(values, fmt="{:.2f}"):
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def report(a):
+    rows = []
+    for d in a.dirs:
+        load = lambda n: json.load(open(f"{d}/{n}.json"))  # noqa: E731
+        rows.append({k: load(k) for k in ("idle", "load", "viewers", "live")})
+    w = a.window
+    idle_cpu = [r["idle"]["cpu_s"] / w * 100 for r in rows]
+    load_cpu = [r["load"]["cpu_s"] / w * 100 for r in rows]
+    per_viewer = [(r["load"]["cpu_s"] - r["idle"]["cpu_s"]) / a.viewers / w * 100 for r in rows]
+    rec_idle = [recording_cpu(r["idle"]) / w * 100 for r in rows]
+    rec_load = [recording_cpu(r["load"]) / w * 100 for r in rows]
+    rec_ratio = [b / a_ for a_, b in zip(rec_idle, rec_load)]
+    mbit = [r["viewers"]["bytes"] * 8 / 1e6 / (w + 10) / a.viewers for r in rows]
+    ttfb = [r["live"]["ttfb_s"] for r in rows]
+    lat = sorted(x for r in rows for x in r["live"]["edge_latency_s"])
+    print()
+    print(f"## Playback benchmark: {a.viewers} HLS ON_DEMAND viewers and LIVE latency, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    for h in a.header:
+        print(f"- {h}")
+    print(f"- {len(rows)} runs; per run the daemon records one live 1080p30 5 Mbit/s RTSP camera; CPU over {w:.0f} s windows; median (min–max); % of one core")
+    print()
+    print("| | daemon CPU % | recording threads CPU % |")
+    print("|---|---|---|")
+    print(f"| recording only | {med(idle_cpu)} | {med(rec_idle)} |")
+    print(f"| + {a.viewers} viewers at real time | {med(load_cpu)} | {med(rec_load)} |")
+    print()
+    print(f"- per viewer: {med(per_viewer, '{:.3f}')} % of a core, each receiving {med(mbit)} Mbit/s")
+    print(f"- recording threads with viewers / without: {med(rec_ratio)}x (target: 1.0 within noise)")
+    print(f"- LIVE session, time to first byte (session URL request to the first media byte): {med(ttfb, '{:.3f}')} s")
+    p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))]
+    print(f"- live edge latency (fragment stored to listed in the LIVE playlist, polled every 20 ms), {len(lat)} fragments: p50 {statistics.median(lat):.3f} s, p95 {p95:.3f} s, max {lat[-1]:.3f} s")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["viewers", "live"])
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--stream", required=True)
+    ap.add_argument("mode", choices=["viewers", "live", "report"])
+    ap.add_argument("dirs", nargs="*")
+    ap.add_argument("--window", type=float, default=30)
+    ap.add_argument("--header", action="append", default=[])
+    ap.add_argument("--endpoint")
+    ap.add_argument("--stream")
     ap.add_argument("--viewers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--hours", type=int, default=1)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     a = ap.parse_args()
-    run_viewers(a) if a.mode == "viewers" else run_live(a)
+    {"viewers": run_viewers, "live": run_live, "report": report}[a.mode](a)
 
 
 if __name__ == "__main__":

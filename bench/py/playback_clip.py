@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -52,6 +54,19 @@ class RssPeak(threading.Thread):
     def run(self):
         while not self.done.wait(0.02):
             self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+def stored_range(port, camera):
+    """(oldest, newest) stored video of the camera, RFC 3339, from /api/v1/health."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health") as r:
+            health = json.load(r)
+    except urllib.error.HTTPError as e:  # 503 "degraded" still carries the parts
+        health = json.load(e)
+    for c in health["storage"]["cameras"]:
+        if c["camera"] == camera:
+            return c["oldest"], c["newest"]
+    sys.exit(f"camera {camera} has no stored video")
 
 
 def vidgest_export(args, start, end, out):
@@ -106,10 +121,7 @@ def main():
     args = ap.parse_args()
 
     expected = args.hours * 3600.0
-    # The whole stored range: a window wider than what was seeded.
-    now = time.time()
-    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - expected - 3600))
-    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    start, end = stored_range(args.port, args.camera)
     runs = {"vidgest": [], "ffmpeg": []}
     out = os.path.join(args.work, "out.mp4")
     # One untimed export each first: both read from a warm page cache afterwards.
