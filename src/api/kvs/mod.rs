@@ -1,12 +1,15 @@
 //! Kinesis-Video-Streams-compatible control plane (`kinesisvideo`: ListStreams, DescribeStream,
-//! GetDataEndpoint) and `kinesis-video-archived-media` ListFragments and GetClip, REST-JSON over POST as the
+//! GetDataEndpoint) and `kinesis-video-archived-media` ListFragments, GetClip and the HLS / DASH
+//! session URLs (`streaming`), REST-JSON over POST as the
 //! botocore service models define them. Cameras are the video streams; everything is read from
 //! the store on blocking threads. GetDataEndpoint answers the daemon's own base URL, so a client
 //! chains its data-plane calls back here.
 
 mod error;
+mod streaming;
 
 pub use error::KvsError;
+pub use streaming::session_router;
 
 use super::auth::{AuthError, RouteAuth, Scope};
 use super::ApiState;
@@ -49,6 +52,7 @@ pub fn router() -> Router<ApiState> {
         .route("/getDataEndpoint", post(get_data_endpoint))
         .route("/listFragments", post(list_fragments))
         .route("/getClip", post(get_clip))
+        .merge(streaming::router())
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
@@ -330,6 +334,14 @@ async fn get_data_endpoint(
         }
         Some(_) => {}
     }
+    let base = base_url(&headers)?;
+    let named = req.stream.resolve()?;
+    with_reader(&state, move |r| named.details(r).map(|_| ())).await?;
+    Ok(Json(json!({ "DataEndpoint": base })))
+}
+
+/// `http://<Host>`: the daemon as the client reached it (data endpoints, session URLs).
+fn base_url(headers: &HeaderMap) -> Result<String, KvsError> {
     // The Host header as an authority (host[:port]) only, so it cannot inject a path.
     let host = headers
         .get(axum::http::header::HOST)
@@ -337,9 +349,7 @@ async fn get_data_endpoint(
         .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
         .filter(|a| a.as_str().find(['@']).is_none())
         .ok_or_else(|| KvsError::InvalidArgument("the request has no valid Host header".into()))?;
-    let named = req.stream.resolve()?;
-    with_reader(&state, move |r| named.details(r).map(|_| ())).await?;
-    Ok(Json(json!({ "DataEndpoint": format!("http://{host}") })))
+    Ok(format!("http://{host}"))
 }
 
 #[derive(Debug, Default, Deserialize)]
