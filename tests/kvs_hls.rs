@@ -29,9 +29,9 @@ fn venv_python() -> PathBuf {
     python
 }
 
-/// A camera with 500 ms fragments; segments roll every 10 s (the shortest allowed), so a
-/// segment (what retention deletes) holds about 20 fragments.
-fn config(port: u16) -> String {
+/// A camera with `fragment` long fragments; segments roll every 10 s (the shortest allowed),
+/// so a segment (what retention deletes) holds several fragments.
+fn config(port: u16, fragment: &str) -> String {
     format!(
         r#"[agent]
 data_dir = "{{data_dir}}"
@@ -44,7 +44,7 @@ scope = "read"
 segment_duration = "10s"
 [[camera]]
 name = "{CAMERA}"
-fragment_duration = "500ms"
+fragment_duration = "{fragment}"
 retention = "2h"
 [camera.source]
 kind = "test"
@@ -56,9 +56,13 @@ gop = 5
     )
 }
 
-fn start(dir: &Path, fragments: usize) -> (Daemon, u16, Vec<vidgest::store::FragmentMeta>) {
+fn start(
+    dir: &Path,
+    fragment: &str,
+    fragments: usize,
+) -> (Daemon, u16, Vec<vidgest::store::FragmentMeta>) {
     let port = support::free_port();
-    let daemon = Daemon::start(dir, &config(port));
+    let daemon = Daemon::start(dir, &config(port, fragment));
     eventually(Duration::from_secs(60), "the API to listen", || {
         daemon.assert_running();
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
@@ -87,7 +91,9 @@ fn now_ms() -> i64 {
 #[test]
 fn boto3_gets_hls_and_dash_sessions_that_ffmpeg_plays() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, port, frags) = start(dir.path(), 8);
+    // 1 s fragments: ffmpeg's DASH demuxer re-finds its place in a refreshed live manifest
+    // at whole-second precision, so shorter fragments make it replay one
+    let (daemon, port, frags) = start(dir.path(), "1s", 8);
     let created = daemon
         .reader()
         .unwrap()
@@ -275,7 +281,7 @@ fn delete_segment_like_retention(data_dir: &Path, fragment_number: u64) -> Vec<u
 fn deleted_fragments_are_404_while_the_rest_play_for_20_concurrent_viewers() {
     let dir = tempfile::tempdir().unwrap();
     // enough fragments for two segments
-    let (daemon, port, frags) = start(dir.path(), 26);
+    let (daemon, port, frags) = start(dir.path(), "500ms", 26);
     let frags = &frags[..26];
     let url = on_demand_url(port, frags[0].producer_ns, frags[25].producer_ns);
     let (media_url, playlist) = media_playlist(&url);
@@ -350,7 +356,7 @@ fn deleted_fragments_are_404_while_the_rest_play_for_20_concurrent_viewers() {
 #[test]
 fn deleted_streams_and_expired_tokens_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, port, frags) = start(dir.path(), 3);
+    let (daemon, port, frags) = start(dir.path(), "500ms", 3);
     let created = daemon
         .reader()
         .unwrap()

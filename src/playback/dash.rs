@@ -2,7 +2,7 @@
 //! SegmentList of per-fragment URLs (the same fragment URLs as HLS). ON_DEMAND manifests are
 //! static; LIVE and LIVE_REPLAY manifests are dynamic and re-fetched by the player.
 
-use super::hls::{fragment_url, init_url, peak_bandwidth};
+use super::hls::{fragment_url, init_url, peak_bandwidth, MEDIA_FRAGMENT};
 use super::session::{PlaybackMode, Session, Window};
 use crate::clock::{format_rfc3339, UnixNanos};
 use crate::store::{FragmentMeta, InitMeta};
@@ -42,16 +42,16 @@ pub fn manifest(
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:kvs=\"urn:vidgest:kvs\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011\"",
     );
-    let first_time = frags.first().map_or(0, |f| session.display_time(f));
     if dynamic {
-        // Periods start relative to the window's first fragment; a player re-reads the
-        // manifest at least every fragment duration.
+        // Epoch-based timing: availabilityStartTime is the epoch and each Period starts at its
+        // first fragment's timestamp, so times stay put as the window slides. A player re-reads
+        // the manifest at least every fragment duration.
         let _ = write!(
             out,
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
              minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" \
              suggestedPresentationDelay=\"{}\"",
-            format_rfc3339(first_time),
+            format_rfc3339(0),
             format_rfc3339(now_ns),
             duration(max_dur),
             duration(total),
@@ -67,7 +67,15 @@ pub fn manifest(
     let _ = writeln!(out, " minBufferTime=\"{}\">", duration(max_dur));
     let mut offset = 0i64;
     for run in frags.chunk_by(|a, b| a.init_id == b.init_id) {
-        period(&mut out, session, token, run, offset, init(run[0].init_id));
+        period(
+            &mut out,
+            session,
+            token,
+            run,
+            offset,
+            init(run[0].init_id),
+            dynamic,
+        );
         offset += run.iter().map(|f| f.duration_ns.max(0)).sum::<i64>();
     }
     out.push_str("</MPD>\n");
@@ -81,16 +89,27 @@ fn period(
     run: &[FragmentMeta],
     offset: i64,
     init: Option<InitMeta>,
+    dynamic: bool,
 ) {
     let first = &run[0];
     let avg_ms =
         run.iter().map(|f| f.duration_ns.max(0)).sum::<i64>() / 1_000_000 / run.len() as i64;
-    let _ = writeln!(
-        out,
-        "  <Period id=\"{}\" start=\"{}\">",
-        first.fragment_number,
-        duration(offset)
-    );
+    if dynamic {
+        let start_ms = session.display_time(first).div_euclid(1_000_000);
+        let _ = writeln!(
+            out,
+            "  <Period id=\"{}-{start_ms}\" start=\"{}\">",
+            first.init_id,
+            duration(start_ms * 1_000_000)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  <Period id=\"{}\" start=\"{}\">",
+            first.fragment_number,
+            duration(offset)
+        );
+    }
     out.push_str(
         "    <AdaptationSet mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n",
     );
@@ -104,6 +123,10 @@ fn period(
         xml_attr(&codecs),
         peak_bandwidth(run)
     );
+    if dynamic {
+        segment_timeline(out, session, token, run);
+        return;
+    }
     let _ = writeln!(
         out,
         "        <SegmentList timescale=\"1000\" duration=\"{}\" startNumber=\"{}\">",
@@ -132,6 +155,33 @@ fn period(
     out.push_str(
         "        </SegmentList>\n      </Representation>\n    </AdaptationSet>\n  </Period>\n",
     );
+}
+
+/// A live Period's segments: a SegmentTemplate addressing fragments by their start time
+/// (`$Time$`, epoch ms of the session's timestamp) with a SegmentTimeline, so a player re-reading
+/// the manifest finds its place by time as the window slides (ffmpeg's DASH demuxer follows
+/// a sliding SegmentList by index and loses its place).
+fn segment_timeline(out: &mut String, session: &Session, token: &str, run: &[FragmentMeta]) {
+    let _ = writeln!(
+        out,
+        "        <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{}\" \
+         initialization=\"{}\" media=\"{}\">",
+        session.display_time(&run[0]).div_euclid(1_000_000),
+        xml_attr(&init_url(token, run[0].init_id)),
+        xml_attr(&format!(
+            "{MEDIA_FRAGMENT}?SessionToken={token}&Time=$Time$"
+        ))
+    );
+    out.push_str("          <SegmentTimeline>\n");
+    for f in run {
+        let _ = writeln!(
+            out,
+            "            <S t=\"{}\" d=\"{}\"/>",
+            session.display_time(f).div_euclid(1_000_000),
+            (f.duration_ns.max(0) / 1_000_000).max(1)
+        );
+    }
+    out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n  </Period>\n");
 }
 
 #[cfg(test)]
@@ -195,7 +245,9 @@ mod tests {
         let m = manifest(&s, "T", &w, init, 1_764_000_100_000_000_000);
         assert!(m.contains("type=\"dynamic\""), "{m}");
         assert!(m.contains("minimumUpdatePeriod=\"PT2.000S\""), "{m}");
-        assert!(m.contains("startNumber=\"5\""), "{m}");
+        assert!(m.contains("&amp;Time=$Time$\""), "{m}");
+        assert!(m.contains("<S t=\"1764000010000\" d=\"2000\"/>"), "{m}");
+        assert!(!m.contains("SegmentList"), "{m}");
         assert!(!m.contains("kvs:ts"), "{m}");
     }
 }

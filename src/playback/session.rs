@@ -126,6 +126,9 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("no fragments of `{0}` for this session")]
     NoMedia(String),
+    /// Not stored (never, or deleted by retention since the playlist listed it).
+    #[error("{1} of `{0}` is no longer stored (deleted by retention?)")]
+    NoFragment(String, FragmentRef),
     #[error("fragment {1} of `{0}` is not part of this session")]
     NotInSession(String, u64),
     #[error("init segment {1} of `{0}` is not stored")]
@@ -273,17 +276,25 @@ pub fn plan_window(
 pub fn open_fragment_body(
     reader: &StoreReader,
     session: &Session,
-    number: u64,
+    which: FragmentRef,
 ) -> Result<(FragmentBody, u64), SessionError> {
     let stream = &session.stream;
-    let f = reader
-        .fragment(stream, number)?
-        .ok_or_else(|| StoreError::FragmentGone {
-            stream: stream.clone(),
-            number,
-        })?;
+    let found = match which {
+        FragmentRef::Number(n) => reader.fragment(stream, n)?,
+        FragmentRef::TimeMs(ms) => {
+            let t = ms.saturating_mul(1_000_000);
+            let origin = session.origin.into();
+            reader
+                .fragments_between(stream, origin, t, t.saturating_add(999_999), None, 1)?
+                .pop()
+        }
+    };
+    let f = found.ok_or_else(|| SessionError::NoFragment(stream.clone(), which))?;
     if !session.covers(&f) {
-        return Err(SessionError::NotInSession(stream.clone(), number));
+        return Err(SessionError::NotInSession(
+            stream.clone(),
+            f.fragment_number,
+        ));
     }
     let (file, offset) = reader.open_fragment(&f)?;
     Ok((
@@ -294,6 +305,25 @@ pub fn open_fragment_body(
         },
         f.size,
     ))
+}
+
+/// How a fragment URL names its fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragmentRef {
+    /// `FragmentNumber=N` (HLS, static DASH).
+    Number(u64),
+    /// `Time=T`: the fragment starting in that millisecond of the session's timestamp (live
+    /// DASH `$Time$`).
+    TimeMs(i64),
+}
+
+impl std::fmt::Display for FragmentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "fragment {n}"),
+            Self::TimeMs(t) => write!(f, "the fragment at {t} ms"),
+        }
+    }
 }
 
 /// An opened fragment, ready to be streamed.

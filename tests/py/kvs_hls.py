@@ -113,12 +113,14 @@ def media_sequence(playlist):
 
 
 def ffmpeg_plays(url, extra=(), what=""):
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-xerror", *extra, "-i", url, "-c", "copy", "-f", "null", "-"]
+    """Plays `url` with ffmpeg (stream copy); returns how many video packets it read."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-xerror", *extra, "-i", url, "-c", "copy", "-f", "framecrc", "-"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     check(
         out.returncode == 0 and not out.stderr.strip(),
         f"ffmpeg {what} failed ({out.returncode}): {out.stderr[-2000:]}",
     )
+    return sum(1 for l in out.stdout.splitlines() if l and not l.startswith("#"))
 
 
 def ffprobe_duration(url):
@@ -202,17 +204,20 @@ def main():
     check(streams[0]["codec_name"] == "h264" and streams[0]["width"] == 64, f"{streams}")
     ok(f"ON_DEMAND HLS: {len(want)} fragments, ffmpeg plays {duration:.2f}s to the end")
 
-    # LIVE: a sliding window of the newest fragments that follows new ones
-    live = am.get_hls_streaming_session_url(StreamName=name, PlaybackMode="LIVE")[
-        "HLSStreamingSessionURL"
-    ]
+    # LIVE: a sliding window of the newest fragments that follows new ones. Time to first byte:
+    # from asking for the session URL to the first media segment's bytes, as a player goes.
     t0 = time.monotonic()
+    live = am.get_hls_streaming_session_url(
+        StreamName=name, PlaybackMode="LIVE", MaxMediaPlaylistFragmentResults=2
+    )["HLSStreamingSessionURL"]
     status, _, master = fetch(live)
-    ttfb = time.monotonic() - t0
     check(status == 200, f"live master {status}")
     live_media = media_playlist_url(live, master)
     first = fetch(live_media)[2].decode()
-    check(len(segments(first)) == 5 and "#EXT-X-ENDLIST" not in first, f"live playlist: {first}")
+    status, _, seg = fetch(urllib.parse.urljoin(live_media, segments(first)[-1]))
+    ttfb = time.monotonic() - t0
+    check(status == 200 and seg[4:8] == b"moof", f"live segment {status}")
+    check(len(segments(first)) == 2 and "#EXT-X-ENDLIST" not in first, f"live playlist: {first}")
     check("PLAYLIST-TYPE" not in first, first)
     seq0 = media_sequence(first)
     deadline = time.monotonic() + 30
@@ -222,8 +227,10 @@ def main():
             break
         check(time.monotonic() < deadline, f"the live playlist does not move: {later}")
         time.sleep(0.2)  # polling the playlist, as a player does
-    ffmpeg_plays(live, extra=["-t", "3"], what="LIVE")
-    ok(f"LIVE HLS: window of 5 moves (sequence {seq0} -> {media_sequence(later)}), ffmpeg follows it; master in {ttfb * 1000:.0f} ms")
+    # 2 fragments of 1 s at 10 fps are 20 frames: more means ffmpeg re-read the playlist
+    frames = ffmpeg_plays(live, extra=["-t", "4"], what="LIVE")
+    check(frames > 30, f"LIVE: ffmpeg read only {frames} frames")
+    ok(f"LIVE HLS: window of 2 moves (sequence {seq0} -> {media_sequence(later)}), ffmpeg follows it ({frames} frames); time to first segment byte {ttfb * 1000:.0f} ms")
 
     # LIVE_REPLAY from the first stored fragment
     replay = am.get_hls_streaming_session_url(
@@ -233,14 +240,16 @@ def main():
             "FragmentSelectorType": "PRODUCER_TIMESTAMP",
             "TimestampRange": {"StartTimestamp": when(want[0]["producer_ns"])},
         },
-        MaxMediaPlaylistFragmentResults=3,
+        MaxMediaPlaylistFragmentResults=2,
     )["HLSStreamingSessionURL"]
     status, _, master = fetch(replay)
     check(status == 200, f"replay master {status}")
     rp = fetch(media_playlist_url(replay, master))[2].decode()
-    check(media_sequence(rp) == want[0]["n"] and len(segments(rp)) == 3, f"replay: {rp}")
+    check(media_sequence(rp) == want[0]["n"] and len(segments(rp)) == 2, f"replay: {rp}")
     check("#EXT-X-ENDLIST" not in rp, rp)
-    ok("LIVE_REPLAY HLS starts at StartTimestamp")
+    frames = ffmpeg_plays(replay, extra=["-t", "4"], what="LIVE_REPLAY")
+    check(frames > 30, f"LIVE_REPLAY: ffmpeg read only {frames} frames")
+    ok("LIVE_REPLAY HLS starts at StartTimestamp, ffmpeg follows it")
 
     # DASH ON_DEMAND played to the end by ffmpeg's dash demuxer
     dash = am.get_dash_streaming_session_url(
@@ -257,6 +266,14 @@ def main():
     duration, _ = ffprobe_duration(dash)
     check(abs(duration - total) < 0.25, f"DASH duration {duration} vs {total}")
     ok(f"ON_DEMAND DASH: ffmpeg plays {duration:.2f}s to the end")
+    live_dash = am.get_dash_streaming_session_url(
+        StreamName=name, PlaybackMode="LIVE", MaxManifestFragmentResults=2
+    )["DASHStreamingSessionURL"]
+    mpd = fetch(live_dash)[2].decode()
+    check('type="dynamic"' in mpd and mpd.count("<S t=") == 2, mpd)
+    frames = ffmpeg_plays(live_dash, extra=["-t", "4"], what="DASH LIVE")
+    check(frames > 30, f"DASH LIVE: ffmpeg read only {frames} frames")
+    ok(f"LIVE DASH: dynamic MPD, ffmpeg follows it ({frames} frames)")
 
     # errors
     loose = make_client("kinesis-video-archived-media", hls_endpoint, a.reader, validate=False)

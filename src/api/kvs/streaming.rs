@@ -7,8 +7,8 @@ use super::{
 };
 use crate::api::ApiState;
 use crate::playback::session::{
-    open_fragment_body, plan_window, session_init, DiscontinuityMode, Origin, PlaybackMode,
-    Protocol, Session, SessionError, TokenError,
+    open_fragment_body, plan_window, session_init, DiscontinuityMode, FragmentRef, Origin,
+    PlaybackMode, Protocol, Session, SessionError, TokenError,
 };
 use crate::playback::{dash, hls};
 use crate::store::{StoreError, StoreReader};
@@ -384,7 +384,7 @@ impl IntoResponse for StreamingError {
 struct SessionQuery {
     session: Session,
     token: String,
-    fragment_number: Option<u64>,
+    fragment: Option<FragmentRef>,
     init_id: Option<i64>,
 }
 
@@ -393,7 +393,7 @@ fn session_query(
     query: Option<String>,
     protocol: Protocol,
 ) -> Result<SessionQuery, StreamingError> {
-    let (mut token, mut fragment_number, mut init_id) = (None, None, None);
+    let (mut token, mut fragment, mut init_id) = (None, None, None);
     let number = |k: &str, v: &str| {
         v.parse()
             .map_err(|_| StreamingError::BadQuery(format!("{k}: `{v}` is not a number")))
@@ -401,7 +401,8 @@ fn session_query(
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*k {
             "SessionToken" => token = Some(v.into_owned()),
-            "FragmentNumber" => fragment_number = Some(number(&k, &v)?),
+            "FragmentNumber" => fragment = Some(FragmentRef::Number(number(&k, &v)?)),
+            "Time" => fragment = Some(FragmentRef::TimeMs(number(&k, &v)? as i64)),
             "InitId" => init_id = Some(number(&k, &v)? as i64),
             _ => {}
         }
@@ -415,7 +416,7 @@ fn session_query(
     Ok(SessionQuery {
         session,
         token,
-        fragment_number,
+        fragment,
         init_id,
     })
 }
@@ -538,12 +539,10 @@ async fn fragment(
     protocol: Protocol,
 ) -> Result<Response, StreamingError> {
     let SessionQuery {
-        session,
-        fragment_number,
-        ..
+        session, fragment, ..
     } = session_query(&state, q, protocol)?;
-    let n = fragment_number
-        .ok_or_else(|| StreamingError::BadQuery("FragmentNumber is required".into()))?;
+    let n =
+        fragment.ok_or_else(|| StreamingError::BadQuery("FragmentNumber is required".into()))?;
     let (body, size) = with_session(&state, session, move |reader, session| {
         Ok(open_fragment_body(reader, &session, n)?)
     })
