@@ -473,6 +473,149 @@ pub(crate) mod tests {
         assert_eq!(Session::decode("%%", &key, now), Err(TokenError::Forged));
     }
 
+    /// A store with `n` 2 s fragments from START (producer = server time); those in `gaps`
+    /// start a discontinuity.
+    fn store_with(n: u64, gaps: &[u64]) -> (tempfile::TempDir, StoreReader) {
+        use crate::clock::Clock;
+        use crate::store::{NewFragment, Statvfs, Store, StoreOptions, VideoOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new(START);
+        let opts = StoreOptions {
+            fsync: crate::config::FsyncPolicy::Fragment,
+            max_bytes: None,
+            min_free: Some(0),
+            on_full: crate::config::OnFull::DeleteOldest,
+            segment_duration: std::time::Duration::from_secs(60),
+        };
+        let root = dir.path().join("video");
+        let store = Store::open(&root, opts, clock.clone(), Arc::new(Statvfs)).unwrap();
+        let mut w = store
+            .open_video(
+                "front door",
+                VideoOptions {
+                    retention: std::time::Duration::from_secs(3600),
+                    max_bytes: None,
+                    segment_size: 1 << 20,
+                },
+            )
+            .unwrap();
+        let cfg = crate::media::test_support::small_h264_config();
+        for i in 1..=n {
+            w.append(&NewFragment {
+                codec: &cfg,
+                producer_ns: clock.now_ns(),
+                duration_ns: 2_000_000_000,
+                discontinuity: gaps.contains(&i),
+                sample_count: 60,
+                data: &[i as u8; 100],
+            })
+            .unwrap();
+            clock.advance(std::time::Duration::from_secs(2));
+        }
+        let reader = StoreReader::open(&root).unwrap();
+        (dir, reader)
+    }
+
+    const START: i64 = 1_764_000_000_000_000_000;
+    const SEC: i64 = 1_000_000_000;
+
+    fn numbers(w: &Window) -> Vec<u64> {
+        w.fragments.iter().map(|f| f.fragment_number).collect()
+    }
+
+    #[test]
+    fn live_windows_slide_and_count_the_discontinuities_that_left() {
+        let (_dir, r) = store_with(10, &[3, 4, 9]);
+        let s = Session {
+            start_ns: None,
+            end_ns: None,
+            max_fragments: 3,
+            anchor: 2,
+            ..session(PlaybackMode::Live)
+        };
+        let w = plan_window(&r, &s, START).unwrap();
+        assert_eq!(numbers(&w), vec![8, 9, 10]);
+        assert!(!w.ended);
+        // 3 and 4 are behind the window; 9 is in it and tagged there
+        assert_eq!(w.discontinuity_sequence, 2);
+        assert!(w.discontinuity_before(DiscontinuityMode::OnDiscontinuity, 1));
+        assert!(!w.discontinuity_before(DiscontinuityMode::OnDiscontinuity, 2));
+        let always = Session {
+            discontinuity: DiscontinuityMode::Always,
+            ..s.clone()
+        };
+        // every fragment after the anchor up to the window's first carried a tag
+        assert_eq!(
+            plan_window(&r, &always, START)
+                .unwrap()
+                .discontinuity_sequence,
+            6
+        );
+        let never = Session {
+            discontinuity: DiscontinuityMode::Never,
+            ..s
+        };
+        assert_eq!(
+            plan_window(&r, &never, START)
+                .unwrap()
+                .discontinuity_sequence,
+            0
+        );
+    }
+
+    #[test]
+    fn live_replay_advances_in_real_time_and_ends_with_its_range() {
+        let (_dir, r) = store_with(10, &[]);
+        let issued_ms = START / 1_000_000 + 100_000;
+        let s = Session {
+            start_ns: Some(START + 2 * SEC),
+            end_ns: None,
+            max_fragments: 3,
+            issued_ms,
+            ..session(PlaybackMode::LiveReplay)
+        };
+        let at = |elapsed_s: i64| issued_ms * 1_000_000 + elapsed_s * SEC;
+        // at first the range's first fragments, then one more per 2 s of playing
+        assert_eq!(numbers(&plan_window(&r, &s, at(0)).unwrap()), vec![2, 3, 4]);
+        assert_eq!(numbers(&plan_window(&r, &s, at(4)).unwrap()), vec![2, 3, 4]);
+        assert_eq!(numbers(&plan_window(&r, &s, at(6)).unwrap()), vec![3, 4, 5]);
+        assert_eq!(
+            numbers(&plan_window(&r, &s, at(60)).unwrap()),
+            vec![8, 9, 10]
+        );
+        assert!(!plan_window(&r, &s, at(60)).unwrap().ended);
+        // with an end: ENDLIST once the range is played out and its end has passed
+        let bounded = Session {
+            end_ns: Some(START + 10 * SEC),
+            ..s
+        };
+        let w = plan_window(&r, &bounded, at(6)).unwrap();
+        assert_eq!((numbers(&w), w.ended), (vec![3, 4, 5], false));
+        let w = plan_window(&r, &bounded, at(60)).unwrap();
+        assert_eq!((numbers(&w), w.ended), (vec![4, 5, 6], true));
+        // on demand: the first fragments of the range, ended
+        let od = Session {
+            max_fragments: 1000,
+            ..session(PlaybackMode::OnDemand)
+        };
+        let od = Session {
+            start_ns: Some(START + 3 * SEC),
+            end_ns: Some(START + 9 * SEC),
+            ..od
+        };
+        let w = plan_window(&r, &od, at(0)).unwrap();
+        assert_eq!((numbers(&w), w.ended), (vec![3, 4, 5], true));
+        let empty = Session {
+            start_ns: Some(START - 100 * SEC),
+            end_ns: Some(START - 90 * SEC),
+            ..od
+        };
+        assert!(matches!(
+            plan_window(&r, &empty, at(0)),
+            Err(SessionError::NoMedia(_))
+        ));
+    }
+
     #[test]
     fn sessions_cover_their_range_only() {
         let s = session(PlaybackMode::OnDemand);
