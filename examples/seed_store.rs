@@ -110,7 +110,8 @@ fn main() -> Result<()> {
     let c = &status.counters;
     println!(
         "stored {} fragments, {} bytes",
-        c.fragments_stored.load(std::sync::atomic::Ordering::Relaxed),
+        c.fragments_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
         c.bytes_stored.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())

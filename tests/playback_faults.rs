@@ -26,9 +26,25 @@ fn seeded_daemon() -> Seeded {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("noise.mp4");
     let ok = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
         .arg("testsrc2=size=640x360:rate=30")
-        .args(["-vf", "noise=alls=40:allf=t+u", "-t", "4", "-c:v", "libx264"])
+        .args([
+            "-vf",
+            "noise=alls=40:allf=t+u",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+        ])
         .args(["-preset", "ultrafast", "-qp", "10", "-g", "30", "-bf", "0"])
         .args(["-pix_fmt", "yuv420p"])
         .arg(&src)
@@ -168,13 +184,17 @@ fn a_client_that_stops_reading_costs_bounded_memory_and_resumes() {
     // The writer runs until the channel and the socket buffers are full, then waits: its count
     // of bytes handed to the connection stops moving.
     let mut last = u64::MAX;
-    let stalled = eventually(Duration::from_secs(30), "the clip writer waits for the client", || {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = playback(t.port, "bytes_streamed") - sent_before;
-        let stalled = (now == last).then_some(now);
-        last = now;
-        stalled
-    });
+    let stalled = eventually(
+        Duration::from_secs(30),
+        "the clip writer waits for the client",
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = playback(t.port, "bytes_streamed") - sent_before;
+            let stalled = (now == last).then_some(now);
+            last = now;
+            stalled
+        },
+    );
     assert_eq!(playback(t.port, "active_streams"), 1);
     assert!(
         stalled < len / 4,

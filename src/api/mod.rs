@@ -174,6 +174,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(aws)
         .merge(kvs::router().route_layer(guard(kvs::AUTH)))
+        // HLS / DASH session routes: the signed session token is the credential
+        .merge(kvs::session_router())
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))

@@ -1,11 +1,11 @@
 //! Clips: the init segment plus a run of stored fragments, rebased so the clip starts at time 0.
 //! A clip never mixes codec configurations: a range spanning an init change becomes several parts.
 
+use super::range::slice_into;
+use super::ByteRange;
 use crate::clock::{format_rfc3339, UnixNanos};
 use crate::media::fmp4;
 use crate::store::{FragmentMeta, StoreError, StoreReader};
-use super::range::slice_into;
-use super::ByteRange;
 use std::io::{Read, Seek, Write};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,15 +128,12 @@ pub fn write_clip(
                 }
             };
             let mut frag = open_fragment(reader, f)?;
-            let moof = fmp4::rewrite_fragment(
-                &frag.moof,
-                i as u32 + 1,
-                frag.base.saturating_sub(first),
-            )
-            .map_err(|source| ClipError::Media {
-                number: f.fragment_number,
-                source,
-            })?;
+            let moof =
+                fmp4::rewrite_fragment(&frag.moof, i as u32 + 1, frag.base.saturating_sub(first))
+                    .map_err(|source| ClipError::Media {
+                    number: f.fragment_number,
+                    source,
+                })?;
             if moof.len() != frag.moof.len() {
                 return Err(ClipError::Layout {
                     number: f.fragment_number,
@@ -146,10 +143,16 @@ pub fn write_clip(
             // The mdat: skip to where the range starts, copy up to where it ends.
             let body_at = at + moof.len() as u64;
             let from = range.first.saturating_sub(body_at);
-            let to = range.last.saturating_add(1).min(end).saturating_sub(body_at);
+            let to = range
+                .last
+                .saturating_add(1)
+                .min(end)
+                .saturating_sub(body_at);
             if from < to {
                 if from > 0 {
-                    frag.rest.get_mut().seek(std::io::SeekFrom::Current(from as i64))?;
+                    frag.rest
+                        .get_mut()
+                        .seek(std::io::SeekFrom::Current(from as i64))?;
                     frag.rest.set_limit(frag.rest.limit().saturating_sub(from));
                 }
                 let copied = std::io::copy(&mut (&mut frag.rest).take(to - from), out)?;

@@ -79,6 +79,47 @@ pub fn streamed_body<E: std::fmt::Display>(
     axum::body::Body::new(ChannelBody(rx))
 }
 
+/// Bytes read from a file per blocking read by `file_body`.
+const FILE_READ: usize = 64 * 1024;
+/// Reads in flight between `file_body`'s reads and the connection.
+const FILE_READS_IN_FLIGHT: usize = 2;
+
+/// `len` bytes of `file` from `offset`, unchanged, read in FILE_READ pieces on blocking threads
+/// as the client takes them: unlike `streamed_body`, no thread waits while the client is slow,
+/// which suits many viewers of stored fragments (HLS / DASH segments). Memory per response is
+/// FILE_READS_IN_FLIGHT reads. Must be called inside a Tokio runtime.
+pub fn file_body(file: std::fs::File, offset: u64, len: u64) -> axum::body::Body {
+    let (tx, rx) = mpsc::channel::<Chunk>(FILE_READS_IN_FLIGHT);
+    let active = Active::start();
+    let file = std::sync::Arc::new(file);
+    tokio::spawn(async move {
+        let _active = active;
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (len - pos).min(FILE_READ as u64) as usize;
+            let file = file.clone();
+            let at = offset + pos;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0; n];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            let failed = read.is_err();
+            if let Ok(b) = &read {
+                BYTES_SENT.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            // a closed channel: the client went away
+            if tx.send(read).await.is_err() || failed {
+                return;
+            }
+            pos += n as u64;
+        }
+    });
+    axum::body::Body::new(ChannelBody(rx))
+}
+
 /// The part as a fragmented MP4 body, written on a blocking thread as the client reads it.
 /// Must be called inside a Tokio runtime.
 pub fn clip_body(reader: StoreReader, part: ClipPart) -> axum::body::Body {

@@ -324,6 +324,92 @@ impl StoreReader {
             .map_err(|e| self.idx(e))
     }
 
+    /// The newest `limit` fragments whose `origin` start time is in `[start, end]`, oldest
+    /// first (live playlists' sliding windows).
+    pub fn last_fragments_between(
+        &self,
+        stream: &str,
+        origin: TimeOrigin,
+        start: UnixNanos,
+        end: UnixNanos,
+        limit: usize,
+    ) -> Result<Vec<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        let column = match origin {
+            TimeOrigin::Producer => "producer_ns",
+            TimeOrigin::Server => "server_ns",
+        };
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
+                   AND {column} >= ?2 AND {column} <= ?3
+                 ORDER BY fragment_number DESC LIMIT ?4"
+            ))
+            .map_err(|e| self.idx(e))?;
+        let rows = q
+            .query_map(
+                params![id, start, end, limit.min(i64::MAX as usize) as i64],
+                |r| fragment_row(stream, r),
+            )
+            .map_err(|e| self.idx(e))?;
+        let mut out: Vec<FragmentMeta> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.idx(e))?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// How many fragments are numbered in `(after, upto]`; only those starting a discontinuity
+    /// when `discontinuities` (live playlists' EXT-X-DISCONTINUITY-SEQUENCE).
+    pub fn count_fragments(
+        &self,
+        stream: &str,
+        after: u64,
+        upto: u64,
+        discontinuities: bool,
+    ) -> Result<u64> {
+        let id = self.stream_id(stream)?;
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM fragments WHERE stream_id = ?1
+                   AND fragment_number > ?2 AND fragment_number <= ?3
+                   AND (discontinuity OR NOT ?4)",
+                params![
+                    id,
+                    after.min(i64::MAX as u64) as i64,
+                    upto.min(i64::MAX as u64) as i64,
+                    discontinuities
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.idx(e))
+    }
+
+    /// An init segment of `stream` (None when the id is not one of this stream's).
+    pub fn stream_init(&self, stream: &str, init_id: i64) -> Result<Option<InitMeta>> {
+        let id = self.stream_id(stream)?;
+        self.conn
+            .query_row(
+                "SELECT id, codec, codec_string, width, height, data FROM inits
+                 WHERE id = ?1 AND stream_id = ?2",
+                [init_id, id],
+                |r| {
+                    Ok(InitMeta {
+                        id: r.get(0)?,
+                        codec: r.get(1)?,
+                        codec_string: r.get(2)?,
+                        width: r.get(3)?,
+                        height: r.get(4)?,
+                        data: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.idx(e))
+    }
+
     /// The moof + mdat bytes of a fragment.
     pub fn read_fragment(&self, f: &FragmentMeta) -> Result<Vec<u8>> {
         let mut buf = Vec::with_capacity(f.size as usize);

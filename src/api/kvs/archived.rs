@@ -1,7 +1,10 @@
 //! `kinesis-video-archived-media`: ListFragments and GetClip, with the fragment selector and the
 //! NextToken they share.
 
-use super::{b64, check_max, nanos, parse, seconds, with_reader, KvsError, KvsResult, StreamRef};
+use super::{
+    b64, check_max, nanos, parse, seconds, with_reader, FragmentSelector, KvsError, KvsResult,
+    StreamRef,
+};
 use crate::api::ApiState;
 use crate::playback::{clip_body, ClipPart};
 use crate::store::{FragmentMeta, StoreError, StoreReader, TimeOrigin};
@@ -24,20 +27,6 @@ pub(super) struct ListFragmentsIn {
     max_results: Option<u64>,
     next_token: Option<String>,
     fragment_selector: Option<FragmentSelector>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FragmentSelector {
-    fragment_selector_type: Option<String>,
-    timestamp_range: Option<TimestampRange>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TimestampRange {
-    start_timestamp: Option<f64>,
-    end_timestamp: Option<f64>,
 }
 
 /// One page's query; NextToken carries all of it (and the stream it was issued for), so later

@@ -5,7 +5,8 @@
 //! config's `retention` take turns).
 
 use super::{
-    b64, check_max, parse, seconds, stream_arn, with_reader, KvsError, KvsResult, Named, StreamRef,
+    b64, base_url, check_max, parse, seconds, stream_arn, with_reader, KvsError, KvsResult, Named,
+    StreamRef,
 };
 use crate::api::ApiState;
 use crate::store::{
@@ -164,16 +165,10 @@ pub(super) async fn get_data_endpoint(
         }
         Some(_) => {}
     }
-    // The Host header as an authority (host[:port]) only, so it cannot inject a path.
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
-        .filter(|a| a.as_str().find(['@']).is_none())
-        .ok_or_else(|| KvsError::InvalidArgument("the request has no valid Host header".into()))?;
+    let base = base_url(&headers)?;
     let named = req.stream.resolve()?;
     with_reader(&state, move |r| named.details(r).map(|_| ())).await?;
-    Ok(Json(json!({ "DataEndpoint": format!("http://{host}") })))
+    Ok(Json(json!({ "DataEndpoint": base })))
 }
 
 /// Runs a change against the running store on a blocking thread, once the stream (and an ARN's

@@ -1,19 +1,23 @@
 //! Kinesis-Video-Streams-compatible APIs, REST-JSON over POST as the botocore service models
-//! define them: the `kinesisvideo` control plane (control.rs) and `kinesis-video-archived-media`
-//! (archived.rs). Cameras are the video streams; everything is read from the store on blocking
-//! threads. This module holds the router and what the operations share: request parsing, the
-//! store reader, stream names and ARNs, timestamps and errors.
+//! define them: the `kinesisvideo` control plane (control.rs), `kinesis-video-archived-media`
+//! (archived.rs: ListFragments, GetClip; images.rs: GetImages; streaming.rs: the HLS / DASH
+//! session URLs and the player routes they lead to). Cameras are the video streams; everything is
+//! read from the store on blocking threads. This module holds the router and what the operations
+//! share: request parsing, the store reader, stream names and ARNs, timestamps and errors.
 
 mod archived;
 mod control;
 mod error;
 mod images;
+mod streaming;
 
 pub use error::KvsError;
+pub use streaming::session_router;
 
 use super::auth::{AuthError, RouteAuth, Scope};
 use super::ApiState;
 use crate::store::{StoreError, StoreReader, StreamDetails};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -52,6 +56,7 @@ pub fn router() -> Router<ApiState> {
         .route("/listFragments", post(archived::list_fragments))
         .route("/getClip", post(archived::get_clip))
         .route("/getImages", post(images::get_images))
+        .merge(streaming::router())
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
@@ -191,6 +196,33 @@ fn check_max(field: &str, v: Option<u64>, max: u64) -> Result<u64, KvsError> {
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+/// A time range selector as ListFragments, GetClip and the streaming sessions take it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FragmentSelector {
+    fragment_selector_type: Option<String>,
+    timestamp_range: Option<TimestampRange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TimestampRange {
+    start_timestamp: Option<f64>,
+    end_timestamp: Option<f64>,
+}
+
+/// `http://<Host>`: the daemon as the client reached it (data endpoints, session URLs).
+fn base_url(headers: &HeaderMap) -> Result<String, KvsError> {
+    // The Host header as an authority (host[:port]) only, so it cannot inject a path.
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .filter(|a| a.as_str().find(['@']).is_none())
+        .ok_or_else(|| KvsError::InvalidArgument("the request has no valid Host header".into()))?;
+    Ok(format!("http://{host}"))
 }
 
 #[cfg(test)]
