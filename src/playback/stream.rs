@@ -18,32 +18,50 @@ type Chunk = Result<Bytes, std::io::Error>;
 /// The part as a fragmented MP4 body, written on a blocking thread as the client reads it.
 /// Must be called inside a Tokio runtime.
 pub fn clip_body(reader: StoreReader, part: ClipPart) -> axum::body::Body {
+    let what = format!("clip of `{}`", part.fragments[0].stream);
+    blocking_body(what, move |w| {
+        write_clip_part(&reader, &part, w, |_| {}).map(|_| ())
+    })
+}
+
+/// Runs `write` on a blocking thread into a bounded channel that the returned body drains (the
+/// client's pace bounds the memory). A closed channel (the client went away) fails the next
+/// write, which ends the work. An error mid-stream reaches the body and aborts the response.
+/// Must be called inside a Tokio runtime.
+pub fn blocking_body<E: std::fmt::Display>(
+    what: String,
+    write: impl FnOnce(&mut ChannelWriter) -> Result<(), E> + Send + 'static,
+) -> axum::body::Body {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_part(&reader, &part, tx));
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = write(&mut w)
+            .map_err(|e| e.to_string())
+            .and_then(|()| std::io::Write::flush(&mut w).map_err(|e| e.to_string()));
+        let Err(e) = result else { return };
+        if !tx.is_closed() {
+            tracing::warn!("{what}: {e}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
     axum::body::Body::new(ChannelBody(rx))
 }
 
-/// Writes the part into the channel; a closed channel (the client went away) fails the next
-/// write, which ends the work. A read error mid-stream reaches the body and aborts the response.
-fn stream_part(reader: &StoreReader, part: &ClipPart, tx: mpsc::Sender<Chunk>) {
-    let mut w = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(CHUNK),
-    };
-    if let Err(e) = write_clip_part(reader, part, &mut w, |_| {}) {
-        if !tx.is_closed() {
-            tracing::warn!("clip of `{}`: {e}", part.fragments[0].stream);
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    }
-}
-
-struct ChannelWriter {
+/// Buffers writes into chunks for the response body; `flush` sends what is buffered.
+pub struct ChannelWriter {
     tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
+    /// True once the response body is gone (the client disconnected).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
