@@ -46,6 +46,8 @@ pub struct ApiState {
     pub firehose: Arc<firehose::Deliveries>,
     /// Status of the running deliveries and forwarders (REST, UI, metrics).
     pub deliveries: Arc<[crate::delivery::Pipeline]>,
+    /// Triggered when the server stops: long responses (GetMedia following a camera) end.
+    pub shutdown: crate::lifecycle::Shutdown,
 }
 
 /// The operation an AWS JSON request names in `X-Amz-Target` (`<prefix><Operation>`), if the
@@ -79,6 +81,7 @@ impl ApiState {
             cameras: Arc::new([]),
             firehose: Arc::default(),
             deliveries: Arc::new([]),
+            shutdown: crate::lifecycle::Shutdown::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! chains its data-plane calls back here.
 
 mod error;
+mod media;
 
 pub use error::KvsError;
 
@@ -49,6 +50,11 @@ pub fn router() -> Router<ApiState> {
         .route("/getDataEndpoint", post(get_data_endpoint))
         .route("/listFragments", post(list_fragments))
         .route("/getClip", post(get_clip))
+        .route("/getMedia", post(media::get_media))
+        .route(
+            "/getMediaForFragmentList",
+            post(media::get_media_for_fragment_list),
+        )
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
