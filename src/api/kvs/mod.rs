@@ -1,5 +1,6 @@
 //! Kinesis-Video-Streams-compatible control plane (`kinesisvideo`: ListStreams, DescribeStream,
-//! GetDataEndpoint) and `kinesis-video-archived-media` ListFragments and GetClip, REST-JSON over POST as the
+//! GetDataEndpoint), `kinesis-video-archived-media` ListFragments and GetClip, and (in `media`)
+//! GetMediaForFragmentList and `kinesis-video-media` GetMedia, REST-JSON over POST as the
 //! botocore service models define them. Cameras are the video streams; everything is read from
 //! the store on blocking threads. GetDataEndpoint answers the daemon's own base URL, so a client
 //! chains its data-plane calls back here.
