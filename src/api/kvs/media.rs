@@ -33,6 +33,8 @@ const BATCH: usize = 16;
 /// How far back a timestamp selector looks for the fragment containing the timestamp (longer
 /// than any fragment: the service caps them at 10 s).
 const CONTAINING_WINDOW_NS: i64 = 60 * 1_000_000_000;
+/// Fragments read from that window (enough for fragments down to 10 ms long).
+const MAX_CANDIDATES: usize = 6000;
 
 /// Answers with a MKV body (the service's content type for both operations).
 fn mkv_response(body: axum::body::Body) -> Response {
@@ -281,20 +283,23 @@ impl Start {
             // the newest fragment, or (none yet) whatever comes first
             Start::Now => reader.last_fragment(stream)?.and_then(|f| before(&f)),
             Start::At(origin, t) => {
-                let candidates = reader.fragments_between(
-                    stream,
-                    origin,
-                    t.saturating_sub(CONTAINING_WINDOW_NS),
-                    i64::MAX,
-                    None,
-                    64,
-                )?;
                 let start = |f: &FragmentMeta| match origin {
                     TimeOrigin::Producer => f.producer_ns,
                     TimeOrigin::Server => f.server_ns,
                 };
-                match candidates.iter().find(|f| start(f) + f.duration_ns > t) {
-                    Some(f) => before(f),
+                // the fragment containing t: it started at most CONTAINING_WINDOW_NS earlier
+                let earlier = reader.fragments_between(
+                    stream,
+                    origin,
+                    t.saturating_sub(CONTAINING_WINDOW_NS),
+                    t,
+                    None,
+                    MAX_CANDIDATES,
+                )?;
+                let containing = earlier.into_iter().find(|f| start(f) + f.duration_ns > t);
+                let first_after = || reader.fragments_between(stream, origin, t, i64::MAX, None, 1);
+                match containing.or(first_after()?.pop()) {
+                    Some(f) => before(&f),
                     // nothing at or after the time yet: follow from the newest
                     None => reader.last_fragment(stream)?.map(|f| f.fragment_number),
                 }
