@@ -48,6 +48,8 @@ pub struct ApiState {
     pub deliveries: Arc<[crate::delivery::Pipeline]>,
     /// Detection as configured and started (REST events and health).
     pub detection: Arc<DetectionInfo>,
+    /// Triggered when the server stops: long responses (GetMedia following a camera) end.
+    pub shutdown: crate::lifecycle::Shutdown,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -90,6 +92,7 @@ impl ApiState {
             firehose: Arc::default(),
             deliveries: Arc::new([]),
             detection: Arc::default(),
+            shutdown: crate::lifecycle::Shutdown::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::api::{firehose, ApiState, HttpOptions};
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::lifecycle::{Handle, Shutdown};
+use crate::lifecycle::Handle;
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -25,7 +25,8 @@ pub fn start(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener).context("cannot use the API listener")?
     };
-    let shutdown = Shutdown::new();
+    // the state's signal, so that long responses (GetMedia) end with the server
+    let shutdown = state.shutdown.clone();
     let server = runtime.spawn(crate::api::serve(listener, state, options, {
         let shutdown = shutdown.clone();
         async move { shutdown.triggered().await }

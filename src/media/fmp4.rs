@@ -272,6 +272,105 @@ pub fn base_decode_time(bytes: &[u8]) -> Result<u64, MediaError> {
         .ok_or_else(|| invalid("traf has no tfdt"))
 }
 
+/// The decoder configuration record (avcC / hvcC payload, byte for byte) of an init segment's
+/// first track, for containers that carry it as is (Matroska's CodecPrivate).
+pub fn decoder_record(init: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let missing = |what: &str| invalid(format!("init segment without {what}"));
+    let child = |body: &[u8], kind: &[u8; 4]| -> Result<Vec<u8>, MediaError> {
+        child_boxes(body)?
+            .into_iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, b)| b.to_vec())
+            .ok_or_else(|| missing(&String::from_utf8_lossy(kind)))
+    };
+    let mut body = child(init, b"moov")?;
+    for kind in [b"trak", b"mdia", b"minf", b"stbl", b"stsd"] {
+        body = child(&body, kind)?;
+    }
+    // stsd: version/flags and entry count, then the sample entries; a visual sample entry has
+    // 78 bytes of fields before its child boxes.
+    let entries = body.get(8..).ok_or_else(|| missing("sample entry"))?;
+    let (kind, entry) = child_boxes(entries)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| missing("sample entry"))?;
+    let record_kind = match &kind {
+        b"avc1" | b"avc3" => b"avcC",
+        b"hvc1" | b"hev1" => b"hvcC",
+        k => {
+            return Err(invalid(format!(
+                "unsupported sample entry '{}'",
+                String::from_utf8_lossy(k)
+            )))
+        }
+    };
+    child(
+        entry
+            .get(78..)
+            .ok_or_else(|| missing("visual sample entry"))?,
+        record_kind,
+    )
+}
+
+/// One sample of a stored fragment, located in the fragment's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRef {
+    /// Byte range of the sample data in the fragment (moof + mdat) bytes.
+    pub range: std::ops::Range<usize>,
+    /// Decode time relative to the fragment's base decode time, in TIMESCALE ticks.
+    pub decode_offset: u64,
+    /// Presentation minus decode time, in ticks.
+    pub composition_offset: i32,
+    pub is_key: bool,
+}
+
+/// The sample table of a fragment (one traf, as [`inspect_fragment`] checks), for remuxing the
+/// samples into another container (Matroska for GetMedia) without copying the fragment.
+pub fn samples(bytes: &[u8]) -> Result<Vec<SampleRef>, MediaError> {
+    let (moof, _) = read_moof(bytes)?;
+    let traf = single_traf(&moof)?;
+    let tfhd = &traf.tfhd;
+    let mdat = mdat_body_range(bytes)?;
+    let mut out = Vec::new();
+    let mut decode_offset = 0u64;
+    for trun in &traf.trun {
+        // moof-relative offsets (default-base-is-moof, as every fragment here is written)
+        let offset = trun
+            .data_offset
+            .ok_or_else(|| invalid("trun without data offset"))?;
+        let mut pos = usize::try_from(offset).map_err(|_| invalid("negative data offset"))?;
+        for e in &trun.entries {
+            let size = e
+                .size
+                .or(tfhd.default_sample_size)
+                .ok_or_else(|| invalid("sample without size"))? as usize;
+            let duration = e
+                .duration
+                .or(tfhd.default_sample_duration)
+                .ok_or_else(|| invalid("sample without duration"))?;
+            let flags = e.flags.or(tfhd.default_sample_flags).unwrap_or(0);
+            let end = pos
+                .checked_add(size)
+                .filter(|&end| pos >= mdat.start && end <= mdat.end);
+            let end = end.ok_or_else(|| {
+                invalid(format!("sample at {pos} is outside the mdat body {mdat:?}"))
+            })?;
+            out.push(SampleRef {
+                range: pos..end,
+                decode_offset,
+                composition_offset: e.cts.unwrap_or(0),
+                is_key: flags & SAMPLE_IS_NON_SYNC == 0,
+            });
+            decode_offset += u64::from(duration);
+            pos = end;
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("no samples"));
+    }
+    Ok(out)
+}
+
 /// Copy of the fragment with tfdt replaced by `base_decode_time` and mfhd sequence by
 /// `sequence_number` (used when exporting clips: timestamps are rebased to start at 0).
 /// The mdat is copied verbatim; trun data offsets are shifted if the moof changes size. Given
@@ -467,6 +566,42 @@ mod tests {
     };
     use mp4_atom::Decode;
     use std::path::Path;
+
+    #[test]
+    fn decoder_records_come_back_unchanged() {
+        for codec in [Codec::H264, Codec::H265] {
+            let cfg = &stream(codec).config;
+            let init = init_segment(cfg).unwrap();
+            assert_eq!(decoder_record(&init).unwrap(), cfg.record, "{codec:?}");
+        }
+        assert!(decoder_record(b"").is_err());
+    }
+
+    #[test]
+    fn sample_table_locates_every_sample() {
+        let s = stream(Codec::H264);
+        let samples: Vec<Sample> = s.aus[..GOP]
+            .iter()
+            .enumerate()
+            .map(|(i, au)| Sample {
+                data: au,
+                duration: FRAME_TICKS,
+                is_key: i == 0,
+                composition_offset: 0,
+            })
+            .collect();
+        let bytes = fragment(1, 9000, &samples).unwrap();
+        let table = super::samples(&bytes).unwrap();
+        assert_eq!(table.len(), GOP);
+        for (i, (t, au)) in table.iter().zip(&s.aus[..GOP]).enumerate() {
+            assert_eq!(&bytes[t.range.clone()], au.as_slice(), "sample {i}");
+            assert_eq!(t.decode_offset, i as u64 * u64::from(FRAME_TICKS));
+            assert_eq!(t.is_key, i == 0);
+        }
+        let mut truncated = bytes.clone();
+        truncated.truncate(bytes.len() - 1);
+        assert!(super::samples(&truncated).is_err());
+    }
 
     /// Children of a box body as (type, body) pairs.
     fn boxes(mut body: &[u8]) -> Vec<(String, &[u8])> {

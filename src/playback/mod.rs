@@ -1,10 +1,12 @@
-//! Playback of stored video: clip export, HLS / DASH streaming sessions (`session`, `hls`,
-//! `dash`); the KVS-compatible media APIs build on the same pieces.
+//! Playback of stored video: clip export (`clip`, `range`), HLS / DASH streaming sessions
+//! (`session`, `hls`, `dash`), Matroska chunks for GetMedia (`mkv`) and still images (`images`),
+//! all read from the segment files and streamed with bounded memory (`stream`).
 
 mod clip;
 pub mod dash;
 pub mod hls;
 pub mod images;
+pub mod mkv;
 mod range;
 pub mod session;
 mod stream;

@@ -144,6 +144,11 @@ pub struct BodyWriter {
 }
 
 impl BodyWriter {
+    /// True once the response body is gone (the client disconnected).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -192,6 +197,33 @@ impl hyper::body::Body for ChannelBody {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// What a live GetMedia relies on while it waits for new fragments: dropping the body (the
+    /// client went away) shows in `is_closed`, so the writing thread ends.
+    #[tokio::test]
+    async fn a_dropped_body_ends_a_waiting_writer() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let body = streamed_body("test".into(), move |w| {
+            w.write_all(b"first")?;
+            w.flush()?;
+            while !w.is_closed() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            done_tx.send(()).unwrap();
+            Ok::<(), std::io::Error>(())
+        });
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"first");
+        drop(body);
+        tokio::task::spawn_blocking(move || {
+            done_rx.recv_timeout(std::time::Duration::from_secs(10))
+        })
+        .await
+        .unwrap()
+        .expect("the writer saw the closed body and returned");
+    }
 
     #[test]
     fn a_closed_body_stops_the_clip_writer() {

@@ -305,6 +305,19 @@ impl StoreReader {
             .map_err(|e| self.idx(e))
     }
 
+    /// The stream's newest fragment (highest number), if any.
+    pub fn last_fragment(&self, stream: &str) -> Result<Option<FragmentMeta>> {
+        let id = self.stream_id(stream)?;
+        self.conn
+            .query_row(
+                &format!("SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1 ORDER BY fragment_number DESC LIMIT 1"),
+                [id],
+                |r| fragment_row(stream, r),
+            )
+            .optional()
+            .map_err(|e| self.idx(e))
+    }
+
     pub fn init(&self, init_id: i64) -> Result<InitMeta> {
         self.conn
             .query_row(

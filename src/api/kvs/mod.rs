@@ -1,14 +1,16 @@
 //! Kinesis-Video-Streams-compatible APIs, REST-JSON over POST as the botocore service models
 //! define them: the `kinesisvideo` control plane (control.rs), `kinesis-video-archived-media`
 //! (archived.rs: ListFragments, GetClip; images.rs: GetImages; streaming.rs: the HLS / DASH
-//! session URLs and the player routes they lead to). Cameras are the video streams; everything is
-//! read from the store on blocking threads. This module holds the router and what the operations
+//! session URLs and the player routes they lead to; media.rs: GetMediaForFragmentList) and
+//! `kinesis-video-media` GetMedia (media.rs). Cameras are the video streams; everything is read
+//! from the store on blocking threads. This module holds the router and what the operations
 //! share: request parsing, the store reader, stream names and ARNs, timestamps and errors.
 
 mod archived;
 mod control;
 mod error;
 mod images;
+mod media;
 mod streaming;
 
 pub use error::KvsError;
@@ -57,6 +59,11 @@ pub fn router() -> Router<ApiState> {
         .route("/getClip", post(archived::get_clip))
         .route("/getImages", post(images::get_images))
         .merge(streaming::router())
+        .route("/getMedia", post(media::get_media))
+        .route(
+            "/getMediaForFragmentList",
+            post(media::get_media_for_fragment_list),
+        )
 }
 
 type KvsResult = Result<Json<Value>, KvsError>;
