@@ -442,7 +442,7 @@ pub(crate) mod tests {
             segment_duration: std::time::Duration::from_secs(60),
         };
         let root = dir.path().join("video");
-        let store = Store::open(&root, opts, clock.clone(), Arc::new(Statvfs)).unwrap();
+        let store = Store::open(&root, opts, clock.clone(), std::sync::Arc::new(Statvfs)).unwrap();
         let mut w = store
             .open_video(
                 "front door",
