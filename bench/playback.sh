@@ -114,7 +114,7 @@ start_daemon() {
     "$VIDGEST" run --config "$WORK/vidgest.toml" >"$WORK/daemon.log" 2>&1 &
     DAEMON=$!
     STARTED+=("$DAEMON")
-    wait_port "$PORT" "$DAEMON" || die "the daemon did not start (see $WORK/daemon.log)"
+    wait_port "$PORT" "$DAEMON" || die "the daemon did not start: $(tail -5 "$WORK/daemon.log")"
 }
 stop_daemon() {
     kill -TERM "$DAEMON" 2>/dev/null || true
@@ -133,7 +133,7 @@ fi
 # --- HLS: the same daemon also records a live 1080p camera (examples/test_camera serving the
 # source over RTSP). Per repeat: the daemon's CPU over WINDOW s with no viewer, then with VIEWERS
 # ON_DEMAND viewers of the stored hour playing at real time; recording's share is the CPU of every
-# thread but the HTTP runtime's (tokio-runtime-w*: handlers and their blocking reads). Then a
+# thread but the HTTP runtime's (`api`: handlers and their blocking reads). Then a
 # LIVE session of the live camera: time to first byte and the live edge latency.
 if [[ " $MODES " == *" hls "* ]]; then
     for ((rep = 1; rep <= REPEATS; rep++)); do
@@ -154,7 +154,7 @@ if [[ " $MODES " == *" hls "* ]]; then
         CAM_PORT=${URL##*:}
         {
             cat "$CONFIG"
-            printf '[[camera]]\nname = "live"\nfragment_duration = "2s"\nretention = "10m"\n'
+            printf '[[camera]]\nname = "live"\nfragment_duration = "2s"\nretention = "1h"\n'
             printf '[camera.source]\nkind = "rtsp"\nurl = "%s/cam0"\ntransport = "tcp"\n' "$URL"
         } >"$dir/vidgest.toml"
         start_daemon "$dir/vidgest.toml"

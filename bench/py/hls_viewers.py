@@ -170,8 +170,8 @@ def run_live(a):
 
 
 def recording_cpu(m):
-    """CPU s of every thread but the HTTP runtime's (handlers and their blocking reads)."""
-    return sum(v for k, v in m["thread_cpu_s"].items() if not k.startswith("tokio-runtime-w"))
+    """CPU s of every thread but the HTTP runtime's (`api`: handlers and their blocking reads)."""
+    return sum(v for k, v in m["thread_cpu_s"].items() if k != "api")
 
 
 def med(values, fmt="{:.2f}"):
@@ -207,6 +207,13 @@ def report(a):
     print()
     print(f"- per viewer: {med(per_viewer, '{:.3f}')} % of a core, each receiving {med(mbit)} Mbit/s")
     print(f"- recording threads with viewers / without: {med(rec_ratio)}x (target: 1.0 within noise)")
+    grew = {}
+    for r in rows:
+        for k, v in r["load"]["thread_cpu_s"].items():
+            grew[k] = grew.get(k, 0) + v - r["idle"]["thread_cpu_s"].get(k, 0)
+    top = sorted(grew.items(), key=lambda kv: -kv[1])[:6]
+    print("- CPU s added by the viewers, by thread name (sum over runs): "
+          + ", ".join(f"{k} {v:+.2f}" for k, v in top))
     print(f"- LIVE session, time to first byte (session URL request to the first media byte): {med(ttfb, '{:.3f}')} s")
     p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))]
     print(f"- live edge latency (fragment stored to listed in the LIVE playlist, polled every 20 ms), {len(lat)} fragments: p50 {statistics.median(lat):.3f} s, p95 {p95:.3f} s, max {lat[-1]:.3f} s")
@@ -223,7 +230,7 @@ def main():
     ap.add_argument("--viewers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--out")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     {"viewers": run_viewers, "live": run_live, "report": report}[a.mode](a)
 
 
