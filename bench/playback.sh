@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Playback benchmark: exporting one hour of stored 1080p30 5 Mbit/s video as one MP4.
-#   vidgest: GET /api/v1/cameras/<cam>/clip.mp4?start=&end= (curl -o, the daemon streams the
-#            stored fragments out of its segment files)
+# Playback benchmark. Clips: one hour of stored 1080p30 5 Mbit/s video as one MP4, and GetClip's
+# maximum (the first 200 fragments, 400 s).
+#   vidgest: GET /api/v1/cameras/<cam>/clip.mp4?start=&end= and POST /getClip (curl -o; the
+#            daemon streams the stored fragments out of its segment files)
 #   baseline: ffmpeg -f concat -safe 0 -i list.txt -c copy out.mp4 over the same hour stored the
 #            way ffmpeg-based recorders store it (2 s MP4 segments written by ffmpeg's segment
 #            muxer), in the same run, alternating order.

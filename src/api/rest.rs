@@ -196,6 +196,20 @@ fn configured(state: &ApiState, camera: &str) -> bool {
     state.cameras.iter().any(|c| c.name == camera)
 }
 
+/// A `limit` query parameter: `default` when absent, else 1..=`max`.
+fn parse_limit(limit: Option<&str>, default: usize, max: usize) -> Result<usize, RestError> {
+    let limit = match limit {
+        None => default,
+        Some(l) => l.trim().parse().unwrap_or(0),
+    };
+    if limit == 0 || limit > max {
+        return Err(RestError::BadRequest(format!(
+            "`limit` must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
 /// `GET /api/v1/cameras/{name}/fragments?start=T&end=T[&limit=N]`: fragments whose producer
 /// start time is in the range, oldest first.
 async fn fragments(
@@ -204,15 +218,7 @@ async fn fragments(
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<Value>, RestError> {
     let (start, end) = q.range(state.clock.now_ns())?;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l.trim().parse().unwrap_or(0),
-    };
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(RestError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = parse_limit(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let camera = name.clone();
     let list = with_reader(&state, move |r| {
         Ok(r.fragments(&camera, Some(start), Some(end), limit)?)

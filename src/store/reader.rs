@@ -79,6 +79,17 @@ pub struct StoreReader {
 const FRAGMENT_COLS: &str = "fragment_number, producer_ns, server_ns, duration_ns, size, init_id,
     discontinuity, sample_count, segment_id, offset";
 
+fn init_row(r: &Row) -> rusqlite::Result<InitMeta> {
+    Ok(InitMeta {
+        id: r.get(0)?,
+        codec: r.get(1)?,
+        codec_string: r.get(2)?,
+        width: r.get(3)?,
+        height: r.get(4)?,
+        data: r.get(5)?,
+    })
+}
+
 fn fragment_row(stream: &str, r: &Row) -> rusqlite::Result<FragmentMeta> {
     Ok(FragmentMeta {
         stream: stream.to_string(),
@@ -323,16 +334,7 @@ impl StoreReader {
             .query_row(
                 "SELECT id, codec, codec_string, width, height, data FROM inits WHERE id = ?1",
                 [init_id],
-                |r| {
-                    Ok(InitMeta {
-                        id: r.get(0)?,
-                        codec: r.get(1)?,
-                        codec_string: r.get(2)?,
-                        width: r.get(3)?,
-                        height: r.get(4)?,
-                        data: r.get(5)?,
-                    })
-                },
+                init_row,
             )
             .map_err(|e| self.idx(e))
     }
@@ -408,16 +410,7 @@ impl StoreReader {
                 "SELECT id, codec, codec_string, width, height, data FROM inits
                  WHERE id = ?1 AND stream_id = ?2",
                 [init_id, id],
-                |r| {
-                    Ok(InitMeta {
-                        id: r.get(0)?,
-                        codec: r.get(1)?,
-                        codec_string: r.get(2)?,
-                        width: r.get(3)?,
-                        height: r.get(4)?,
-                        data: r.get(5)?,
-                    })
-                },
+                init_row,
             )
             .optional()
             .map_err(|e| self.idx(e))

@@ -192,15 +192,7 @@ pub(super) async fn events(
         limit: None,
     };
     let (start, end) = range.range(state.clock.now_ns())?;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l.trim().parse().unwrap_or(0),
-    };
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(RestError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::parse_limit(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(parse_cursor(c).ok_or_else(|| {
