@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Playback benchmark. Clips: one hour of stored 1080p30 5 Mbit/s video as one MP4, and GetClip's
-# maximum (the first 200 fragments, 400 s).
+# Playback benchmark. Clips: one hour of stored 1080p30 5 Mbit/s video as one MP4, and GetClip
+# just under its 100 MB limit (80 fragments, 160 s).
 #   vidgest: GET /api/v1/cameras/<cam>/clip.mp4?start=&end= and POST /getClip (curl -o; the
 #            daemon streams the stored fragments out of its segment files)
 #   baseline: ffmpeg -f concat -safe 0 -i list.txt -c copy out.mp4 over the same hour stored the
