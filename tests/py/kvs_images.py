@@ -19,13 +19,10 @@ import subprocess
 import sys
 import tempfile
 
-from kvs_client import check, expect_error, fail, make_client, when
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, set_prefix, when  # noqa: E402
 
-UTC = datetime.timezone.utc
-
-
-def ok(what):
-    print("images: ok " + what, flush=True)
+set_prefix("images")
 
 
 def probe(data, fmt):
@@ -76,7 +73,7 @@ def main():
     name = a.stream
 
     kv = make_client("kinesisvideo", a.endpoint, a.reader)
-    endpoint = kv.get_data_endpoint(StreamName=name, APIName="GET_IMAGES")["DataEndpoint"]
+    endpoint = data_endpoint(kv, name, "GET_IMAGES")
     check(endpoint == a.endpoint, f"data endpoint: {endpoint}")
     am = make_client("kinesis-video-archived-media", endpoint, a.reader)
     ok("get_data_endpoint GET_IMAGES")
