@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, set_prefix, when  # noqa: E402
+from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, page_through, set_prefix, when  # noqa: E402
 
 set_prefix("kvs")
 VENV_BIN = os.path.dirname(sys.executable)
@@ -216,19 +216,7 @@ def main():
     # ListStreams: every camera, also one page at a time
     infos = kv.list_streams()["StreamInfoList"]
     check(sorted(i["StreamName"] for i in infos) == sorted(streams), f"list_streams: {infos}")
-    paged, token, pages = [], None, 0
-    while True:
-        kw = {"MaxResults": 1}
-        if token:
-            kw["NextToken"] = token
-        out = kv.list_streams(**kw)
-        check(len(out["StreamInfoList"]) <= 1, f"list_streams page too long: {out}")
-        paged += out["StreamInfoList"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= len(streams), "list_streams paging does not end")
+    paged, _ = page_through(kv.list_streams, "StreamInfoList", "list_streams", len(streams), {"MaxResults": 1})
     check([i["StreamName"] for i in paged] == sorted(streams), f"list_streams paged: {paged}")
     prefix = kv.list_streams(
         StreamNameCondition={"ComparisonOperator": "BEGINS_WITH", "ComparisonValue": streams[0]}
@@ -281,19 +269,14 @@ def main():
             check("NextToken" not in out, f"one page expected: {out}")
             check_fragments(out["Fragments"], want, f"{name} {selector}")
             # paging, two at a time; later pages need only the token
-            got, token, pages = [], None, 0
-            while True:
-                if token:
-                    out = am.list_fragments(StreamName=name, MaxResults=2, NextToken=token)
-                else:
-                    out = am.list_fragments(StreamName=name, MaxResults=2, FragmentSelector=sel)
-                check(len(out["Fragments"]) <= 2, f"page too long: {out}")
-                got += out["Fragments"]
-                pages += 1
-                token = out.get("NextToken")
-                if not token:
-                    break
-                check(pages <= len(want), "list_fragments paging does not end")
+            got, pages = page_through(
+                am.list_fragments,
+                "Fragments",
+                "list_fragments",
+                len(want),
+                {"StreamName": name, "MaxResults": 2, "FragmentSelector": sel},
+                {"StreamName": name, "MaxResults": 2},
+            )
             check(pages == -(-len(want) // 2), f"{pages} pages for {len(want)} fragments")
             check_fragments(got, want, f"{name} {selector} paged")
             # the range bounds are inclusive start times: dropping the first by 1 ms drops it

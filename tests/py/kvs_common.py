@@ -1,11 +1,13 @@
 """Helpers shared by the Kinesis Video client scripts (kvs_client.py, kvs_hls.py, kvs_media.py,
-kvs_images.py): the check/report functions, stock boto3 clients on the daemon's endpoint,
-get_data_endpoint, error expectations, timestamps and plain HTTP fetches.
+kvs_images.py; firehose_client.py uses make_client): the check/report functions, their common
+command line, stock boto3 clients on the daemon's endpoint, get_data_endpoint, error
+expectations, timestamps and plain HTTP fetches.
 
 The scripts are run by path: each puts its own directory on sys.path before importing this.
 Importing it also keeps boto3 away from a developer's ~/.aws profile or a real endpoint.
 """
 
+import argparse
 import datetime
 import os
 import sys
@@ -67,9 +69,36 @@ def make_client(service, endpoint, token, validate=True, unsigned=False):
     )
 
 
+def stream_arguments():
+    """The command line of the one-stream scripts: --endpoint (the daemon's API), --reader (a read
+    token), --stream and --expect (JSON: the stored fragments to check against, oldest first)."""
+    p = argparse.ArgumentParser()
+    for name in ("--endpoint", "--reader", "--stream", "--expect"):
+        p.add_argument(name, required=True)
+    return p
+
+
 def data_endpoint(kv, stream, api):
     """GetDataEndpoint of `stream` for the API name `api` (e.g. GET_MEDIA), as consumer code asks."""
     return kv.get_data_endpoint(StreamName=stream, APIName=api)["DataEndpoint"]
+
+
+def page_through(call, key, what, max_pages, first, later=None):
+    """All items under `key` of a paged call, and how many pages it took: call(**first), then
+    call(**later, NextToken=...) (`later`: `first` by default) until no NextToken comes back.
+    Every page holds at most first["MaxResults"] items (when given); more than max_pages pages
+    fail."""
+    size = first.get("MaxResults")
+    items, pages, out = [], 0, call(**first)
+    while True:
+        check(size is None or len(out[key]) <= size, f"{what}: page too long: {out}")
+        items += out[key]
+        pages += 1
+        token = out.get("NextToken")
+        if not token:
+            return items, pages
+        check(pages <= max_pages, f"{what}: paging does not end")
+        out = call(**dict(first if later is None else later, NextToken=token))
 
 
 def expect_error(code, call, field=None):

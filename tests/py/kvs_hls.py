@@ -11,7 +11,6 @@ Prints "hls: ok <check>" per check and "checks passed" at the end; exits 1 on th
 Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -22,7 +21,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvs_common import UTC, check, data_endpoint, expect_error, fetch, make_client, ok, set_prefix, when  # noqa: E402
+from kvs_common import UTC, check, data_endpoint, expect_error, fetch, make_client, ok, set_prefix, stream_arguments, when  # noqa: E402
 
 set_prefix("hls")
 
@@ -70,11 +69,7 @@ def ffprobe_duration(url):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
-    p.add_argument("--expect", required=True)
+    p = stream_arguments()
     p.add_argument("--expired-token", required=True)
     a = p.parse_args()
     want = json.loads(a.expect)

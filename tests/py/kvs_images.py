@@ -10,7 +10,6 @@ pattern: a white ball on black) of --width x --height, with a read token. --expe
 Prints "images: ok <check>" per check and "checks passed" at the end; exits 1 on the first failure.
 """
 
-import argparse
 import base64
 import datetime
 import json
@@ -20,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, set_prefix, when  # noqa: E402
+from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, page_through, set_prefix, stream_arguments, when  # noqa: E402
 
 set_prefix("images")
 
@@ -60,13 +59,9 @@ def images(am, **kw):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
+    p = stream_arguments()
     p.add_argument("--width", type=int, required=True)
     p.add_argument("--height", type=int, required=True)
-    p.add_argument("--expect", required=True)
     a = p.parse_args()
     frags = json.loads(a.expect)
     check(len(frags) >= 4, f"too few fragments to test with: {frags}")
@@ -89,18 +84,8 @@ def main():
     want = span_us // (interval * 1000) + 1
     base = dict(StreamName=name, ImageSelectorType="PRODUCER_TIMESTAMP",
                 StartTimestamp=start, EndTimestamp=end, SamplingInterval=interval)
-    got, token, pages = [], None, 0
-    while True:
-        kw = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"})
-        if token:
-            kw["NextToken"] = token
-        out = am.get_images(**kw)
-        got += out["Images"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= want, "get_images paging does not end")
+    jpeg = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"})
+    got, pages = page_through(am.get_images, "Images", "get_images", want, jpeg)
     check(len(got) == want, f"{len(got)} images for {want} sampling times")
     stamps = [round(i["TimeStamp"].timestamp() * 1000) for i in got]
     check(stamps == [start_us // 1000 + k * interval for k in range(want)], f"sampling times: {stamps}")
@@ -112,19 +97,7 @@ def main():
     ok(f"get_images JPEG: {want} images every {interval} ms, {a.width}x{a.height}, in {pages} page(s)")
 
     # The same times page by page: MaxResults 3 -> pages of 3, the same images.
-    paged, token, pages = [], None, 0
-    while True:
-        kw = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"}, MaxResults=3)
-        if token:
-            kw["NextToken"] = token
-        out = am.get_images(**kw)
-        check(len(out["Images"]) <= 3, f"page of {len(out['Images'])}")
-        paged += out["Images"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= want, "get_images paging does not end")
+    paged, pages = page_through(am.get_images, "Images", "get_images MaxResults=3", want, dict(jpeg, MaxResults=3))
     check(pages == -(-want // 3), f"{pages} pages for {want} images by 3")
     check(paged == got, "paged images differ from the single page")
     ok(f"get_images MaxResults=3: {pages} pages, same images")

@@ -11,7 +11,6 @@ Prints "kvs-media: ok <check>" per check and "checks passed" at the end; exits 1
 failure. Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvs_common import check, data_endpoint, expect_error, make_client, ok, set_prefix, when  # noqa: E402
+from kvs_common import check, data_endpoint, expect_error, make_client, ok, set_prefix, stream_arguments, when  # noqa: E402
 
 set_prefix("kvs-media")
 
@@ -343,11 +342,7 @@ def get_media_checks(kv, stream, token, expect, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
-    p.add_argument("--expect", required=True)
+    p = stream_arguments()
     p.add_argument("--only", choices=["list", "media"], help="run one group of checks")
     a = p.parse_args()
     expect = json.loads(a.expect)
