@@ -50,6 +50,16 @@ fn token(data_dir: &Path, session: &Session) -> String {
     session.encode(&key)
 }
 
+/// When the camera's stream was created (part of every session token).
+fn created_ns(daemon: &Daemon) -> i64 {
+    daemon
+        .reader()
+        .unwrap()
+        .stream_details(CAMERA)
+        .unwrap()
+        .created_ns
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -63,12 +73,7 @@ fn boto3_gets_hls_and_dash_sessions_that_ffmpeg_plays() {
     // 1 s fragments: ffmpeg's DASH demuxer re-finds its place in a refreshed live manifest
     // at whole-second precision, so shorter fragments make it replay one
     let (daemon, port, frags) = start(dir.path(), "1s", 8);
-    let created = daemon
-        .reader()
-        .unwrap()
-        .stream_details(CAMERA)
-        .unwrap()
-        .created_ns;
+    let created = created_ns(&daemon);
     let expired = Session {
         protocol: Protocol::Hls,
         stream: CAMERA.into(),
@@ -85,24 +90,9 @@ fn boto3_gets_hls_and_dash_sessions_that_ffmpeg_plays() {
         issued_ms: now_ms() - 400_000,
         expires_ms: now_ms() - 100_000,
     };
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let expect = expect_json(&frags[..8]).to_string();
-    let expired = token(&daemon.data_dir, &expired);
-    run_python(
-        "kvs_hls.py",
-        [
-            "--endpoint",
-            &endpoint,
-            "--reader",
-            READER,
-            "--stream",
-            CAMERA,
-            "--expect",
-            &expect,
-            "--expired-token",
-            &expired,
-        ],
-    );
+    let mut args = stream_client_args(port, READER, CAMERA, &frags[..8]);
+    args.extend(["--expired-token".into(), token(&daemon.data_dir, &expired)]);
+    run_python("kvs_hls.py", args);
     assert_survived_and_stop(daemon);
 }
 
@@ -289,12 +279,7 @@ fn deleted_fragments_are_404_while_the_rest_play_for_20_concurrent_viewers() {
 fn deleted_streams_and_expired_tokens_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, port, frags) = start(dir.path(), "500ms", 3);
-    let created = daemon
-        .reader()
-        .unwrap()
-        .stream_details(CAMERA)
-        .unwrap()
-        .created_ns;
+    let created = created_ns(&daemon);
     let session = |expires_ms: i64, created_ns: i64| Session {
         protocol: Protocol::Dash,
         stream: CAMERA.into(),

@@ -38,26 +38,14 @@ fn recording(dir: &std::path::Path) -> (Daemon, u16, Vec<vidgest::store::Fragmen
 fn boto3_get_images_decodes_samples_scales_and_reports_no_media() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, port, frags) = recording(dir.path());
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let expect = expect_json(&frags).to_string();
-    let (width, height) = (WIDTH.to_string(), HEIGHT.to_string());
-    run_python(
-        "kvs_images.py",
-        [
-            "--endpoint",
-            &endpoint,
-            "--reader",
-            READER,
-            "--stream",
-            "cam",
-            "--width",
-            &width,
-            "--height",
-            &height,
-            "--expect",
-            &expect,
-        ],
-    );
+    let mut args = stream_client_args(port, READER, "cam", &frags);
+    args.extend([
+        "--width".into(),
+        WIDTH.to_string(),
+        "--height".into(),
+        HEIGHT.to_string(),
+    ]);
+    run_python("kvs_images.py", args);
     assert_survived_and_stop(daemon);
 }
 

@@ -27,23 +27,9 @@ fn run_client(only: &str) {
     let port = support::free_port();
     let daemon = start_listening(dir.path(), port, &config(port));
     let frags = wait_for_fragments(&daemon, CAMERA, FRAGMENTS);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let expect = expect_json(&frags[..FRAGMENTS]).to_string();
-    run_python(
-        "kvs_media.py",
-        [
-            "--endpoint",
-            &endpoint,
-            "--reader",
-            READER,
-            "--stream",
-            CAMERA,
-            "--only",
-            only,
-            "--expect",
-            &expect,
-        ],
-    );
+    let mut args = stream_client_args(port, READER, CAMERA, &frags[..FRAGMENTS]);
+    args.extend(["--only".into(), only.into()]);
+    run_python("kvs_media.py", args);
     assert_survived_and_stop(daemon);
 }
 

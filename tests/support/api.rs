@@ -146,6 +146,26 @@ pub fn expect_json(frags: &[FragmentMeta]) -> serde_json::Value {
     list.into()
 }
 
+/// The command line of the one-stream client scripts (kvs_common.stream_arguments): the API on
+/// `port`, the read token, the stream and the fragments to check against (--expect).
+pub fn stream_client_args(
+    port: u16,
+    reader: &str,
+    stream: &str,
+    frags: &[FragmentMeta],
+) -> Vec<String> {
+    vec![
+        "--endpoint".into(),
+        format!("http://127.0.0.1:{port}"),
+        "--reader".into(),
+        reader.into(),
+        "--stream".into(),
+        stream.into(),
+        "--expect".into(),
+        expect_json(frags).to_string(),
+    ]
+}
+
 /// Runs tests/py/`script` with `args` in vendor/venv, showing its output; fails unless it exits
 /// 0 having printed "checks passed".
 pub fn run_python<I, S>(script: &str, args: I)
