@@ -2,11 +2,14 @@
 //! clients get the session URLs and ffmpeg / ffprobe play them (tests/py/kvs_hls.py); expired
 //! tokens, fragments deleted by retention under a playlist, and 20 concurrent viewers here.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 mod support;
 
+use api_support::*;
 use harness::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use vidgest::api::kinesis::IteratorKey;
@@ -15,44 +18,18 @@ use vidgest::playback::session::{DiscontinuityMode, Origin, PlaybackMode, Protoc
 const READER: &str = "hls-reader-token-0123456";
 const CAMERA: &str = "cam";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv_python() -> PathBuf {
-    let python = root().join("vendor/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/bootstrap (installs boto3 into vendor/venv)",
-        python.display()
-    );
-    python
-}
-
 /// A camera with `fragment` long fragments; segments roll every 10 s (the shortest allowed),
 /// so a segment (what retention deletes) holds several fragments.
 fn config(port: u16, fragment: &str) -> String {
-    format!(
-        r#"[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-token = "{READER}"
-scope = "read"
-[storage]
-segment_duration = "10s"
-[[camera]]
-name = "{CAMERA}"
-fragment_duration = "{fragment}"
-retention = "2h"
-[camera.source]
-kind = "test"
-width = 64
-height = 48
-fps = 10
-gop = 5
-"#
+    let cam = TestCam {
+        fragment_duration: fragment,
+        ..TestCam::small(CAMERA)
+    };
+    daemon_config(
+        port,
+        &[(READER, "read")],
+        "[storage]\nsegment_duration = \"10s\"\n",
+        &[cam],
     )
 }
 
@@ -62,16 +39,8 @@ fn start(
     fragments: usize,
 ) -> (Daemon, u16, Vec<vidgest::store::FragmentMeta>) {
     let port = support::free_port();
-    let daemon = Daemon::start(dir, &config(port, fragment));
-    eventually(Duration::from_secs(60), "the API to listen", || {
-        daemon.assert_running();
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    let frags = eventually(Duration::from_secs(90), "fragments to be recorded", || {
-        daemon.assert_running();
-        let f = try_read_fragments(&daemon.data_dir, CAMERA).ok()?;
-        (f.len() >= fragments).then_some(f)
-    });
+    let daemon = start_listening(dir, port, &config(port, fragment));
+    let frags = wait_for_fragments(&daemon, CAMERA, fragments);
     (daemon, port, frags)
 }
 
@@ -79,6 +48,16 @@ fn start(
 fn token(data_dir: &Path, session: &Session) -> String {
     let key = IteratorKey::load_or_create(data_dir).unwrap();
     session.encode(&key)
+}
+
+/// When the camera's stream was created (part of every session token).
+fn created_ns(daemon: &Daemon) -> i64 {
+    daemon
+        .reader()
+        .unwrap()
+        .stream_details(CAMERA)
+        .unwrap()
+        .created_ns
 }
 
 fn now_ms() -> i64 {
@@ -94,12 +73,7 @@ fn boto3_gets_hls_and_dash_sessions_that_ffmpeg_plays() {
     // 1 s fragments: ffmpeg's DASH demuxer re-finds its place in a refreshed live manifest
     // at whole-second precision, so shorter fragments make it replay one
     let (daemon, port, frags) = start(dir.path(), "1s", 8);
-    let created = daemon
-        .reader()
-        .unwrap()
-        .stream_details(CAMERA)
-        .unwrap()
-        .created_ns;
+    let created = created_ns(&daemon);
     let expired = Session {
         protocol: Protocol::Hls,
         stream: CAMERA.into(),
@@ -116,66 +90,14 @@ fn boto3_gets_hls_and_dash_sessions_that_ffmpeg_plays() {
         issued_ms: now_ms() - 400_000,
         expires_ms: now_ms() - 100_000,
     };
-    let expect: Vec<_> = frags
-        .iter()
-        .take(8)
-        .map(|f| {
-            serde_json::json!({
-                "n": f.fragment_number,
-                "producer_ns": f.producer_ns,
-                "server_ns": f.server_ns,
-                "size": f.size,
-                "duration_ns": f.duration_ns,
-            })
-        })
-        .collect();
-    let out = Command::new(venv_python())
-        .arg(root().join("tests/py/kvs_hls.py"))
-        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
-        .args(["--reader", READER, "--stream", CAMERA])
-        .args(["--expect", &serde_json::Value::from(expect).to_string()])
-        .args(["--expired-token", &token(&daemon.data_dir, &expired)])
-        .env("PYTHONUNBUFFERED", "1")
-        .output()
-        .expect("run vendor/venv/bin/python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- kvs_hls.py ---\n{stdout}{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("checks passed"),
-        "kvs_hls.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        daemon.is_running(),
-        "the daemon died during the client tests"
-    );
-    assert!(daemon.terminate().success(), "SIGTERM exits 0");
-}
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    let mut args = stream_client_args(port, READER, CAMERA, &frags[..8]);
+    args.extend(["--expired-token".into(), token(&daemon.data_dir, &expired)]);
+    run_python("kvs_hls.py", args);
+    assert_survived_and_stop(daemon);
 }
 
 fn get(url: &str) -> Reply {
-    let mut r = agent().get(url).call().unwrap();
-    Reply {
-        status: r.status().as_u16(),
-        body: r
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap(),
-    }
+    http_get(url, None)
 }
 
 /// The HLS session URL of an ON_DEMAND range, from the API (with the read token).
@@ -193,7 +115,7 @@ fn on_demand_url(port: u16, start_ns: i64, end_ns: i64) -> String {
         },
         "DiscontinuityMode": "NEVER",
     });
-    let mut r = agent()
+    let mut r = http_agent()
         .post(format!("http://127.0.0.1:{port}/getHLSStreamingSessionURL"))
         .header("Authorization", format!("Bearer {READER}"))
         .header("Content-Type", "application/json")
@@ -357,12 +279,7 @@ fn deleted_fragments_are_404_while_the_rest_play_for_20_concurrent_viewers() {
 fn deleted_streams_and_expired_tokens_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, port, frags) = start(dir.path(), "500ms", 3);
-    let created = daemon
-        .reader()
-        .unwrap()
-        .stream_details(CAMERA)
-        .unwrap()
-        .created_ns;
+    let created = created_ns(&daemon);
     let session = |expires_ms: i64, created_ns: i64| Session {
         protocol: Protocol::Dash,
         stream: CAMERA.into(),

@@ -1,13 +1,13 @@
 //! Still images of recorded video from a real daemon: KVS GetImages through stock boto3 (the
 //! client logic and the image checks are tests/py/kvs_images.py) and the REST snapshot.jpg.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 mod support;
 
+use api_support::*;
 use harness::*;
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const READER: &str = "kvs-images-token-0123456";
@@ -16,121 +16,41 @@ const HEIGHT: u32 = 120;
 /// Fragments recorded before the checks run.
 const FRAGMENTS: usize = 5;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn config(port: u16) -> String {
-    format!(
-        r#"[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-token = "{READER}"
-scope = "read"
-[[camera]]
-name = "cam"
-fragment_duration = "1s"
-[camera.source]
-kind = "test"
-width = {WIDTH}
-height = {HEIGHT}
-fps = 10
-gop = 5
-"#
-    )
+    let cam = TestCam {
+        width: WIDTH,
+        height: HEIGHT,
+        gop: 5,
+        ..TestCam::one_second("cam")
+    };
+    daemon_config(port, &[(READER, "read")], "", &[cam])
 }
 
 /// A daemon recording `cam`, once FRAGMENTS fragments are stored.
 fn recording(dir: &std::path::Path) -> (Daemon, u16, Vec<vidgest::store::FragmentMeta>) {
     let port = support::free_port();
-    let daemon = Daemon::start(dir, &config(port));
-    eventually(Duration::from_secs(60), "the API to listen", || {
-        daemon.assert_running();
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    let frags = eventually(Duration::from_secs(90), "fragments to be recorded", || {
-        daemon.assert_running();
-        let f = try_read_fragments(&daemon.data_dir, "cam").ok()?;
-        (f.len() >= FRAGMENTS).then_some(f)
-    });
+    let daemon = start_listening(dir, port, &config(port));
+    let frags = wait_for_fragments(&daemon, "cam", FRAGMENTS);
     (daemon, port, frags[..FRAGMENTS].to_vec())
 }
 
 #[test]
 fn boto3_get_images_decodes_samples_scales_and_reports_no_media() {
-    let python = root().join("vendor/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/bootstrap (installs boto3 into vendor/venv)",
-        python.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let (daemon, port, frags) = recording(dir.path());
-    let expect: Vec<_> = frags
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "n": f.fragment_number,
-                "producer_ns": f.producer_ns,
-                "server_ns": f.server_ns,
-                "duration_ns": f.duration_ns,
-            })
-        })
-        .collect();
-    let out = Command::new(python)
-        .arg(root().join("tests/py/kvs_images.py"))
-        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
-        .args(["--reader", READER, "--stream", "cam"])
-        .args([
-            "--width",
-            &WIDTH.to_string(),
-            "--height",
-            &HEIGHT.to_string(),
-        ])
-        .args(["--expect", &serde_json::Value::from(expect).to_string()])
-        .env("PYTHONUNBUFFERED", "1")
-        .output()
-        .expect("run vendor/venv/bin/python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- kvs_images.py ---\n{stdout}{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("checks passed"),
-        "kvs_images.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(daemon.is_running(), "the daemon died during the checks");
-    assert!(daemon.terminate().success(), "SIGTERM exits 0");
-}
-
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
+    let mut args = stream_client_args(port, READER, "cam", &frags);
+    args.extend([
+        "--width".into(),
+        WIDTH.to_string(),
+        "--height".into(),
+        HEIGHT.to_string(),
+    ]);
+    run_python("kvs_images.py", args);
+    assert_survived_and_stop(daemon);
 }
 
 fn get(port: u16, path: &str) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .header("authorization", format!("Bearer {READER}"))
-        .call()
-        .unwrap();
-    Reply {
-        status: r.status().as_u16(),
-        content_type: r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        body: r.body_mut().read_to_vec().unwrap(),
-    }
+    http_get(&format!("http://127.0.0.1:{port}{path}"), Some(READER))
 }
 
 /// (codec, width, height) of an image file by ffprobe, which must also decode it cleanly.
@@ -156,7 +76,7 @@ fn snapshot_jpg_latest_at_a_time_scaled_and_404_in_a_gap() {
     let r = get(port, "/api/v1/cameras/cam/snapshot.jpg");
     eprintln!("latest snapshot: {:?}", started.elapsed());
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.content_type, "image/jpeg");
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
     assert_eq!(
         probe_image(dir.path(), &r.body),
         ("mjpeg".into(), WIDTH.into(), HEIGHT.into())

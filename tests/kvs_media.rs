@@ -3,12 +3,13 @@
 //! daemon recording a test camera; the MKV is checked with mkvinfo, ffprobe and ffmpeg, GetMedia
 //! read live. The client logic is tests/py/kvs_media.py.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 mod support;
 
+use api_support::*;
 use harness::*;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const READER: &str = "kvs-media-reader-token-01";
@@ -16,92 +17,20 @@ const CAMERA: &str = "cam";
 /// Fragments the camera must have recorded before the client runs.
 const FRAGMENTS: usize = 4;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// vendor/venv/bin/python with boto3; fails (never skips) when bootstrap has not run.
-fn venv_python() -> PathBuf {
-    let python = root().join("vendor/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/bootstrap (installs boto3 into vendor/venv)",
-        python.display()
-    );
-    python
-}
-
 fn config(port: u16) -> String {
-    format!(
-        r#"[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-token = "{READER}"
-scope = "read"
-[[camera]]
-name = "{CAMERA}"
-fragment_duration = "500ms"
-retention = "2h"
-[camera.source]
-kind = "test"
-width = 64
-height = 48
-fps = 10
-gop = 5
-"#
-    )
+    daemon_config(port, &[(READER, "read")], "", &[TestCam::small(CAMERA)])
 }
 
 /// Starts the daemon, waits for FRAGMENTS fragments and runs kvs_media.py (`only`: one group).
 fn run_client(only: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let daemon = Daemon::start(dir.path(), &config(port));
-    eventually(Duration::from_secs(60), "the API to listen", || {
-        daemon.assert_running();
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    let frags = eventually(Duration::from_secs(90), "fragments to be recorded", || {
-        daemon.assert_running();
-        let f = try_read_fragments(&daemon.data_dir, CAMERA).ok()?;
-        (f.len() >= FRAGMENTS).then_some(f)
-    });
-    let expect: Vec<_> = frags
-        .iter()
-        .take(FRAGMENTS)
-        .map(|f| {
-            serde_json::json!({
-                "n": f.fragment_number,
-                "producer_ns": f.producer_ns,
-                "server_ns": f.server_ns,
-                "duration_ns": f.duration_ns,
-                "samples": f.sample_count,
-            })
-        })
-        .collect();
-    let out = Command::new(venv_python())
-        .arg(root().join("tests/py/kvs_media.py"))
-        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
-        .args(["--reader", READER, "--stream", CAMERA, "--only", only])
-        .args(["--expect", &serde_json::Value::from(expect).to_string()])
-        .env("PYTHONUNBUFFERED", "1")
-        .output()
-        .expect("run vendor/venv/bin/python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- kvs_media.py --only {only} ---\n{stdout}{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("checks passed"),
-        "kvs_media.py failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        daemon.is_running(),
-        "the daemon died during the client tests"
-    );
-    assert!(daemon.terminate().success(), "SIGTERM exits 0");
+    let daemon = start_listening(dir.path(), port, &config(port));
+    let frags = wait_for_fragments(&daemon, CAMERA, FRAGMENTS);
+    let mut args = stream_client_args(port, READER, CAMERA, &frags[..FRAGMENTS]);
+    args.extend(["--only".into(), only.into()]);
+    run_python("kvs_media.py", args);
+    assert_survived_and_stop(daemon);
 }
 
 #[test]
@@ -122,11 +51,7 @@ fn a_live_get_media_ends_cleanly_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let daemon = Daemon::start(dir.path(), &config(port));
-    eventually(Duration::from_secs(90), "a fragment to be recorded", || {
-        daemon.assert_running();
-        let f = try_read_fragments(&daemon.data_dir, CAMERA).ok()?;
-        (!f.is_empty()).then_some(())
-    });
+    wait_for_fragments(&daemon, CAMERA, 1);
     let body =
         format!(r#"{{"StreamName": "{CAMERA}", "StartSelector": {{"StartSelectorType": "NOW"}}}}"#);
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

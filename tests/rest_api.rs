@@ -1,32 +1,40 @@
 //! The REST family and the one auth middleware: /api/v1 needs a token once tokens exist
 //! (/healthz never does), and it shows the running cameras' state and counters.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 mod support;
 
+use api_support::{daemon_config, wait_for_api, TestCam};
 use harness::{eventually, Daemon};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers + body as text).
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+fn request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out).to_string();
     let status = out
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, out)
+}
+
+fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    request(port, "GET", path, token)
 }
 
 fn body_json(response: &str) -> serde_json::Value {
@@ -38,31 +46,14 @@ fn body_json(response: &str) -> serde_json::Value {
 fn rest_routes_need_a_token_and_show_camera_state() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let config = format!(
-        r#"
-[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-token = "reader-token-0123456789"
-scope = "read"
-[[camera]]
-name = "cam"
-fragment_duration = "1s"
-[camera.source]
-kind = "test"
-width = 160
-height = 120
-fps = 10
-gop = 10
-"#
+    let config = daemon_config(
+        port,
+        &[("reader-token-0123456789", "read")],
+        "",
+        &[TestCam::one_second("cam")],
     );
     let daemon = Daemon::start(dir.path(), &config);
-    eventually(Duration::from_secs(30), "the API to listen", || {
-        daemon.assert_running();
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    wait_for_api(&daemon, port, Duration::from_secs(30));
     assert_eq!(get(port, "/healthz", None).0, 200, "health needs no token");
 
     let (status, text) = get(port, "/api/v1/cameras", None);
@@ -118,22 +109,7 @@ gop = 10
 
 /// A HEAD request: (status, headers).
 fn head(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, out)
+    request(port, "HEAD", path, None)
 }
 
 /// Puts one record into the daemon's shard stream `stream` through its Kinesis API.
@@ -184,35 +160,12 @@ fn detection(camera: &str, ns: i64, kind: &str, labels: &[&str]) -> serde_json::
 fn events_from_detection_records_and_a_degraded_health() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let config = format!(
-        r#"
-[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[detect]
-onnxruntime = "/nonexistent/libonnxruntime.so"
-[[stream]]
-name = "dets"
-shards = 2
-[[camera]]
-name = "cam"
-fragment_duration = "1s"
-[camera.source]
-kind = "test"
-width = 160
-height = 120
-fps = 10
-gop = 10
-[camera.detect]
-stream = "dets"
-"#
-    );
+    let detect = "[detect]\nonnxruntime = \"/nonexistent/libonnxruntime.so\"\n\
+                  [[stream]]\nname = \"dets\"\nshards = 2\n";
+    let config = daemon_config(port, &[], detect, &[TestCam::one_second("cam")])
+        + "[camera.detect]\nstream = \"dets\"\n";
     let daemon = Daemon::start(dir.path(), &config);
-    eventually(Duration::from_secs(30), "the API to listen", || {
-        daemon.assert_running();
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    wait_for_api(&daemon, port, Duration::from_secs(30));
     let (status, text) = get(port, "/api/v1/health", None);
     assert_eq!(status, 503, "{text}");
     let health = body_json(&text);

@@ -1,56 +1,17 @@
 //! REST playback: fragment listings and `clip.mp4` downloads from a recording daemon.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 mod support;
 
+use api_support::{daemon_config, http_get, wait_for_api, Reply, TestCam};
 use harness::{assert_decodes, eventually, ffprobe, Daemon};
-use std::net::TcpStream;
 use std::time::Duration;
 use vidgest::timespec::parse_time;
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
 fn get(port: u16, path: &str) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .unwrap();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    Reply {
-        status: r.status().as_u16(),
-        headers,
-        body: r
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap(),
-    }
+    http_get(&format!("http://127.0.0.1:{port}{path}"), None)
 }
 
 /// `curl -r RANGE URL`: status, headers (lower-cased) and body.
@@ -78,28 +39,9 @@ fn secs(ns: i64) -> String {
 fn fragments_and_clip_mp4_of_a_recorded_range() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let config = format!(
-        r#"
-[agent]
-data_dir = "{{data_dir}}"
-[api]
-listen = "127.0.0.1:{port}"
-[[camera]]
-name = "cam"
-fragment_duration = "1s"
-[camera.source]
-kind = "test"
-width = 160
-height = 120
-fps = 10
-gop = 10
-"#
-    );
+    let config = daemon_config(port, &[], "", &[TestCam::one_second("cam")]);
     let daemon = Daemon::start(dir.path(), &config);
-    eventually(Duration::from_secs(30), "the API to listen", || {
-        daemon.assert_running();
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    wait_for_api(&daemon, port, Duration::from_secs(30));
 
     // Fragments: poll until five are listed.
     let frags = eventually(Duration::from_secs(60), "five recorded fragments", || {

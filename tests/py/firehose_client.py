@@ -21,10 +21,12 @@ import subprocess
 import sys
 import uuid
 
-import boto3
-import botocore
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+# make_client: a stock boto3 client, the API token as the access key id. One attempt, no retries:
+# a retried put would write its records twice.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import make_client  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 AWS = os.path.join(VENV_BIN, "aws")
@@ -41,26 +43,6 @@ for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_FIREHOSE"):
 
 def ok(what):
     print("firehose: ok " + what, flush=True)
-
-
-def make_client(service, endpoint, token, validate=True, unsigned=False):
-    """A stock boto3 client; the API token is the access key id. One attempt, no retries: a
-    retried put would write its records twice."""
-    cfg = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        parameter_validation=validate,
-        connect_timeout=30,
-        read_timeout=60,
-        signature_version=botocore.UNSIGNED if unsigned else None,
-    )
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=token or "none",
-        aws_secret_access_key="test",
-        config=cfg,
-    )
 
 
 def raw_answers(client):

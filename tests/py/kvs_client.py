@@ -24,74 +24,13 @@ import subprocess
 import sys
 import tempfile
 
-import boto3
-import botocore
-from botocore.config import Config
-from botocore.exceptions import ClientError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, page_through, set_prefix, when  # noqa: E402
 
-# never pick up a developer's ~/.aws profile or a real endpoint
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_k, None)
-
+set_prefix("kvs")
 VENV_BIN = os.path.dirname(sys.executable)
 AWS = os.path.join(VENV_BIN, "aws")
-UTC = datetime.timezone.utc
 ARN = re.compile(r"^arn:aws:kinesisvideo:us-east-1:000000000000:stream/([^/]+)/(\d+)$")
-
-
-def ok(what):
-    print("kvs: ok " + what, flush=True)
-
-
-def fail(what):
-    print("kvs: FAIL " + what, flush=True)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-
-
-def make_client(service, endpoint, token, validate=True, unsigned=False):
-    cfg = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        parameter_validation=validate,
-        connect_timeout=30,
-        read_timeout=60,
-        signature_version=botocore.UNSIGNED if unsigned else None,
-    )
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=token or "none",
-        aws_secret_access_key="test",
-        config=cfg,
-    )
-
-
-def expect_error(code, call, field=None):
-    try:
-        out = call()
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        msg = e.response["Error"].get("Message", "")
-        check(got == code, f"expected {code}, got {got}: {msg}")
-        if field:
-            check(field in msg, f"{code} message {msg!r} does not name {field}")
-        return msg
-    fail(f"expected {code}, got an answer: {out}")
-
-
-def when(ns, up=False):
-    """A datetime at microsecond precision (what botocore sends), rounded down or up."""
-    us = -(-ns // 1000) if up else ns // 1000
-    return datetime.datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(
-        microsecond=us % 1_000_000
-    )
 
 
 def ms(ns):
@@ -277,19 +216,7 @@ def main():
     # ListStreams: every camera, also one page at a time
     infos = kv.list_streams()["StreamInfoList"]
     check(sorted(i["StreamName"] for i in infos) == sorted(streams), f"list_streams: {infos}")
-    paged, token, pages = [], None, 0
-    while True:
-        kw = {"MaxResults": 1}
-        if token:
-            kw["NextToken"] = token
-        out = kv.list_streams(**kw)
-        check(len(out["StreamInfoList"]) <= 1, f"list_streams page too long: {out}")
-        paged += out["StreamInfoList"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= len(streams), "list_streams paging does not end")
+    paged, _ = page_through(kv.list_streams, "StreamInfoList", "list_streams", len(streams), {"MaxResults": 1})
     check([i["StreamName"] for i in paged] == sorted(streams), f"list_streams paged: {paged}")
     prefix = kv.list_streams(
         StreamNameCondition={"ComparisonOperator": "BEGINS_WITH", "ComparisonValue": streams[0]}
@@ -320,7 +247,7 @@ def main():
 
     # GetDataEndpoint: every API is this daemon
     endpoints = {
-        kv.get_data_endpoint(StreamName=streams[0], APIName=api)["DataEndpoint"]
+        data_endpoint(kv, streams[0], api)
         for api in ("LIST_FRAGMENTS", "GET_MEDIA", "GET_CLIP", "GET_HLS_STREAMING_SESSION_URL")
     }
     check(endpoints == {a.endpoint}, f"data endpoints: {endpoints}")
@@ -342,19 +269,14 @@ def main():
             check("NextToken" not in out, f"one page expected: {out}")
             check_fragments(out["Fragments"], want, f"{name} {selector}")
             # paging, two at a time; later pages need only the token
-            got, token, pages = [], None, 0
-            while True:
-                if token:
-                    out = am.list_fragments(StreamName=name, MaxResults=2, NextToken=token)
-                else:
-                    out = am.list_fragments(StreamName=name, MaxResults=2, FragmentSelector=sel)
-                check(len(out["Fragments"]) <= 2, f"page too long: {out}")
-                got += out["Fragments"]
-                pages += 1
-                token = out.get("NextToken")
-                if not token:
-                    break
-                check(pages <= len(want), "list_fragments paging does not end")
+            got, pages = page_through(
+                am.list_fragments,
+                "Fragments",
+                "list_fragments",
+                len(want),
+                {"StreamName": name, "MaxResults": 2, "FragmentSelector": sel},
+                {"StreamName": name, "MaxResults": 2},
+            )
             check(pages == -(-len(want) // 2), f"{pages} pages for {len(want)} fragments")
             check_fragments(got, want, f"{name} {selector} paged")
             # the range bounds are inclusive start times: dropping the first by 1 ms drops it

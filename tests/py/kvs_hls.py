@@ -11,7 +11,6 @@ Prints "hls: ok <check>" per check and "checks passed" at the end; exits 1 on th
 Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -19,81 +18,12 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-import boto3
-import botocore
-from botocore.config import Config
-from botocore.exceptions import ClientError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import UTC, check, data_endpoint, expect_error, fetch, make_client, ok, set_prefix, stream_arguments, when  # noqa: E402
 
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_k, None)
-
-UTC = datetime.timezone.utc
-
-
-def ok(what):
-    print("hls: ok " + what, flush=True)
-
-
-def fail(what):
-    print("hls: FAIL " + what, flush=True)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-
-
-def make_client(service, endpoint, token, validate=True):
-    cfg = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        parameter_validation=validate,
-        connect_timeout=30,
-        read_timeout=60,
-    )
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=token,
-        aws_secret_access_key="test",
-        config=cfg,
-    )
-
-
-def expect_error(code, call, field=None):
-    try:
-        out = call()
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        msg = e.response["Error"].get("Message", "")
-        check(got == code, f"expected {code}, got {got}: {msg}")
-        if field:
-            check(field in msg, f"{code} message {msg!r} does not name {field}")
-        return msg
-    fail(f"expected {code}, got an answer: {out}")
-
-
-def when(ns, up=False):
-    us = -(-ns // 1000) if up else ns // 1000
-    return datetime.datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(
-        microsecond=us % 1_000_000
-    )
-
-
-def fetch(url):
-    """(status, headers, body) without raising on HTTP errors; no credentials sent."""
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+set_prefix("hls")
 
 
 def media_playlist_url(master_url, master):
@@ -139,11 +69,7 @@ def ffprobe_duration(url):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
-    p.add_argument("--expect", required=True)
+    p = stream_arguments()
     p.add_argument("--expired-token", required=True)
     a = p.parse_args()
     want = json.loads(a.expect)
@@ -151,12 +77,8 @@ def main():
     name = a.stream
 
     kv = make_client("kinesisvideo", a.endpoint, a.reader)
-    hls_endpoint = kv.get_data_endpoint(StreamName=name, APIName="GET_HLS_STREAMING_SESSION_URL")[
-        "DataEndpoint"
-    ]
-    dash_endpoint = kv.get_data_endpoint(StreamName=name, APIName="GET_DASH_STREAMING_SESSION_URL")[
-        "DataEndpoint"
-    ]
+    hls_endpoint = data_endpoint(kv, name, "GET_HLS_STREAMING_SESSION_URL")
+    dash_endpoint = data_endpoint(kv, name, "GET_DASH_STREAMING_SESSION_URL")
     check(hls_endpoint == dash_endpoint == a.endpoint, f"endpoints {hls_endpoint} {dash_endpoint}")
     am = make_client("kinesis-video-archived-media", hls_endpoint, a.reader)
     ok("get_data_endpoint")

@@ -10,7 +10,6 @@ pattern: a white ball on black) of --width x --height, with a read token. --expe
 Prints "images: ok <check>" per check and "checks passed" at the end; exits 1 on the first failure.
 """
 
-import argparse
 import base64
 import datetime
 import json
@@ -19,13 +18,10 @@ import subprocess
 import sys
 import tempfile
 
-from kvs_client import check, expect_error, fail, make_client, when
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import UTC, check, data_endpoint, expect_error, fail, make_client, ok, page_through, set_prefix, stream_arguments, when  # noqa: E402
 
-UTC = datetime.timezone.utc
-
-
-def ok(what):
-    print("images: ok " + what, flush=True)
+set_prefix("images")
 
 
 def probe(data, fmt):
@@ -63,20 +59,16 @@ def images(am, **kw):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
+    p = stream_arguments()
     p.add_argument("--width", type=int, required=True)
     p.add_argument("--height", type=int, required=True)
-    p.add_argument("--expect", required=True)
     a = p.parse_args()
     frags = json.loads(a.expect)
     check(len(frags) >= 4, f"too few fragments to test with: {frags}")
     name = a.stream
 
     kv = make_client("kinesisvideo", a.endpoint, a.reader)
-    endpoint = kv.get_data_endpoint(StreamName=name, APIName="GET_IMAGES")["DataEndpoint"]
+    endpoint = data_endpoint(kv, name, "GET_IMAGES")
     check(endpoint == a.endpoint, f"data endpoint: {endpoint}")
     am = make_client("kinesis-video-archived-media", endpoint, a.reader)
     ok("get_data_endpoint GET_IMAGES")
@@ -92,18 +84,8 @@ def main():
     want = span_us // (interval * 1000) + 1
     base = dict(StreamName=name, ImageSelectorType="PRODUCER_TIMESTAMP",
                 StartTimestamp=start, EndTimestamp=end, SamplingInterval=interval)
-    got, token, pages = [], None, 0
-    while True:
-        kw = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"})
-        if token:
-            kw["NextToken"] = token
-        out = am.get_images(**kw)
-        got += out["Images"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= want, "get_images paging does not end")
+    jpeg = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"})
+    got, pages = page_through(am.get_images, "Images", "get_images", want, jpeg)
     check(len(got) == want, f"{len(got)} images for {want} sampling times")
     stamps = [round(i["TimeStamp"].timestamp() * 1000) for i in got]
     check(stamps == [start_us // 1000 + k * interval for k in range(want)], f"sampling times: {stamps}")
@@ -115,19 +97,7 @@ def main():
     ok(f"get_images JPEG: {want} images every {interval} ms, {a.width}x{a.height}, in {pages} page(s)")
 
     # The same times page by page: MaxResults 3 -> pages of 3, the same images.
-    paged, token, pages = [], None, 0
-    while True:
-        kw = dict(base, Format="JPEG", FormatConfig={"JPEGQuality": "90"}, MaxResults=3)
-        if token:
-            kw["NextToken"] = token
-        out = am.get_images(**kw)
-        check(len(out["Images"]) <= 3, f"page of {len(out['Images'])}")
-        paged += out["Images"]
-        pages += 1
-        token = out.get("NextToken")
-        if not token:
-            break
-        check(pages <= want, "get_images paging does not end")
+    paged, pages = page_through(am.get_images, "Images", "get_images MaxResults=3", want, dict(jpeg, MaxResults=3))
     check(pages == -(-want // 3), f"{pages} pages for {want} images by 3")
     check(paged == got, "paged images differ from the single page")
     ok(f"get_images MaxResults=3: {pages} pages, same images")

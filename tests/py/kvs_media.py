@@ -11,75 +11,16 @@ Prints "kvs-media: ok <check>" per check and "checks passed" at the end; exits 1
 failure. Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
 """
 
-import argparse
-import datetime
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-import boto3
-import botocore
-from botocore.config import Config
-from botocore.exceptions import ClientError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kvs_common import check, data_endpoint, expect_error, make_client, ok, set_prefix, stream_arguments, when  # noqa: E402
 
-# never pick up a developer's ~/.aws profile or a real endpoint
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_k, None)
-
-UTC = datetime.timezone.utc
-
-
-def ok(what):
-    print("kvs-media: ok " + what, flush=True)
-
-
-def fail(what):
-    print("kvs-media: FAIL " + what, flush=True)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-
-
-def make_client(service, endpoint, token, validate=True):
-    cfg = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        parameter_validation=validate,
-        connect_timeout=30,
-        read_timeout=60,
-    )
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=token or "none",
-        aws_secret_access_key="test",
-        config=cfg,
-    )
-
-
-def expect_error(code, call, field=None):
-    try:
-        out = call()
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        msg = e.response["Error"].get("Message", "")
-        check(got == code, f"expected {code}, got {got}: {msg}")
-        if field:
-            check(field in msg, f"{code} message {msg!r} does not name {field}")
-        return msg
-    fail(f"expected {code}, got an answer: {out}")
-
-
-def when(ns):
-    us = ns // 1000
-    return datetime.datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+set_prefix("kvs-media")
 
 
 # --- a minimal EBML walker: enough to find the tags in a stream of MKV chunks ---------------
@@ -216,9 +157,7 @@ def secs(ns):
 
 
 def fragment_list_checks(kv, stream, token, expect, tmp):
-    endpoint = kv.get_data_endpoint(StreamName=stream, APIName="GET_MEDIA_FOR_FRAGMENT_LIST")[
-        "DataEndpoint"
-    ]
+    endpoint = data_endpoint(kv, stream, "GET_MEDIA_FOR_FRAGMENT_LIST")
     am = make_client("kinesis-video-archived-media", endpoint, token)
     picked = expect[:3]
     out = am.get_media_for_fragment_list(StreamName=stream, Fragments=[str(f["n"]) for f in picked])
@@ -321,7 +260,7 @@ def first_fragments(media, stream, selector, count):
 
 
 def get_media_checks(kv, stream, token, expect, tmp):
-    endpoint = kv.get_data_endpoint(StreamName=stream, APIName="GET_MEDIA")["DataEndpoint"]
+    endpoint = data_endpoint(kv, stream, "GET_MEDIA")
     media = make_client("kinesis-video-media", endpoint, token)
     num = lambda f: int(f["AWS_KINESISVIDEO_FRAGMENT_NUMBER"])
 
@@ -347,7 +286,7 @@ def get_media_checks(kv, stream, token, expect, tmp):
     ok("GetMedia EARLIEST, FRAGMENT_NUMBER, PRODUCER_TIMESTAMP, SERVER_TIMESTAMP start where asked")
 
     # NOW, read live: new fragments arrive as they are recorded
-    am_endpoint = kv.get_data_endpoint(StreamName=stream, APIName="LIST_FRAGMENTS")["DataEndpoint"]
+    am_endpoint = data_endpoint(kv, stream, "LIST_FRAGMENTS")
     am = make_client("kinesis-video-archived-media", am_endpoint, token)
     sel = {
         "FragmentSelectorType": "SERVER_TIMESTAMP",
@@ -403,11 +342,7 @@ def get_media_checks(kv, stream, token, expect, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
-    p.add_argument("--reader", required=True)
-    p.add_argument("--stream", required=True)
-    p.add_argument("--expect", required=True)
+    p = stream_arguments()
     p.add_argument("--only", choices=["list", "media"], help="run one group of checks")
     a = p.parse_args()
     expect = json.loads(a.expect)
