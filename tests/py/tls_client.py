@@ -1,6 +1,7 @@
 """Stock boto3 clients over HTTPS with a private CA (`verify=<ca.pem>`): kinesis list_streams,
 kinesisvideo get_data_endpoint (must answer an https:// endpoint) and ListFragments on that
-endpoint. Run by tests/tls.rs against a TLS daemon recording --stream, with a read token.
+endpoint, then the HLS and DASH session URLs (https:// too, the HLS master playlist fetched with
+the CA). Run by tests/tls.rs against a TLS daemon recording --stream, with a read token.
 
 Prints "tls: ok <check>" per check and "checks passed" at the end; exits 1 on the first failure.
 Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocore.
@@ -9,7 +10,9 @@ Runs inside vendor/venv (scripts/bootstrap): standard library plus boto3/botocor
 import argparse
 import datetime
 import os
+import ssl
 import sys
+import urllib.request
 
 import boto3
 from botocore.config import Config
@@ -74,6 +77,21 @@ def main():
     )["Fragments"]
     check(len(frags) > 0, "list_fragments on the data endpoint finds fragments")
     ok(f"list_fragments on the https data endpoint: {len(frags)} fragment(s)")
+
+    # session URLs follow the listener's scheme, and the player fetches them with the same CA
+    hls = archived.get_hls_streaming_session_url(
+        StreamName=a.stream, PlaybackMode="LIVE"
+    )["HLSStreamingSessionURL"]
+    check(hls.startswith(a.endpoint + "/hls/v1/"), f"HLS session URL {hls!r}")
+    dash = archived.get_dash_streaming_session_url(
+        StreamName=a.stream, PlaybackMode="LIVE"
+    )["DASHStreamingSessionURL"]
+    check(dash.startswith(a.endpoint + "/dash/v1/"), f"DASH session URL {dash!r}")
+    trust = ssl.create_default_context(cafile=a.ca)
+    with urllib.request.urlopen(hls, context=trust, timeout=20) as r:
+        master = r.read().decode()
+    check(r.status == 200 and master.startswith("#EXTM3U"), f"HLS master over https: {master!r}")
+    ok("HLS and DASH session URLs are https:// and the master playlist loads")
     print("checks passed", flush=True)
 
 
