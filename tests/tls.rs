@@ -297,6 +297,42 @@ fn https_listener_serves_curl_and_boto3_and_reloads_its_certificate_on_sighup() 
     assert!(daemon.terminate().success(), "SIGTERM exits 0");
 }
 
+/// A client that connects and never starts the handshake is closed after `header_timeout`
+/// (it holds a connection slot only that long); handshakes after it still succeed.
+#[test]
+fn a_silent_client_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let pair = ca.server();
+    write_pair(dir.path(), &pair.chain_pem, &pair.key_pem);
+    let port = support::free_port();
+    let text = config(port, dir.path()).replace(
+        "[[api.token]]",
+        "header_timeout = \"500ms\"\nmax_connections = 1\n[[api.token]]",
+    );
+    let daemon = Daemon::start(dir.path(), &text);
+    let mut silent = eventually(Duration::from_secs(60), "the API to listen", || {
+        daemon.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf);
+    assert!(
+        matches!(n, Ok(0))
+            || n.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the silent connection is closed: {n:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // the one connection slot is free again
+    assert_eq!(served_cert(port, &ca.root_der), pair.leaf);
+    assert!(daemon.terminate().success());
+}
+
 /// Missing files, a file without a certificate and a key of another certificate: `vidgest check`
 /// and `vidgest run` refuse them, naming the config key.
 #[test]

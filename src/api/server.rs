@@ -129,7 +129,10 @@ pub async fn serve_with<H: Handshake>(
                     tracing::debug!("HTTP handshake failed: {e}");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    tracing::debug!("HTTP handshake timed out after {header_timeout:?}");
+                    return;
+                }
             };
             let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn).await {
