@@ -8,9 +8,11 @@ pub mod kinesis;
 pub mod kvs;
 mod rest;
 mod server;
+mod tls;
 
 pub use auth::{Auth, AuthError, RouteAuth, Scope};
 pub use server::{serve_with, Handshake, HttpOptions, Plain};
+pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::clock::SharedClock;
 use crate::streams::ShardStreams;
@@ -50,6 +52,8 @@ pub struct ApiState {
     pub detection: Arc<DetectionInfo>,
     /// Triggered when the server stops: long responses (GetMedia following a camera) end.
     pub shutdown: crate::lifecycle::Shutdown,
+    /// `http` or `https` (`serve_tls`): the scheme of the URLs the API hands out.
+    pub scheme: &'static str,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -93,6 +97,7 @@ impl ApiState {
             deliveries: Arc::new([]),
             detection: Arc::default(),
             shutdown: crate::lifecycle::Shutdown::new(),
+            scheme: "http",
         }
     }
 
@@ -203,7 +208,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.body_timeout = opts.body_timeout;
+    state.scheme = "http";
     serve_with(listener, Plain, router(state), opts, shutdown).await
+}
+
+/// `serve` over TLS only: every connection starts with a handshake (within the header
+/// timeout) and the URLs the API hands out are `https://`.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    mut state: ApiState,
+    tls: Tls,
+    opts: HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.body_timeout = opts.body_timeout;
+    state.scheme = "https";
+    serve_with(listener, tls, router(state), opts, shutdown).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 server under the router: our own accept loop over hyper, because axum::serve has
 //! no header-read timeout and no connection cap. A slow or idle client holds a connection for at
 //! most `header_timeout`; at most `max_connections` are served at once, further clients wait in
-//! the listen backlog. Connections go through a `Handshake` so TLS can be slotted in.
+//! the listen backlog. Connections go through a `Handshake`: `Plain`, or `Tls` (api/tls.rs).
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -24,8 +24,8 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_connections: usize,
-    /// Time to send request headers; also the idle keep-alive timeout (and the TLS handshake
-    /// timeout once TLS exists).
+    /// Time to send request headers; also the idle keep-alive timeout and the TLS handshake
+    /// timeout.
     pub header_timeout: Duration,
     /// Time to send a request body.
     pub body_timeout: Duration,
@@ -50,7 +50,7 @@ impl From<&crate::config::ApiConfig> for HttpOptions {
     }
 }
 
-/// Turns an accepted TCP stream into the stream HTTP is spoken on (plain: itself; TLS later).
+/// Turns an accepted TCP stream into the stream HTTP is spoken on (plain: itself; `Tls`).
 pub trait Handshake: Clone + Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
@@ -129,7 +129,10 @@ pub async fn serve_with<H: Handshake>(
                     tracing::debug!("HTTP handshake failed: {e}");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    tracing::debug!("HTTP handshake timed out after {header_timeout:?}");
+                    return;
+                }
             };
             let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn).await {

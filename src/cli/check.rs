@@ -68,6 +68,12 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
+    // The certificate and key as `run` loads them (messages name api.tls_cert / api.tls_key).
+    if let Some(files) = vidgest::api::TlsFiles::from_config(&config.api) {
+        if let Err(e) = files.load() {
+            problems.push(e.to_string());
+        }
+    }
     problems.extend(detection_problems(&config));
     if let Err(e) = check_writable(&config.agent.data_dir) {
         problems.push(format!(

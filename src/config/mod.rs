@@ -205,6 +205,13 @@ pub struct ApiConfig {
     /// A client must send a request's body within this.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: HumanDuration,
+    /// PEM certificate (chain, leaf first): with `tls_key`, the listener speaks only HTTPS.
+    /// Relative paths are from the working directory, as every path here; reloaded on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (never logged).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -215,6 +222,8 @@ impl Default for ApiConfig {
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

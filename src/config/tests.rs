@@ -187,6 +187,35 @@ name = "metrics"
     );
 }
 
+/// TLS takes both files or neither; the files themselves are checked at start (`api::TlsFiles`).
+#[test]
+fn tls_cert_and_key_come_together() {
+    let with = |keys: &str| {
+        GOOD.replace(
+            "listen = \"127.0.0.1:8080\"\n",
+            &format!("listen = \"127.0.0.1:8080\"\n{keys}"),
+        )
+    };
+    let c = Config::parse(&with(
+        "tls_cert = \"certs/chain.pem\"\ntls_key = \"/k.pem\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.api.tls_cert.as_deref(),
+        Some(Path::new("certs/chain.pem"))
+    );
+    assert_eq!(c.api.tls_key.as_deref(), Some(Path::new("/k.pem")));
+    assert_eq!(Config::parse(GOOD).unwrap().api.tls_cert, None);
+    assert_eq!(
+        problems(&with("tls_cert = \"c.pem\"\n")),
+        ["api.tls_key: is required with api.tls_cert (both or neither)"]
+    );
+    assert_eq!(
+        problems(&with("tls_key = \"k.pem\"\n")),
+        ["api.tls_cert: is required with api.tls_key (both or neither)"]
+    );
+}
+
 #[test]
 fn url_credentials_are_percent_decoded() {
     let text = GOOD.replace(

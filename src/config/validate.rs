@@ -116,6 +116,18 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             );
         }
     }
+    // TLS needs both files; one alone is a mistake, not "TLS off".
+    match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(_), None) => add(
+            "api.tls_key".into(),
+            "is required with api.tls_cert (both or neither)".into(),
+        ),
+        (None, Some(_)) => add(
+            "api.tls_cert".into(),
+            "is required with api.tls_key (both or neither)".into(),
+        ),
+        _ => {}
+    }
     let mut stream_names = HashSet::new();
     for (i, s) in config.streams.iter().enumerate() {
         let at = |field: &str| format!("stream[{i}].{field}");

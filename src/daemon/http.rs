@@ -1,6 +1,6 @@
 //! The HTTP API subsystem: the one listener, served on the daemon's runtime.
 
-use crate::api::{firehose, ApiState, HttpOptions};
+use crate::api::{firehose, ApiState, HttpOptions, Tls, TlsError, TlsFiles};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::lifecycle::Handle;
@@ -15,10 +15,29 @@ pub fn firehose_deliveries(config: &Config, clock: &SharedClock) -> Arc<firehose
     ))
 }
 
+/// The TLS handshake when `[api] tls_cert` / `tls_key` are set; a pair that cannot be used is a
+/// start-up error naming the key to fix.
+pub fn tls(config: &Config) -> Result<Option<Tls>, TlsError> {
+    TlsFiles::from_config(&config.api).map(Tls::new).transpose()
+}
+
+/// Re-reads the certificate and key (SIGHUP): new connections get the new pair; one that does
+/// not load is logged and the current one kept.
+pub fn reload_tls(tls: &Tls) {
+    match tls.reload() {
+        Ok(()) => tracing::info!(
+            cert = %tls.files().cert.display(),
+            "TLS certificate reloaded: new connections use it"
+        ),
+        Err(e) => tracing::error!("TLS reload failed, the current certificate stays: {e}"),
+    }
+}
+
 pub fn start(
     runtime: &tokio::runtime::Runtime,
     listener: std::net::TcpListener,
     state: ApiState,
+    tls: Option<Tls>,
     options: HttpOptions,
 ) -> anyhow::Result<Handle> {
     let listener = {
@@ -27,10 +46,16 @@ pub fn start(
     };
     // the state's signal, so that long responses (GetMedia) end with the server
     let shutdown = state.shutdown.clone();
-    let server = runtime.spawn(crate::api::serve(listener, state, options, {
+    let stopped = {
         let shutdown = shutdown.clone();
         async move { shutdown.triggered().await }
-    }));
+    };
+    let server = match tls {
+        Some(tls) => runtime.spawn(crate::api::serve_tls(
+            listener, state, tls, options, stopped,
+        )),
+        None => runtime.spawn(crate::api::serve(listener, state, options, stopped)),
+    };
     let rt = runtime.handle().clone();
     Ok(Handle::new(
         "api",

@@ -40,6 +40,8 @@ pub struct Daemon {
     pub api: ApiState,
     pub cameras: Vec<Arc<CameraStatus>>,
     pub deliveries: Vec<crate::delivery::Pipeline>,
+    /// The listener's TLS (its certificate reloads on SIGHUP); None: plain HTTP.
+    pub tls: Option<crate::api::Tls>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
 }
@@ -60,6 +62,8 @@ impl Daemon {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        // Before anything starts: a certificate problem is a config error, not a half-run daemon.
+        let tls = http::tls(config)?;
         gstreamer::init().context("cannot initialise GStreamer")?;
         let store = Store::open(
             &store::video_root(&config.agent.data_dir),
@@ -117,6 +121,7 @@ impl Daemon {
             &runtime,
             listener,
             api.clone(),
+            tls.clone(),
             crate::api::HttpOptions::from(&config.api),
         )?);
         Ok(Daemon {
@@ -127,6 +132,7 @@ impl Daemon {
             api,
             cameras: statuses,
             deliveries: delivery_statuses,
+            tls,
             lock: Some(lock),
         })
     }
@@ -136,6 +142,14 @@ impl Daemon {
     pub fn stop(mut self) {
         self.started.stop_all();
         drop(self.lock.take());
+    }
+
+    /// SIGHUP: reloads what can change without a restart (today the TLS certificate).
+    pub fn reload(&self) {
+        match &self.tls {
+            Some(tls) => http::reload_tls(tls),
+            None => tracing::info!("SIGHUP: nothing to reload (no api.tls_cert)"),
+        }
     }
 
     /// Runs `f` on the daemon's runtime (signal handling, status ticks).
@@ -210,7 +224,7 @@ fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<Shard
     Ok(streams)
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM; SIGHUP reloads the TLS certificate (`Daemon::reload`).
 pub fn run(config: Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     // Before anything touches the data dir: a second daemon there would corrupt both.
@@ -223,6 +237,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cameras = daemon.cameras.len(),
         streams = config.streams.len(),
         listen = %config.api.listen,
+        https = daemon.tls.is_some(),
         data_dir = %config.agent.data_dir.display(),
         "vidgest running; stop with Ctrl-C or SIGTERM"
     );
@@ -230,13 +245,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("API tokens configured: every route but /healthz needs one");
     }
     daemon.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let mut ticker = tokio::time::interval(status_log_interval());
         ticker.tick().await;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = hup.recv() => daemon.reload(),
                 _ = ticker.tick() => daemon.log_status(),
             }
         }

@@ -165,7 +165,7 @@ pub(super) async fn get_data_endpoint(
         }
         Some(_) => {}
     }
-    let base = base_url(&headers)?;
+    let base = base_url(state.scheme, &headers)?;
     let named = req.stream.resolve()?;
     with_reader(&state, move |r| named.details(r).map(|_| ())).await?;
     Ok(Json(json!({ "DataEndpoint": base })))

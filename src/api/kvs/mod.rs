@@ -220,8 +220,9 @@ struct TimestampRange {
     end_timestamp: Option<f64>,
 }
 
-/// `http://<Host>`: the daemon as the client reached it (data endpoints, session URLs).
-fn base_url(headers: &HeaderMap) -> Result<String, KvsError> {
+/// `<scheme>://<Host>`: the daemon as the client reached it (data endpoints, session URLs);
+/// the scheme is the listener's (`ApiState::scheme`).
+fn base_url(scheme: &str, headers: &HeaderMap) -> Result<String, KvsError> {
     // The Host header as an authority (host[:port]) only, so it cannot inject a path.
     let host = headers
         .get(axum::http::header::HOST)
@@ -229,7 +230,7 @@ fn base_url(headers: &HeaderMap) -> Result<String, KvsError> {
         .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
         .filter(|a| a.as_str().find(['@']).is_none())
         .ok_or_else(|| KvsError::InvalidArgument("the request has no valid Host header".into()))?;
-    Ok(format!("http://{host}"))
+    Ok(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ async fn session_url(
     let now_ns = state.clock.now_ns();
     let mut session = session_from(protocol, &req, now_ns.div_euclid(1_000_000))?;
     let named = req.stream.resolve()?;
-    let base = base_url(&headers)?;
+    let base = base_url(state.scheme, &headers)?;
     let session = with_reader(&state, move |r| {
         let d = named.details(r)?;
         let reader = r.ok_or_else(|| named.not_found())?;
