@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const READER: &str = "kvs-reader-token-0123456";
+/// An admin token: UpdateDataRetention changes policy (tags alone would need write).
 const WRITER: &str = "kvs-writer-token-0123456";
 const CAMERAS: [&str; 2] = ["cam", "lobby"];
 /// Fragments each camera must have recorded before the client runs.
@@ -48,7 +49,7 @@ token = "{READER}"
 scope = "read"
 [[api.token]]
 token = "{WRITER}"
-scope = "write"
+scope = "admin"
 "#
     );
     for name in CAMERAS {

@@ -10,10 +10,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+/// Each scope implies the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
+    /// Lists, descriptions, records and video out; playback session URLs.
     Read,
+    /// Records in (PutRecord(s), Firehose puts) and stream tags.
     Write,
+    /// What changes the daemon's policy: creating and deleting streams, retention.
+    Admin,
 }
 
 #[derive(Default)]
@@ -38,6 +43,7 @@ impl Auth {
                     let scope = match t.scope {
                         TokenScope::Read => Scope::Read,
                         TokenScope::Write => Scope::Write,
+                        TokenScope::Admin => Scope::Admin,
                     };
                     (t.token.clone(), scope)
                 })
@@ -150,6 +156,10 @@ mod tests {
                 token: "writer-token-0123456".into(),
                 scope: TokenScope::Write,
             },
+            TokenConfig {
+                token: "admin-token-01234567".into(),
+                scope: TokenScope::Admin,
+            },
         ]);
         let sigv4 = "AWS4-HMAC-SHA256 Credential=writer-token-0123456/20261125/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=abc";
         assert_eq!(auth.check(&headers(sigv4), Scope::Write), Ok(()));
@@ -160,6 +170,18 @@ mod tests {
         assert_eq!(
             auth.check(&headers("Bearer reader-token-0123456"), Scope::Write),
             Err(AuthError::Denied)
+        );
+        assert_eq!(
+            auth.check(&headers(sigv4), Scope::Admin),
+            Err(AuthError::Denied)
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer admin-token-01234567"), Scope::Admin),
+            Ok(())
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer admin-token-01234567"), Scope::Read),
+            Ok(())
         );
         assert_eq!(
             auth.check(&headers("Bearer nope"), Scope::Read),

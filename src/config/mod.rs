@@ -205,6 +205,14 @@ pub struct ApiConfig {
     /// A client must send a request's body within this.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: HumanDuration,
+    /// With no token configured, `listen` must be a loopback address unless this is set: an
+    /// open API on the network must be a choice, not an accident.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Browser origins (`https://host[:port]`) allowed to call the API cross-origin; empty
+    /// (the default) sends no CORS headers, so browsers refuse cross-origin calls.
+    #[serde(default)]
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -215,6 +223,8 @@ impl Default for ApiConfig {
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
+            allow_unauthenticated: false,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -234,7 +244,8 @@ fn default_body_timeout() -> HumanDuration {
 pub struct TokenConfig {
     #[serde(deserialize_with = "rtsp_url::secret::string")]
     pub token: String,
-    /// `read` or `write` (write implies read).
+    /// `read`, `write` (implies read) or `admin` (implies write; changes the daemon's policy:
+    /// creating and deleting streams, retention).
     #[serde(default = "default_scope")]
     pub scope: TokenScope,
 }
@@ -253,6 +264,7 @@ impl std::fmt::Debug for TokenConfig {
 pub enum TokenScope {
     Read,
     Write,
+    Admin,
 }
 
 fn default_scope() -> TokenScope {

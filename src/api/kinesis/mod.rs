@@ -82,11 +82,14 @@ fn operation(headers: &HeaderMap) -> Option<&str> {
     super::amz_operation(headers, TARGET_PREFIX)
 }
 
-/// Kinesis authorization: read scope for read-only operations, write for the rest; refusals
-/// are the service's errors in the request's protocol.
+/// Kinesis authorization: read scope for read-only operations, admin for creating and deleting
+/// streams and changing their retention, write for the rest (records in; unknown operations,
+/// which then get UnknownOperationException); refusals are the service's errors in the
+/// request's protocol.
 pub const AUTH: RouteAuth = RouteAuth {
     scope: |parts| match operation(&parts.headers) {
         Some(op) if ops::is_read_only(op) => Scope::Read,
+        Some(op) if ops::is_admin(op) => Scope::Admin,
         _ => Scope::Write,
     },
     refuse: |e, parts| {

@@ -30,11 +30,14 @@ use serde_json::Value;
 const REGION: &str = super::kinesis::REGION;
 const ACCOUNT: &str = super::kinesis::ACCOUNT;
 
-/// The control-plane changes (retention, tags) need a write token, every other operation reads;
-/// refusals are the service's NotAuthorizedException.
+/// UpdateDataRetention changes how long the daemon keeps video (policy): admin. Tags are labels
+/// that change no behaviour of the daemon: write, like records. Every other operation reads
+/// (session URLs too: the player routes then take the session token instead). Refusals are
+/// the service's NotAuthorizedException.
 pub const AUTH: RouteAuth = RouteAuth {
     scope: |parts| match parts.uri.path() {
-        "/updateDataRetention" | "/tagStream" | "/untagStream" => Scope::Write,
+        "/updateDataRetention" => Scope::Admin,
+        "/tagStream" | "/untagStream" => Scope::Write,
         _ => Scope::Read,
     },
     refuse: |e, _| {
