@@ -21,6 +21,17 @@ pub enum Scope {
     Admin,
 }
 
+impl Scope {
+    /// As `[[api.token]] scope` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Auth {
     tokens: Vec<(String, Scope)>,
@@ -105,7 +116,16 @@ pub async fn require(
     let (parts, body) = request.into_parts();
     match auth.check(&parts.headers, (route.scope)(&parts)) {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(e) => (route.refuse)(e, &parts),
+        Err(e) => {
+            let mut refusal = (route.refuse)(e, &parts);
+            // The unread body is left on the connection, so hyper closes it after this answer;
+            // saying so keeps clients from sending their next request into that closing
+            // connection (seen as "peer disconnected" on reuse).
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            refusal
+        }
     }
 }
 

@@ -96,10 +96,11 @@ pub const AUTH: RouteAuth = RouteAuth {
         let proto = Protocol::of(&parts.headers);
         match e {
             AuthError::Unrecognized => KinesisError::unrecognized_client().respond(proto),
-            AuthError::Denied => {
-                KinesisError::access_denied(operation(&parts.headers).unwrap_or("this operation"))
-                    .respond(proto)
-            }
+            AuthError::Denied => KinesisError::access_denied(
+                operation(&parts.headers).unwrap_or("this operation"),
+                (AUTH.scope)(parts),
+            )
+            .respond(proto),
         }
     },
 };

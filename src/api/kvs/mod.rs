@@ -45,7 +45,13 @@ pub const AUTH: RouteAuth = RouteAuth {
             AuthError::Unrecognized => "a valid API token is required",
             AuthError::Denied => "the API token lacks the scope for this request",
         };
-        KvsError::NotAuthorized(message.into()).into_response()
+        let mut r = KvsError::NotAuthorized(message.into()).into_response();
+        // The service answers 401 for both; 403 for a known token lacking the scope, as
+        // every family does (boto3 goes by the error type).
+        if e == AuthError::Denied {
+            *r.status_mut() = axum::http::StatusCode::FORBIDDEN;
+        }
+        r
     },
 };
 
