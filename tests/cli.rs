@@ -173,7 +173,12 @@ fn check_rejects_everything_run_rejects() {
         ),
         (
             "listen address not on this host",
-            "[api]\nlisten = \"192.0.2.1:18080\"\n",
+            "[api]\nlisten = \"192.0.2.1:18080\"\nallow_unauthenticated = true\n",
+            "api.listen",
+        ),
+        (
+            "network listener without tokens",
+            "[api]\nlisten = \"0.0.0.0:18080\"\n",
             "api.listen",
         ),
         (
@@ -217,10 +222,11 @@ fn listen_errors_say_why() {
         "[agent]\ndata_dir = \"{}\"\n[[camera]]\nname = \"lab\"\n[camera.source]\nkind = \"test\"\n",
         data.display()
     );
-    // Not on this host: not "is another vidgest running?".
+    // Not on this host: not "is another vidgest running?" (open on purpose: a network address
+    // without tokens is refused before the bind otherwise).
     let cfg = write(
         dir.path(),
-        &format!("{base}[api]\nlisten = \"192.0.2.1:18080\"\n"),
+        &format!("{base}[api]\nlisten = \"192.0.2.1:18080\"\nallow_unauthenticated = true\n"),
     );
     let (_, _, err) = cli(&["check", "--config", &cfg]);
     assert!(err.contains("not on this host"), "{err}");

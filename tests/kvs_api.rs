@@ -13,6 +13,7 @@ use api_support::*;
 use harness::*;
 
 const READER: &str = "kvs-reader-token-0123456";
+/// An admin token: UpdateDataRetention changes policy (tags alone would need write).
 const WRITER: &str = "kvs-writer-token-0123456";
 const CAMERAS: [&str; 2] = ["cam", "lobby"];
 /// Fragments each camera must have recorded before the client runs.
@@ -27,7 +28,7 @@ fn config_with(port: u16, retention: &str) -> String {
         retention: Some(retention),
         ..TestCam::small(name)
     });
-    daemon_config(port, &[(READER, "read"), (WRITER, "write")], "", &cameras)
+    daemon_config(port, &[(READER, "read"), (WRITER, "admin")], "", &cameras)
 }
 
 #[test]

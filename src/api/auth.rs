@@ -10,10 +10,26 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+/// Each scope implies the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
+    /// Lists, descriptions, records and video out; playback session URLs.
     Read,
+    /// Records in (PutRecord(s), Firehose puts) and stream tags.
     Write,
+    /// What changes the daemon's policy: creating and deleting streams, retention.
+    Admin,
+}
+
+impl Scope {
+    /// As `[[api.token]] scope` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +54,7 @@ impl Auth {
                     let scope = match t.scope {
                         TokenScope::Read => Scope::Read,
                         TokenScope::Write => Scope::Write,
+                        TokenScope::Admin => Scope::Admin,
                     };
                     (t.token.clone(), scope)
                 })
@@ -99,7 +116,16 @@ pub async fn require(
     let (parts, body) = request.into_parts();
     match auth.check(&parts.headers, (route.scope)(&parts)) {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(e) => (route.refuse)(e, &parts),
+        Err(e) => {
+            let mut refusal = (route.refuse)(e, &parts);
+            // The unread body is left on the connection, so hyper closes it after this answer;
+            // saying so keeps clients from sending their next request into that closing
+            // connection (seen as "peer disconnected" on reuse).
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            refusal
+        }
     }
 }
 
@@ -150,6 +176,10 @@ mod tests {
                 token: "writer-token-0123456".into(),
                 scope: TokenScope::Write,
             },
+            TokenConfig {
+                token: "admin-token-01234567".into(),
+                scope: TokenScope::Admin,
+            },
         ]);
         let sigv4 = "AWS4-HMAC-SHA256 Credential=writer-token-0123456/20261125/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=abc";
         assert_eq!(auth.check(&headers(sigv4), Scope::Write), Ok(()));
@@ -160,6 +190,18 @@ mod tests {
         assert_eq!(
             auth.check(&headers("Bearer reader-token-0123456"), Scope::Write),
             Err(AuthError::Denied)
+        );
+        assert_eq!(
+            auth.check(&headers(sigv4), Scope::Admin),
+            Err(AuthError::Denied)
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer admin-token-01234567"), Scope::Admin),
+            Ok(())
+        );
+        assert_eq!(
+            auth.check(&headers("Bearer admin-token-01234567"), Scope::Read),
+            Ok(())
         );
         assert_eq!(
             auth.check(&headers("Bearer nope"), Scope::Read),

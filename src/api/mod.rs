@@ -18,7 +18,7 @@ use crate::clock::SharedClock;
 use crate::streams::ShardStreams;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -54,6 +54,8 @@ pub struct ApiState {
     pub shutdown: crate::lifecycle::Shutdown,
     /// `http` or `https` (`serve_tls`): the scheme of the URLs the API hands out.
     pub scheme: &'static str,
+    /// `[api] cors_allow_origins` (validated as origins by the config): empty, no CORS at all.
+    pub cors_allow_origins: Arc<[HeaderValue]>,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -98,7 +100,15 @@ impl ApiState {
             detection: Arc::default(),
             shutdown: crate::lifecycle::Shutdown::new(),
             scheme: "http",
+            cors_allow_origins: Arc::new([]),
         }
+    }
+
+    /// Lets browsers on these origins call the API (`[api] cors_allow_origins`). An origin that
+    /// is no valid header value is skipped: the config check refuses such origins first.
+    pub fn with_cors_allow_origins(mut self, origins: &[String]) -> Self {
+        self.cors_allow_origins = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        self
     }
 
     /// Gives the REST API the cameras' detection streams and the worker count.
@@ -179,7 +189,7 @@ pub fn router(state: ApiState) -> Router {
     let aws = Router::new()
         .route("/", post(aws_json).layer(DefaultBodyLimit::disable()))
         .route_layer(guard(AWS_JSON_AUTH));
-    Router::new()
+    let router = Router::new()
         .merge(aws)
         .merge(kvs::router().route_layer(guard(kvs::AUTH)))
         // HLS / DASH session routes: the signed session token is the credential
@@ -187,8 +197,65 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))
-        .layer(axum::middleware::map_response(add_request_id))
+        .layer(axum::middleware::map_response(add_request_id));
+    // Outside the auth guards: browsers send preflights without credentials. Outermost of all
+    // is the security-header layer, so every answer (refusals, 404s, preflights) carries them.
+    let router = match cors(&state.cors_allow_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// tower-http's CORS for the configured origins only (none configured: no layer, so no CORS
+/// headers and browsers keep cross-origin scripts out). No credentials mode: tokens travel in
+/// `Authorization`, which the allow-list names.
+fn cors(origins: &[HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let amz = |name: &'static str| HeaderName::from_static(name);
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins.to_vec())
+            .allow_methods([Method::GET, Method::HEAD, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::RANGE,
+                amz("x-amz-target"),
+                amz("x-amz-date"),
+                amz("x-amz-content-sha256"),
+                amz("x-amz-security-token"),
+                amz("x-amz-user-agent"),
+                amz("amz-sdk-invocation-id"),
+                amz("amz-sdk-request"),
+            ])
+            .expose_headers([amz("x-amzn-requestid"), amz("x-amzn-errortype")])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Security headers on every answer: no MIME sniffing, no framing (clickjacking), same-origin
+/// resources only, no Referer leaking session-token URLs. A handler that sets its own value
+/// (a future UI page with a stricter CSP) keeps it.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'",
+        ),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Every answer carries a request id, as AWS services do (SDKs surface it in errors and logs).
@@ -254,6 +321,16 @@ mod tests {
             ("Kinesis_20131202.ListStreams", Scope::Read),
             ("Kinesis_20131202.GetRecords", Scope::Read),
             ("Kinesis_20131202.PutRecords", Scope::Write),
+            ("Kinesis_20131202.CreateStream", Scope::Admin),
+            ("Kinesis_20131202.DeleteStream", Scope::Admin),
+            (
+                "Kinesis_20131202.IncreaseStreamRetentionPeriod",
+                Scope::Admin,
+            ),
+            (
+                "Kinesis_20131202.DecreaseStreamRetentionPeriod",
+                Scope::Admin,
+            ),
             ("Nope.ListStreams", Scope::Write),
         ] {
             assert_eq!(

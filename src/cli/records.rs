@@ -24,7 +24,7 @@ impl Client {
             .api
             .tokens
             .iter()
-            .max_by_key(|t| t.scope == TokenScope::Write)
+            .max_by_key(|t| t.scope >= TokenScope::Write)
             .map(|t| t.token.clone())
             .or_else(|| std::env::var("VIDGEST_TOKEN").ok());
         let agent = ureq::Agent::config_builder()

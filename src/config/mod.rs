@@ -212,6 +212,14 @@ pub struct ApiConfig {
     /// PEM private key of `tls_cert` (never logged).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// With no token configured, `listen` must be a loopback address unless this is set: an
+    /// open API on the network must be a choice, not an accident.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Browser origins (`https://host[:port]`) allowed to call the API cross-origin; empty
+    /// (the default) sends no CORS headers, so browsers refuse cross-origin calls.
+    #[serde(default)]
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -224,6 +232,8 @@ impl Default for ApiConfig {
             body_timeout: default_body_timeout(),
             tls_cert: None,
             tls_key: None,
+            allow_unauthenticated: false,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -243,7 +253,8 @@ fn default_body_timeout() -> HumanDuration {
 pub struct TokenConfig {
     #[serde(deserialize_with = "rtsp_url::secret::string")]
     pub token: String,
-    /// `read` or `write` (write implies read).
+    /// `read`, `write` (implies read) or `admin` (implies write; changes the daemon's policy:
+    /// creating and deleting streams, retention).
     #[serde(default = "default_scope")]
     pub scope: TokenScope,
 }
@@ -262,6 +273,7 @@ impl std::fmt::Debug for TokenConfig {
 pub enum TokenScope {
     Read,
     Write,
+    Admin,
 }
 
 fn default_scope() -> TokenScope {

@@ -610,3 +610,61 @@ fn delivery_problems_name_their_paths() {
     assert!(p[0].starts_with("delivery"), "{p:?}");
     assert!(p[0].contains("ftp"), "{p:?}");
 }
+
+fn api_config(api: &str) -> String {
+    format!("[agent]\ndata_dir = \"/d\"\n[api]\n{api}\n")
+}
+
+#[test]
+fn network_listen_without_tokens_needs_an_explicit_opt_in() {
+    for open in ["0.0.0.0:8080", "[::]:8080", "192.168.1.10:8080"] {
+        let p = problems(&api_config(&format!("listen = \"{open}\"")));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("api.listen: "), "{p:?}");
+        for fix in ["[[api.token]]", "127.0.0.1", "allow_unauthenticated = true"] {
+            assert!(p[0].contains(fix), "the fix `{fix}` is named: {p:?}");
+        }
+        let opted_in = format!("listen = \"{open}\"\nallow_unauthenticated = true");
+        Config::parse(&api_config(&opted_in)).unwrap();
+        let with_token =
+            format!("listen = \"{open}\"\n[[api.token]]\ntoken = \"0123456789abcdef-secret\"");
+        Config::parse(&api_config(&with_token)).unwrap();
+    }
+    for loopback in [
+        "127.0.0.1:8080",
+        "127.3.2.1:8080",
+        "[::1]:8080",
+        "[::ffff:127.0.0.1]:8080",
+    ] {
+        Config::parse(&api_config(&format!("listen = \"{loopback}\""))).unwrap();
+    }
+    // the default listener is loopback
+    Config::parse("[agent]\ndata_dir = \"/d\"\n").unwrap();
+}
+
+#[test]
+fn admin_scope_and_cors_origins() {
+    let c = Config::parse(&api_config(
+        "cors_allow_origins = [\"https://nvr.example:8443\", \"http://127.0.0.1:3000\"]\n\
+         [[api.token]]\ntoken = \"0123456789abcdef-admin\"\nscope = \"admin\"",
+    ))
+    .unwrap();
+    assert_eq!(c.api.tokens[0].scope, TokenScope::Admin);
+    assert!(TokenScope::Admin > TokenScope::Write);
+    assert_eq!(c.api.cors_allow_origins.len(), 2);
+    for bad in [
+        "*",
+        "nvr.example",
+        "https://nvr.example/",
+        "https://nvr.example/ui",
+        "https://nvr.example:443",
+        "ftp://nvr.example",
+    ] {
+        let p = problems(&api_config(&format!("cors_allow_origins = [\"{bad}\"]")));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert!(
+            p[0].starts_with("api.cors_allow_origins[0]: "),
+            "{bad}: {p:?}"
+        );
+    }
+}

@@ -108,6 +108,30 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             ),
         );
     }
+    if let Ok(addr) = config.api.listen.parse::<std::net::SocketAddr>() {
+        if config.api.tokens.is_empty()
+            && !config.api.allow_unauthenticated
+            && !addr.ip().to_canonical().is_loopback()
+        {
+            add(
+                "api.listen".into(),
+                format!(
+                    "`{}` is reachable from the network but no [[api.token]] is configured: \
+                     add a token (docs/http-api.md#authentication), listen on 127.0.0.1, or set \
+                     `allow_unauthenticated = true` in [api] to serve everyone on purpose",
+                    config.api.listen
+                ),
+            );
+        }
+    }
+    for (i, origin) in config.api.cors_allow_origins.iter().enumerate() {
+        if let Err(why) = check_origin(origin) {
+            add(
+                format!("api.cors_allow_origins[{i}]"),
+                format!("`{origin}` {why}"),
+            );
+        }
+    }
     for (i, t) in config.api.tokens.iter().enumerate() {
         if t.token.len() < 16 {
             add(
@@ -395,6 +419,19 @@ pub(super) enum StreamNameError {
 
 /// Shard stream names follow the Kinesis rule, and name directories on disk, so `.` and `..`
 /// are refused too (the stream store refuses them at start: refuse them here first).
+/// A browser origin exactly as the `Origin` header carries it: `http(s)://host[:port]`, no path
+/// and no default port (the url crate's origin serialization is the reference).
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(origin).map_err(|_| "is not a URL like https://nvr.example:8443")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// origin (`*` is not accepted: list them)");
+    }
+    if url.origin().ascii_serialization() != origin {
+        return Err("must be scheme://host[:port] only: no path, no trailing `/`, no default port");
+    }
+    Ok(())
+}
+
 pub(super) fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
     let chars_ok = name
         .chars()

@@ -94,6 +94,7 @@ impl Daemon {
             clock.clone(),
             iterator_key,
         )
+        .with_cors_allow_origins(&config.api.cors_allow_origins)
         .with_cameras(store.clone(), statuses.clone())
         .with_firehose(http::firehose_deliveries(config, &clock))
         .with_deliveries(delivery_statuses.clone())

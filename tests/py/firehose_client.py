@@ -270,18 +270,18 @@ def part_auth(ep, writer, reader, name):
             lambda: c.list_delivery_streams(),
             lambda: c.put_record(DeliveryStreamName=name, Record={"Data": b"x"}),
         ):
-            expect_error(fn, "UnrecognizedClientException", 400)
+            expect_error(fn, "UnrecognizedClientException", 401)
         ok(f"{label}: UnrecognizedClientException")
     ro = make_client("firehose", ep, reader)
     assert name in ro.list_delivery_streams()["DeliveryStreamNames"]
     ro.describe_delivery_stream(DeliveryStreamName=name)
     expect_error(
         lambda: ro.put_record(DeliveryStreamName=name, Record={"Data": b"x"}),
-        "AccessDeniedException", 400, "PutRecord",
+        "AccessDeniedException", 403, "PutRecord",
     )
     expect_error(
         lambda: ro.put_record_batch(DeliveryStreamName=name, Records=[{"Data": b"x"}]),
-        "AccessDeniedException", 400, "PutRecordBatch",
+        "AccessDeniedException", 403, "PutRecordBatch",
     )
     ok("read token: list/describe allowed, PutRecord/PutRecordBatch AccessDeniedException")
     wr = make_client("firehose", ep, writer)

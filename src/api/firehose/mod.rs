@@ -55,10 +55,11 @@ pub const AUTH: RouteAuth = RouteAuth {
     },
     refuse: |e, parts| match e {
         AuthError::Unrecognized => KinesisError::unrecognized_client().respond(Protocol::Json),
-        AuthError::Denied => {
-            KinesisError::access_denied(operation(&parts.headers).unwrap_or("this operation"))
-                .respond(Protocol::Json)
-        }
+        AuthError::Denied => KinesisError::access_denied(
+            operation(&parts.headers).unwrap_or("this operation"),
+            (AUTH.scope)(parts),
+        )
+        .respond(Protocol::Json),
     },
 };
 

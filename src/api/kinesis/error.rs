@@ -62,17 +62,28 @@ impl KinesisError {
             format!("Rate exceeded for shard {shard} in stream {stream} under account {ACCOUNT}."),
         )
     }
+    /// 401 and 403 (the real services answer 400; SDKs go by `__type`, and one status pair
+    /// across every route family is what operators and proxies see).
     pub fn unrecognized_client() -> Self {
-        Self::new(
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-        )
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            ..Self::new(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+        }
     }
-    pub fn access_denied(op: &str) -> Self {
-        Self::new(
-            "AccessDeniedException",
-            format!("The token is not authorized to perform {op} (needs scope write)."),
-        )
+    pub fn access_denied(op: &str, needs: crate::api::Scope) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            ..Self::new(
+                "AccessDeniedException",
+                format!(
+                    "The token is not authorized to perform {op} (needs scope {}).",
+                    needs.name()
+                ),
+            )
+        }
     }
     /// A body over the operation's limit: the service's error shape, HTTP 413.
     pub fn body_too_large(op: &str, limit: usize) -> Self {

@@ -82,21 +82,25 @@ fn operation(headers: &HeaderMap) -> Option<&str> {
     super::amz_operation(headers, TARGET_PREFIX)
 }
 
-/// Kinesis authorization: read scope for read-only operations, write for the rest; refusals
-/// are the service's errors in the request's protocol.
+/// Kinesis authorization: read scope for read-only operations, admin for creating and deleting
+/// streams and changing their retention, write for the rest (records in; unknown operations,
+/// which then get UnknownOperationException); refusals are the service's errors in the
+/// request's protocol.
 pub const AUTH: RouteAuth = RouteAuth {
     scope: |parts| match operation(&parts.headers) {
         Some(op) if ops::is_read_only(op) => Scope::Read,
+        Some(op) if ops::is_admin(op) => Scope::Admin,
         _ => Scope::Write,
     },
     refuse: |e, parts| {
         let proto = Protocol::of(&parts.headers);
         match e {
             AuthError::Unrecognized => KinesisError::unrecognized_client().respond(proto),
-            AuthError::Denied => {
-                KinesisError::access_denied(operation(&parts.headers).unwrap_or("this operation"))
-                    .respond(proto)
-            }
+            AuthError::Denied => KinesisError::access_denied(
+                operation(&parts.headers).unwrap_or("this operation"),
+                (AUTH.scope)(parts),
+            )
+            .respond(proto),
         }
     },
 };

@@ -16,6 +16,18 @@ type OpResult = Result<Value, KinesisError>;
 const MAX_SHARDS: i64 = 64;
 const MAX_GET_BYTES: usize = 10 * 1024 * 1024;
 
+/// Operations that change the daemon's policy (which streams exist, how long they keep
+/// records) rather than its data: they need the admin scope.
+pub fn is_admin(op: &str) -> bool {
+    matches!(
+        op,
+        "CreateStream"
+            | "DeleteStream"
+            | "IncreaseStreamRetentionPeriod"
+            | "DecreaseStreamRetentionPeriod"
+    )
+}
+
 pub fn is_read_only(op: &str) -> bool {
     matches!(
         op,

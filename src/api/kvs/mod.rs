@@ -30,11 +30,14 @@ use serde_json::Value;
 const REGION: &str = super::kinesis::REGION;
 const ACCOUNT: &str = super::kinesis::ACCOUNT;
 
-/// The control-plane changes (retention, tags) need a write token, every other operation reads;
-/// refusals are the service's NotAuthorizedException.
+/// UpdateDataRetention changes how long the daemon keeps video (policy): admin. Tags are labels
+/// that change no behaviour of the daemon: write, like records. Every other operation reads
+/// (session URLs too: the player routes then take the session token instead). Refusals are
+/// the service's NotAuthorizedException.
 pub const AUTH: RouteAuth = RouteAuth {
     scope: |parts| match parts.uri.path() {
-        "/updateDataRetention" | "/tagStream" | "/untagStream" => Scope::Write,
+        "/updateDataRetention" => Scope::Admin,
+        "/tagStream" | "/untagStream" => Scope::Write,
         _ => Scope::Read,
     },
     refuse: |e, _| {
@@ -42,7 +45,13 @@ pub const AUTH: RouteAuth = RouteAuth {
             AuthError::Unrecognized => "a valid API token is required",
             AuthError::Denied => "the API token lacks the scope for this request",
         };
-        KvsError::NotAuthorized(message.into()).into_response()
+        let mut r = KvsError::NotAuthorized(message.into()).into_response();
+        // The service answers 401 for both; 403 for a known token lacking the scope, as
+        // every family does (boto3 goes by the error type).
+        if e == AuthError::Denied {
+            *r.status_mut() = axum::http::StatusCode::FORBIDDEN;
+        }
+        r
     },
 };
 
