@@ -289,4 +289,69 @@ mod tests {
         .await
         .expect("the subscription ends with the client");
     }
+
+    #[tokio::test]
+    async fn a_codec_change_sends_the_new_init_before_its_key_frame() {
+        let a = crate::media::test_support::small_h264_config();
+        let mut b = a.clone();
+        b.width *= 2;
+        let feed = Arc::new(LiveFeed::default());
+        let data = [0u8, 0, 0, 2, 0x65, 1];
+        let now = Instant::now();
+        feed.publish(&a, 0, &sample(&data, true), now).unwrap();
+        let mut body = feed.body(Shutdown::new());
+        feed.publish(&a, 3000, &sample(&data, true), now).unwrap();
+        // a frame of the new configuration that is no key frame is skipped
+        feed.publish(&b, 6000, &sample(&data, false), now).unwrap();
+        feed.publish(&b, 9000, &sample(&data, true), now).unwrap();
+        let mut next = async || body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let init_a = next().await;
+        assert_eq!(
+            init_a,
+            fmp4::init_segment(&a).unwrap(),
+            "the current init at once"
+        );
+        assert_eq!(fmp4::base_decode_time(&next().await).unwrap(), 3000);
+        let init_b = next().await;
+        assert_eq!(init_b, fmp4::init_segment(&b).unwrap());
+        let chunk = next().await;
+        assert_eq!(fmp4::base_decode_time(&chunk).unwrap(), 9000);
+        assert!(fmp4::inspect_fragment(&chunk).unwrap().first_is_key);
+    }
+
+    #[tokio::test]
+    async fn a_slow_viewer_lags_and_resumes_at_a_key_frame() {
+        let cfg = crate::media::test_support::small_h264_config();
+        let feed = Arc::new(LiveFeed::default());
+        let mut body = feed.body(Shutdown::new());
+        let data = [0u8, 0, 0, 2, 0x65, 1];
+        let now = Instant::now();
+        // far more than the ring and the viewer's queue hold while the client reads nothing
+        let total = (RING + IN_FLIGHT) as u64 * 4;
+        for n in 0..total {
+            feed.publish(&cfg, n * 3000, &sample(&data, n % 30 == 0), now)
+                .unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut next = async || body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&next().await[4..8], b"ftyp");
+        let mut last = None;
+        let mut resumed = false;
+        while let Ok(Some(Ok(f))) =
+            tokio::time::timeout(Duration::from_millis(200), body.frame()).await
+        {
+            let chunk = f.into_data().unwrap();
+            let info = fmp4::inspect_fragment(&chunk).unwrap();
+            if let Some(prev) = last {
+                if info.base_decode_time != prev + 3000 {
+                    // after a gap the viewer starts again at a key frame
+                    assert!(info.first_is_key, "resumed at {}", info.base_decode_time);
+                    resumed = true;
+                }
+            }
+            last = Some(info.base_decode_time);
+        }
+        assert!(resumed, "the viewer lagged");
+        assert!(feed.lagged.load(Ordering::Relaxed) > 0);
+    }
 }
