@@ -189,4 +189,15 @@ fn live_feed_streams_decodable_chunks_and_frees_viewers() {
         (health(port)["playback"]["live_subscribers"] == 0).then_some(())
     });
     daemon.assert_running();
+
+    // Shutdown ends a live body: the daemon stops in time and the client sees the end.
+    let mut last = LiveClient::connect(port, "/api/v1/cameras/cam/live.mp4");
+    assert_eq!(last.status, 200);
+    assert_eq!(last.next_box().0, "ftyp");
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    let mut rest = Vec::new();
+    last.reader
+        .read_to_end(&mut rest)
+        .expect("the live body ends at shutdown");
 }
