@@ -36,6 +36,45 @@ pub fn router() -> Router<ApiState> {
         .route("/cameras/{name}/events", get(events::events))
         .route("/health", get(health::health))
         .route("/cameras/{name}/snapshot.jpg", get(snapshot))
+        .route("/cameras/{name}/live.mp4", get(live))
+}
+
+/// `GET /api/v1/cameras/{name}/live.mp4`: the low-latency live feed, a never-ending fragmented
+/// MP4 (init segment, then one moof+mdat per access unit from the next key frame;
+/// playback/live.rs). 503 while the camera is not streaming.
+async fn live(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, RestError> {
+    let cam = state
+        .cameras
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| RestError::UnknownCamera(name.clone()))?;
+    let (s, detail) = cam.state();
+    if s != crate::capture::CameraState::Streaming {
+        return Err(RestError::Unavailable(format!(
+            "camera `{name}` is not streaming ({}{}{detail})",
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            if detail.is_empty() { "" } else { ": " },
+        )));
+    }
+    let body = cam.live.body(state.shutdown.clone());
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::HeaderName::from_static("x-vidgest-live"),
+                HeaderValue::from_static("1"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/cameras`: every running camera with its state, why, its counters, and the shard
@@ -98,6 +137,8 @@ enum RestError {
     #[error("{0}")]
     NoPicture(String),
     #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -108,6 +149,7 @@ impl IntoResponse for RestError {
             RestError::UnknownCamera(_) | RestError::NoMedia(_) | RestError::NoPicture(_) => {
                 StatusCode::NOT_FOUND
             }
+            RestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -4,7 +4,7 @@ use super::linker::{DetectionLinker, Mapping};
 use super::{CameraStatus, CaptureEvent, Counters, DetectionResult, FrameTime, Normalizer};
 use crate::clock::{SharedClock, UnixNanos};
 use crate::media::fmp4::{self, Sample, TIMESCALE};
-use crate::media::fragmenter::{Fragmenter, ReadyFragment};
+use crate::media::fragmenter::{AccessUnit, Fragmenter, ReadyFragment};
 use crate::store::{AppendOutcome, NewFragment, VideoWriter};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
@@ -27,6 +27,8 @@ const BEHIND_LIMIT_NS: i64 = 10_000_000_000;
 /// Ended sessions whose time mapping is kept for detection results still in flight (a result
 /// comes at most a few inference times after its frame; sessions last far longer).
 const ENDED_SESSIONS: usize = 4;
+/// Duration of the first live chunk of a session (90 kHz ticks: one frame at 30 fps).
+const DEFAULT_LIVE_DURATION: u32 = 3000;
 
 pub struct Recorder {
     writer: VideoWriter,
@@ -71,6 +73,9 @@ struct Session {
     /// Storing failed: ignore the rest of this session.
     broken: bool,
     last_config_id: Option<String>,
+    /// Decode time (90 kHz) and duration of the last live chunk: a chunk goes out before the
+    /// next access unit tells its exact duration, so the previous one stands in.
+    live_last: Option<(u64, u32)>,
 }
 
 /// Producer (wall) time of media time `media_ns`, given that `media_base_ns` happened at
@@ -213,9 +218,11 @@ impl Recorder {
                     discontinuity_next: false,
                     broken: false,
                     last_config_id: None,
+                    live_last: None,
                 });
             }
             CaptureEvent::Au { session, au } => {
+                let arrived = Instant::now();
                 let Some(s) = self
                     .session
                     .as_mut()
@@ -233,6 +240,9 @@ impl Recorder {
                     let Some(s) = self.session.as_mut() else {
                         return;
                     };
+                    if self.status.live.has_subscribers() {
+                        Self::publish_live(s, &self.status, &unit, arrived);
+                    }
                     let ready = s.fragmenter.push(unit);
                     self.store(ready);
                 }
@@ -257,6 +267,36 @@ impl Recorder {
                     self.end_session();
                 }
             }
+        }
+    }
+
+    /// One access unit to the live feed, on the 90 kHz wall-clock timeline of the stored
+    /// fragments (before the first key frame set the media base, nothing is published).
+    fn publish_live(s: &mut Session, status: &CameraStatus, unit: &AccessUnit, arrived: Instant) {
+        let Some(base) = s.media_base() else {
+            return;
+        };
+        let ticks = |media_ns: u64| ns_to_ticks(wall_time(s.wall_base_ns, base, media_ns));
+        let decode_time = ticks(unit.dts_ns);
+        let duration = match s.live_last {
+            Some((prev, _)) if decode_time > prev => {
+                (decode_time - prev).min(u32::MAX as u64) as u32
+            }
+            Some((_, prev_duration)) => prev_duration,
+            None => DEFAULT_LIVE_DURATION,
+        };
+        s.live_last = Some((decode_time, duration));
+        let sample = Sample {
+            data: &unit.data,
+            duration,
+            is_key: unit.is_key,
+            composition_offset: (ticks(unit.pts_ns) as i64 - decode_time as i64) as i32,
+        };
+        if let Err(e) = status
+            .live
+            .publish(&unit.config, decode_time, &sample, arrived)
+        {
+            tracing::warn!(camera = %status.name, error = %e, "live chunk dropped");
         }
     }
 

@@ -59,6 +59,8 @@ pub struct CameraStatus {
     pub counters: Counters,
     /// Set by the recorder when storing failed; the supervisor then restarts the session.
     write_failed: AtomicBool,
+    /// The low-latency live feed the recorder publishes to (playback/live.rs).
+    pub live: std::sync::Arc<crate::playback::live::LiveFeed>,
 }
 
 impl CameraStatus {
@@ -68,6 +70,7 @@ impl CameraStatus {
             state: Mutex::new((CameraState::Starting, Instant::now(), String::new())),
             counters: Counters::default(),
             write_failed: AtomicBool::new(false),
+            live: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ mod clip;
 pub mod dash;
 pub mod hls;
 pub mod images;
+pub mod live;
 pub mod mkv;
 mod range;
 pub mod session;

@@ -111,6 +111,11 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
     };
 
     let ok = verdict.problems.is_empty();
+    let (p50, p95, samples) = crate::playback::live::live_latency_ms();
+    let live_latency = json!({ "p50": p50, "p95": p95, "samples": samples });
+    let live_lagged: u64 = (state.cameras.iter())
+        .map(|c| c.live.lagged.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "problems": verdict.problems,
@@ -122,6 +127,9 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
         "playback": {
             "active_streams": crate::playback::active_streams(),
             "bytes_streamed": crate::playback::bytes_streamed(),
+            "live_subscribers": crate::playback::live::live_subscribers(),
+            "live_latency_ms": live_latency,
+            "live_lagged_chunks": live_lagged,
         },
     });
     let status = if ok {
