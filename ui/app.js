@@ -89,7 +89,7 @@ const clipUrl = (name, start, end) =>
 // ---- live view -----------------------------------------------------------------------------
 
 /** End offset of the init segment (through `moov`) in `bytes`, or -1 while it is incomplete. */
-function initSegmentEnd(bytes) {
+export function initSegmentEnd(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   while (at + 8 <= bytes.length) {
@@ -119,7 +119,7 @@ function findBox(bytes, type) {
 const hex2 = (b) => b.toString(16).padStart(2, '0');
 
 /** The RFC 6381 codecs string of an init segment (H.264 avcC or H.265 hvcC). */
-function codecString(init) {
+export function codecString(init) {
   const avc = findBox(init, 'avcC');
   if (avc >= 0) return `avc1.${hex2(init[avc + 5])}${hex2(init[avc + 6])}${hex2(init[avc + 7])}`;
   const hvc = findBox(init, 'hvcC');
@@ -157,12 +157,21 @@ async function liveMse(box, name, onKind) {
   if (!window.MediaSource) return false;
   const resp = await fetch(cameraUrl(name, 'live.mp4'));
   if (!resp.ok || !resp.body) return false;
+  onKind('low-latency');
+  return playFmp4(box, resp);
+}
+
+/**
+ * Plays a fragmented MP4 response body, as it arrives, through MSE in a new <video> in `box`,
+ * staying at the live edge. Resolves false when the browser cannot play the codec, true when
+ * the body ended. Exported for the UI test, which feeds it a `clip.mp4`.
+ */
+export async function playFmp4(box, resp) {
   const video = el('video', { autoplay: true, playsInline: true, class: 'live-video' });
   video.muted = true;
   const source = new MediaSource();
   video.src = URL.createObjectURL(source);
   box.replaceChildren(video);
-  onKind('low-latency');
   await new Promise((resolve) => source.addEventListener('sourceopen', resolve, { once: true }));
   const reader = resp.body.getReader();
   const queue = [];
@@ -210,7 +219,7 @@ async function liveMse(box, name, onKind) {
       pump();
     }
   } catch (e) {
-    console.warn('live feed of', name, 'stopped:', e.message);
+    console.warn('fMP4 stream stopped:', e.message);
   }
   return true;
 }
