@@ -89,8 +89,20 @@ def run(a, cameras, events, errors):
             arg=a.detection_camera,
             timeout=30_000,
         )
+        # live <video>s (HLS where Chromium plays it, or the low-latency feed) play the camera
+        live = page.eval_on_selector_all(
+            ".card.camera .live video", "vs => vs.map(v => [v.videoWidth, v.currentTime])"
+        )
+        assert all(w == 160 for w, _ in live), live
+        if live:
+            page.wait_for_function(
+                "t0 => [...document.querySelectorAll('.card.camera .live video')]"
+                ".every((v, i) => v.currentTime > t0[i] + 0.5)",
+                arg=[t for _, t in live],
+                timeout=30_000,
+            )
         page.screenshot(path=os.path.join(a.screenshots, "grid.png"))
-        print("grid: both cameras, streaming, live views, last detection")
+        print(f"grid: both cameras, streaming, live views ({len(live)} playing video), last detection")
 
         # --- camera page ---
         page.goto(f"{a.base}/camera.html?name={a.detection_camera}")
@@ -189,6 +201,14 @@ def run(a, cameras, events, errors):
             timeout=6_000,
         )
         print(f"MSE player: {codec}, 160 px wide, at the live edge")
+
+        # the mouse wheel zooms (out: 10 min -> 30 min)
+        tl = page.eval_on_selector("#timeline", "t => { const b = t.getBoundingClientRect(); return [b.left + b.width / 2, b.top + b.height / 2]; }")
+        page.mouse.move(tl[0], tl[1])
+        page.mouse.wheel(0, 120)
+        page.wait_for_function(
+            "() => document.querySelector('#span').textContent.startsWith('30 min')"
+        )
 
         # --- health ---
         page.goto(f"{a.base}/health.html")
