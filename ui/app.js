@@ -225,7 +225,7 @@ export async function playFmp4(box, resp) {
 }
 
 /** Native HLS (Safari, some Chromium builds): the KVS-style LIVE session URL in a <video>. */
-async function liveHls(box, name, onKind) {
+async function liveHls(box, name, onKind, width) {
   const video = el('video', { autoplay: true, playsInline: true, class: 'live-video' });
   if (!video.canPlayType('application/vnd.apple.mpegurl')) return false;
   const r = await fetch('/getHLSStreamingSessionURL', {
@@ -237,6 +237,16 @@ async function liveHls(box, name, onKind) {
   const { HLSStreamingSessionURL: url } = await r.json();
   if (!url) return false;
   video.muted = true;
+  // a player that gives up (Chromium's native HLS sometimes fails to parse a live segment)
+  // leaves a frozen picture: show refreshed snapshots instead
+  video.addEventListener(
+    'error',
+    () => {
+      console.warn('HLS of', name, 'failed:', video.error && video.error.message);
+      liveSnapshots(box, name, onKind, width);
+    },
+    { once: true },
+  );
   video.src = url;
   box.replaceChildren(video);
   onKind('HLS');
@@ -272,7 +282,7 @@ async function startLive(box, name, { onKind = () => {}, width = 640, stream = t
       console.warn('no low-latency feed for', name, e.message);
     }
     try {
-      if (await liveHls(box, name, onKind)) return;
+      if (await liveHls(box, name, onKind, width)) return;
     } catch (e) {
       console.warn('no HLS for', name, e.message);
     }
