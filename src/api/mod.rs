@@ -9,6 +9,7 @@ pub mod kvs;
 mod rest;
 mod server;
 mod tls;
+mod ui;
 
 pub use auth::{Auth, AuthError, RouteAuth, Scope};
 pub use server::{serve_with, Handshake, HttpOptions, Plain};
@@ -196,6 +197,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(kvs::session_router())
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(ui::pages().route_layer(guard(ui::AUTH)).merge(ui::assets()))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))
         .layer(axum::middleware::map_response(add_request_id));
     // Outside the auth guards: browsers send preflights without credentials. Outermost of all
