@@ -144,7 +144,7 @@ impl LiveFeed {
     /// client goes away or at `shutdown`. Must be called inside a Tokio runtime.
     pub fn body(self: &Arc<Self>, shutdown: Shutdown) -> axum::body::Body {
         let mut rx = self.tx.subscribe();
-        let viewer = Viewer::start();
+        let viewer = super::stream::Counted::new(&SUBSCRIBERS);
         let initial = self.current_init.lock().clone();
         let (out_tx, out_rx) = mpsc::channel::<Out>(IN_FLIGHT);
         let feed = self.clone();
@@ -203,22 +203,6 @@ impl LiveFeed {
 
 /// Bytes for the connection, with the arrival instant of a chunk's access unit.
 type Out = (Bytes, Option<Instant>);
-
-/// Counts one connected viewer for as long as its task lives.
-struct Viewer;
-
-impl Viewer {
-    fn start() -> Self {
-        SUBSCRIBERS.fetch_add(1, Ordering::Relaxed);
-        Viewer
-    }
-}
-
-impl Drop for Viewer {
-    fn drop(&mut self) {
-        SUBSCRIBERS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// The response body: hands chunks to the connection and records each chunk's latency as it
 /// does (hyper writes a frame to the socket as soon as it polls it).

@@ -9,7 +9,7 @@
 
 use crate::api::kinesis::IteratorKey;
 use crate::clock::UnixNanos;
-use crate::store::{FragmentMeta, StoreError, StoreReader, TimeOrigin};
+use crate::store::{FragmentMeta, InitMeta, StoreError, StoreReader, TimeOrigin};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -339,10 +339,9 @@ pub fn session_init(
     reader: &StoreReader,
     session: &Session,
     init_id: i64,
-) -> Result<Vec<u8>, SessionError> {
+) -> Result<InitMeta, SessionError> {
     reader
         .stream_init(&session.stream, init_id)?
-        .map(|i| i.data)
         .ok_or_else(|| SessionError::NoInit(session.stream.clone(), init_id))
 }
 

@@ -33,19 +33,19 @@ pub fn bytes_streamed() -> u64 {
     BYTES_SENT.load(Ordering::Relaxed)
 }
 
-/// Counts one running writer for as long as it lives.
-struct Active;
+/// Holds one count of a gauge (running writers, live viewers) for as long as it lives.
+pub(super) struct Counted(&'static AtomicUsize);
 
-impl Active {
-    fn start() -> Self {
-        ACTIVE.fetch_add(1, Ordering::Relaxed);
-        Active
+impl Counted {
+    pub(super) fn new(gauge: &'static AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Counted(gauge)
     }
 }
 
-impl Drop for Active {
+impl Drop for Counted {
     fn drop(&mut self) {
-        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -57,7 +57,7 @@ pub fn streamed_body<E: std::fmt::Display>(
     work: impl FnOnce(&mut BodyWriter) -> Result<(), E> + Send + 'static,
 ) -> axum::body::Body {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let active = Active::start();
+    let active = Counted::new(&ACTIVE);
     tokio::task::spawn_blocking(move || {
         let _active = active;
         let mut w = BodyWriter {
@@ -90,7 +90,7 @@ const FILE_READS_IN_FLIGHT: usize = 2;
 /// FILE_READS_IN_FLIGHT reads. Must be called inside a Tokio runtime.
 pub fn file_body(file: std::fs::File, offset: u64, len: u64) -> axum::body::Body {
     let (tx, rx) = mpsc::channel::<Chunk>(FILE_READS_IN_FLIGHT);
-    let active = Active::start();
+    let active = Counted::new(&ACTIVE);
     let file = std::sync::Arc::new(file);
     tokio::spawn(async move {
         let _active = active;

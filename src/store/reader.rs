@@ -71,6 +71,16 @@ pub enum TimeOrigin {
     Server,
 }
 
+impl TimeOrigin {
+    /// The fragments table's column of this clock.
+    fn column(self) -> &'static str {
+        match self {
+            TimeOrigin::Producer => "producer_ns",
+            TimeOrigin::Server => "server_ns",
+        }
+    }
+}
+
 pub struct StoreReader {
     root: PathBuf,
     conn: Connection,
@@ -179,27 +189,20 @@ impl StoreReader {
         limit: usize,
     ) -> Result<Vec<FragmentMeta>> {
         let id = self.stream_id(stream)?;
-        let mut q = self
-            .conn
-            .prepare(&format!(
+        self.fragment_list(
+            stream,
+            &format!(
                 "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
                    AND producer_ns >= ?2 AND producer_ns <= ?3
                  ORDER BY fragment_number LIMIT ?4"
-            ))
-            .map_err(|e| self.idx(e))?;
-        let rows = q
-            .query_map(
-                params![
-                    id,
-                    start.unwrap_or(i64::MIN),
-                    end.unwrap_or(i64::MAX),
-                    limit.min(i64::MAX as usize) as i64
-                ],
-                |r| fragment_row(stream, r),
-            )
-            .map_err(|e| self.idx(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.idx(e))
+            ),
+            params![
+                id,
+                start.unwrap_or(i64::MIN),
+                end.unwrap_or(i64::MAX),
+                limit.min(i64::MAX as usize) as i64
+            ],
+        )
     }
 
     /// Fragments overlapping `[start, end]` (including one that began before `start`), for clips.
@@ -210,16 +213,27 @@ impl StoreReader {
         end: UnixNanos,
     ) -> Result<Vec<FragmentMeta>> {
         let id = self.stream_id(stream)?;
-        let mut q = self
-            .conn
-            .prepare(&format!(
+        self.fragment_list(
+            stream,
+            &format!(
                 "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
                    AND producer_ns <= ?3 AND producer_ns + duration_ns > ?2
                  ORDER BY fragment_number"
-            ))
-            .map_err(|e| self.idx(e))?;
+            ),
+            params![id, start, end],
+        )
+    }
+
+    /// The fragments of `stream` a `SELECT {FRAGMENT_COLS}` query returns, in its order.
+    fn fragment_list(
+        &self,
+        stream: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<FragmentMeta>> {
+        let mut q = self.conn.prepare(sql).map_err(|e| self.idx(e))?;
         let rows = q
-            .query_map(params![id, start, end], |r| fragment_row(stream, r))
+            .query_map(params, |r| fragment_row(stream, r))
             .map_err(|e| self.idx(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.idx(e))
@@ -276,32 +290,22 @@ impl StoreReader {
         limit: usize,
     ) -> Result<Vec<FragmentMeta>> {
         let id = self.stream_id(stream)?;
-        let column = match origin {
-            TimeOrigin::Producer => "producer_ns",
-            TimeOrigin::Server => "server_ns",
-        };
-        let mut q = self
-            .conn
-            .prepare(&format!(
+        let column = origin.column();
+        self.fragment_list(
+            stream,
+            &format!(
                 "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
                    AND {column} >= ?2 AND {column} <= ?3 AND fragment_number > ?4
                  ORDER BY fragment_number LIMIT ?5"
-            ))
-            .map_err(|e| self.idx(e))?;
-        let rows = q
-            .query_map(
-                params![
-                    id,
-                    start,
-                    end,
-                    after.map_or(-1, |n| n.min(i64::MAX as u64) as i64),
-                    limit.min(i64::MAX as usize) as i64
-                ],
-                |r| fragment_row(stream, r),
-            )
-            .map_err(|e| self.idx(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.idx(e))
+            ),
+            params![
+                id,
+                start,
+                end,
+                after.map_or(-1, |n| n.min(i64::MAX as u64) as i64),
+                limit.min(i64::MAX as usize) as i64
+            ],
+        )
     }
 
     pub fn fragment(&self, stream: &str, number: u64) -> Result<Option<FragmentMeta>> {
@@ -350,27 +354,16 @@ impl StoreReader {
         limit: usize,
     ) -> Result<Vec<FragmentMeta>> {
         let id = self.stream_id(stream)?;
-        let column = match origin {
-            TimeOrigin::Producer => "producer_ns",
-            TimeOrigin::Server => "server_ns",
-        };
-        let mut q = self
-            .conn
-            .prepare(&format!(
+        let column = origin.column();
+        let mut out = self.fragment_list(
+            stream,
+            &format!(
                 "SELECT {FRAGMENT_COLS} FROM fragments WHERE stream_id = ?1
                    AND {column} >= ?2 AND {column} <= ?3
                  ORDER BY fragment_number DESC LIMIT ?4"
-            ))
-            .map_err(|e| self.idx(e))?;
-        let rows = q
-            .query_map(
-                params![id, start, end, limit.min(i64::MAX as usize) as i64],
-                |r| fragment_row(stream, r),
-            )
-            .map_err(|e| self.idx(e))?;
-        let mut out: Vec<FragmentMeta> = rows
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.idx(e))?;
+            ),
+            params![id, start, end, limit.min(i64::MAX as usize) as i64],
+        )?;
         out.reverse();
         Ok(out)
     }

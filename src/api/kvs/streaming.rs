@@ -467,10 +467,7 @@ async fn hls_master(
     let now = state.clock.now_ns();
     let text = with_session(&state, session, move |reader, session| {
         let window = plan_window(reader, &session, now)?;
-        let init_id = window.fragments[0].init_id;
-        let init = reader
-            .stream_init(&session.stream, init_id)?
-            .ok_or_else(|| SessionError::NoInit(session.stream.clone(), init_id))?;
+        let init = session_init(reader, &session, window.fragments[0].init_id)?;
         Ok(hls::master_playlist(&token, &init, &window))
     })
     .await?;
@@ -527,7 +524,7 @@ async fn init(
     } = session_query(&state, q, protocol)?;
     let id = init_id.ok_or_else(|| StreamingError::BadQuery("InitId is required".into()))?;
     let data = with_session(&state, session, move |reader, session| {
-        Ok(session_init(reader, &session, id)?)
+        Ok(session_init(reader, &session, id)?.data)
     })
     .await?;
     Ok(with_type(data, "video/mp4"))
