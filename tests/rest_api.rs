@@ -135,24 +135,6 @@ fn put_record(port: u16, stream: &str, key: &str, data: &serde_json::Value) {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
-fn detection(camera: &str, ns: i64, kind: &str, labels: &[&str]) -> serde_json::Value {
-    serde_json::json!({
-        "schema": "vidgest.detection/1",
-        "type": kind,
-        "device": "test",
-        "camera": camera,
-        "timestamp": vidgest::clock::format_rfc3339(ns),
-        "timestamp_ns": ns,
-        "fragment_number": "7",
-        "model": "test-model",
-        "inference_ms": 1.0,
-        "detections": labels.iter().map(|l| serde_json::json!({
-            "label": l, "class_id": 0, "score": 0.9,
-            "box": {"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}, "zones": []
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// Detection events from the records in the camera's shard stream (put through the Kinesis API,
 /// as the detection linker would publish them: no model needed), paged with a cursor; and a
 /// health check that is degraded (503) because detection is configured but cannot run.
@@ -196,38 +178,38 @@ fn events_from_detection_records_and_a_degraded_health() {
         port,
         "dets",
         "cam",
-        &detection("cam", t0, "detection", &["person"]),
+        &api_support::detection_record("cam", t0, "detection", &["person"]),
     );
     put_record(
         port,
         "dets",
         "other",
-        &detection("other", t0, "detection", &["person"]),
+        &api_support::detection_record("other", t0, "detection", &["person"]),
     );
     put_record(
         port,
         "dets",
         "cam",
-        &detection("cam", t0 + 100_000_000, "heartbeat", &[]),
+        &api_support::detection_record("cam", t0 + 100_000_000, "heartbeat", &[]),
     );
     put_record(
         port,
         "dets",
         "cam",
-        &detection("cam", t0 + 200_000_000, "detection", &["car", "person"]),
+        &api_support::detection_record("cam", t0 + 200_000_000, "detection", &["car", "person"]),
     );
     put_record(
         port,
         "dets",
         "cam",
-        &detection("cam", t0 + 300_000_000, "detection", &["car"]),
+        &api_support::detection_record("cam", t0 + 300_000_000, "detection", &["car"]),
     );
     // outside the range asked for below
     put_record(
         port,
         "dets",
         "cam",
-        &detection("cam", t0 - 60_000_000_000, "detection", &["car"]),
+        &api_support::detection_record("cam", t0 - 60_000_000_000, "detection", &["car"]),
     );
 
     let secs = |ns: i64| format!("{:.3}", ns as f64 / 1e9);

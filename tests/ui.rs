@@ -21,21 +21,7 @@ const WRITER: &str = "ui-writer-token-0123456789";
 /// Puts one detection record into the shard stream `stream` through the Kinesis API.
 fn put_detection(port: u16, stream: &str, camera: &str, ns: i64, labels: &[&str]) {
     use base64::Engine;
-    let record = serde_json::json!({
-        "schema": "vidgest.detection/1",
-        "type": "detection",
-        "device": "test",
-        "camera": camera,
-        "timestamp": vidgest::clock::format_rfc3339(ns),
-        "timestamp_ns": ns,
-        "fragment_number": "1",
-        "model": "test-model",
-        "inference_ms": 1.0,
-        "detections": labels.iter().map(|l| serde_json::json!({
-            "label": l, "class_id": 0, "score": 0.9,
-            "box": {"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}, "zones": []
-        })).collect::<Vec<_>>(),
-    });
+    let record = api_support::detection_record(camera, ns, "detection", labels);
     let body = serde_json::json!({
         "StreamName": stream,
         "PartitionKey": camera,

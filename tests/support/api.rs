@@ -250,3 +250,23 @@ pub fn http_get(url: &str, token: Option<&str>) -> Reply {
             .unwrap(),
     }
 }
+
+/// A `vidgest.detection/1` record (or a heartbeat, with `kind`) of `camera` at `ns` with one
+/// detection per label, as the detector publishes them (fragment_number "7").
+pub fn detection_record(camera: &str, ns: i64, kind: &str, labels: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "vidgest.detection/1",
+        "type": kind,
+        "device": "test",
+        "camera": camera,
+        "timestamp": vidgest::clock::format_rfc3339(ns),
+        "timestamp_ns": ns,
+        "fragment_number": "7",
+        "model": "test-model",
+        "inference_ms": 1.0,
+        "detections": labels.iter().map(|l| serde_json::json!({
+            "label": l, "class_id": 0, "score": 0.9,
+            "box": {"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}, "zones": []
+        })).collect::<Vec<_>>(),
+    })
+}
