@@ -6,22 +6,27 @@
 #   - 1 live viewer for WINDOW s: latency per chunk, client side (receive time minus the chunk's
 #     tfdt, which is wall-clock time) and server side (access unit's arrival in the recorder to
 #     its chunk handed to the connection, from /api/v1/health);
-#   - 10 concurrent live viewers for WINDOW s, the daemon's CPU measured meanwhile;
+#   - VIEWERS (10) concurrent live viewers for WINDOW s, the daemon's CPU measured meanwhile;
 #   - in the same run, an HLS LIVE session (bench/py/hls_viewers.py live): a frame reaches an HLS
 #     player no earlier than its fragment is stored (up to fragment_duration = 2 s after it
 #     arrived) plus the edge latency measured there.
 #
 # Usage: bench/live.sh
 #   WINDOW=30 WARMUP=8   measurement window and recording warm-up (s)
+#   REPEATS=3            measurement rounds in one daemon run (medians and ranges reported)
+#   VIEWERS=10           concurrent live viewers ("10 browsers' worth" per camera)
 #   BITRATE=5M           source bitrate
 #   SKIP_BUILD=1         use the existing release binaries (in $CARGO_TARGET_DIR or target/)
 #   QUIET_WAIT=600       wait up to this many seconds for running rustc processes to finish first
+# Each round repeats all of it (REPEATS rounds in one daemon run).
 # Output: target/bench-results/live-<date>.md
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WINDOW=${WINDOW:-30}
+REPEATS=${REPEATS:-3}
+VIEWERS=${VIEWERS:-10}
 WARMUP=${WARMUP:-8}
 BITRATE=${BITRATE:-5M}
 QUIET_WAIT=${QUIET_WAIT:-600}
@@ -100,27 +105,33 @@ LIVE=http://127.0.0.1:$PORT/api/v1/cameras/live/live.mp4
 # Recording settles (streaming, first fragments stored) before the first window.
 sleep "$WARMUP"
 
-log "recording alone: CPU over $WINDOW s"
-"$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$WORK/idle.json"
-log "1 live viewer for $WINDOW s"
-"$PY" "$ROOT/bench/py/live_viewers.py" run --url "$LIVE" --viewers 1 --seconds "$WINDOW" \
-    --out "$WORK/lat-1.json"
-log "10 live viewers for $WINDOW s, CPU measured meanwhile"
-"$PY" "$ROOT/bench/py/live_viewers.py" run --url "$LIVE" --viewers 10 --seconds "$((WINDOW + 5))" \
-    --out "$WORK/lat-10.json" &
-VIEWERS_PID=$!
-sleep 3 # every viewer connected and past its first key frame
-"$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$WORK/load.json"
-wait "$VIEWERS_PID" || die "the live viewers failed"
-log "HLS LIVE session for comparison (20 s)"
-"$PY" "$ROOT/bench/py/hls_viewers.py" live --endpoint "http://127.0.0.1:$PORT" --stream live \
-    --seconds 20 --out "$WORK/hls.json" || die "the HLS LIVE session failed"
+RUNS=()
+for ((r = 1; r <= REPEATS; r++)); do
+    RUN=$WORK/run-$r
+    mkdir -p "$RUN"
+    RUNS+=("$RUN")
+    log "run $r/$REPEATS: recording alone, CPU over $WINDOW s"
+    "$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$RUN/idle.json"
+    log "run $r/$REPEATS: 1 live viewer for $WINDOW s"
+    "$PY" "$ROOT/bench/py/live_viewers.py" run --url "$LIVE" --viewers 1 --seconds "$WINDOW" \
+        --out "$RUN/lat-1.json"
+    log "run $r/$REPEATS: $VIEWERS live viewers for $WINDOW s, CPU measured meanwhile"
+    "$PY" "$ROOT/bench/py/live_viewers.py" run --url "$LIVE" --viewers "$VIEWERS" \
+        --seconds "$((WINDOW + 5))" --out "$RUN/lat-n.json" &
+    VIEWERS_PID=$!
+    sleep 3 # every viewer connected and past its first key frame
+    "$PY" "$ROOT/bench/lib/measure.py" --duration "$WINDOW" --port "$CAM_PORT" "$DAEMON" >"$RUN/load.json"
+    wait "$VIEWERS_PID" || die "the live viewers failed"
+    log "run $r/$REPEATS: HLS LIVE session for comparison (20 s)"
+    "$PY" "$ROOT/bench/py/hls_viewers.py" live --endpoint "http://127.0.0.1:$PORT" --stream live \
+        --seconds 20 --out "$RUN/hls.json" || die "the HLS LIVE session failed"
+done
 
 kill -TERM "$DAEMON" 2>/dev/null || true
 wait "$DAEMON" 2>/dev/null || true
 exec {CAM_FD}>&-
 
-"$PY" "$ROOT/bench/py/live_viewers.py" report --window "$WINDOW" \
-    --header "$HEADER_MACHINE" --header "$HEADER_BUILD" "$WORK" >"$REPORT"
+"$PY" "$ROOT/bench/py/live_viewers.py" report --window "$WINDOW" --viewers "$VIEWERS" \
+    --header "$HEADER_MACHINE" --header "$HEADER_BUILD" "${RUNS[@]}" >"$REPORT"
 cat "$REPORT"
 log "report: $REPORT"

@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -35,6 +36,16 @@ def clients(endpoint, stream, api):
     kv = boto3.client("kinesisvideo", endpoint_url=endpoint, **kw)
     ep = kv.get_data_endpoint(StreamName=stream, APIName=api)["DataEndpoint"]
     return boto3.client("kinesis-video-archived-media", endpoint_url=ep, **kw)
+
+
+def tfdt(segment):
+    """base_media_decode_time of a fragment's first tfdt box (90 kHz wall-clock ticks here)."""
+    i = segment.find(b"tfdt")
+    if i < 4:
+        raise ValueError("segment without tfdt")
+    if segment[i + 4] == 1:
+        return struct.unpack(">Q", segment[i + 8:i + 16])[0]
+    return struct.unpack(">I", segment[i + 8:i + 12])[0]
 
 
 def get(url):
@@ -141,11 +152,15 @@ def run_live(a):
     lf = clients(a.endpoint, a.stream, "LIST_FRAGMENTS")
     seen = {s for _, s in segs}
     appeared = {}  # fragment number -> wall time first listed
+    # Per new segment, what a player polling the playlist this often sees: listed time minus the
+    # wall-clock time of the segment's first frame (tfdt / 90000) and its duration, so the
+    # latency of every frame in it is known (frames are spread evenly over the duration).
+    frames = []  # (listed - first frame time, duration) per segment
     deadline = time.time() + a.seconds
     while time.time() < deadline:
         _, now_segs = parse_media(media)
         t = time.time()
-        for _, s in now_segs:
+        for dur, s in now_segs:
             if s not in seen:
                 seen.add(s)
                 q = urllib.parse.parse_qs(urllib.parse.urlparse(s).query)
@@ -153,6 +168,7 @@ def run_live(a):
                 if num is None:
                     sys.exit(f"segment URL without FragmentNumber: {s}")
                 appeared[num] = t
+                frames.append((t - tfdt(get(s)) / 90_000, dur))
         time.sleep(0.02)
     end = datetime.now(timezone.utc)
     frags = lf.list_fragments(StreamName=a.stream, FragmentSelector={
@@ -163,7 +179,10 @@ def run_live(a):
     lat = [appeared[n] - server[n] for n in appeared if n in server]
     if not lat:
         sys.exit("no new fragment appeared in the live playlist")
-    res = {"ttfb_s": ttfb, "edge_latency_s": lat}
+    # Every frame's latency, 30 per second of each segment, for quantiles comparable with the
+    # low-latency feed's per-chunk latency.
+    frame_lat = [first - k / 30 for first, dur in frames for k in range(max(1, round(dur * 30)))]
+    res = {"ttfb_s": ttfb, "edge_latency_s": lat, "frame_latency_s": frame_lat}
     json.dump(res, open(a.out, "w"))
     print(f"[bench] ttfb {ttfb:.3f} s; edge latency median {statistics.median(lat):.3f} s over {len(lat)}",
           file=sys.stderr)

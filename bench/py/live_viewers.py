@@ -9,8 +9,8 @@ run: N threads each read the never-ending live.mp4 body as it arrives and split 
   for every moof+mdat chunk, the client-side latency is its receive time minus its decode time
   (tfdt, 90 kHz ticks on the daemon's wall-clock timeline, so tfdt / 90000 is Unix time). Also
   reads /api/v1/health at the end: the daemon's own arrival-to-body latency quantiles.
-report: a markdown table from the run directory (idle.json / load.json from measure.py,
-  lat-1.json / lat-10.json from run, hls.json from hls_viewers.py live).
+report: markdown tables over the rounds' directories (idle.json / load.json from measure.py,
+  lat-1.json / lat-n.json from run, hls.json from hls_viewers.py live).
 """
 
 import argparse
@@ -103,37 +103,53 @@ def run(a):
           f"p95 {server['p95']:.1f} ms", file=sys.stderr)
 
 
+def med(values, fmt="{:.0f}"):
+    """median (min–max) over the rounds."""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 def report(a):
-    d = a.dir
-    idle = json.load(open(f"{d}/idle.json"))
-    load = json.load(open(f"{d}/load.json"))
-    print("## Low-latency live feed (live.mp4)\n")
+    rounds = []
+    for d in a.dirs:
+        load = lambda n: json.load(open(f"{d}/{n}.json"))  # noqa: E731
+        rounds.append({k: load(k) for k in ("idle", "load", "lat-1", "lat-n", "hls")})
+    ms = "{:.0f} ms"
+    print(f"## Low-latency live feed (live.mp4), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     for h in a.header:
         print(f"- {h}")
+    print(f"- {len(rounds)} rounds in one daemon run; median (min–max) over the rounds; CPU in % of one "
+          f"core over {a.window:.0f} s windows")
     print()
-    print("| viewers | chunks/viewer | client latency p50 / p95 | server latency p50 / p95 |")
-    print("|---|---|---|---|")
-    for n in (1, 10):
-        r = json.load(open(f"{d}/lat-{n}.json"))
-        s = r["server_ms"]
-        print(f"| {n} | {statistics.median(r['chunks']):.0f} | "
-              f"{r['client_p50_s'] * 1000:.0f} ms / {r['client_p95_s'] * 1000:.0f} ms | "
-              f"{s['p50']:.1f} ms / {s['p95']:.1f} ms |")
-    hls = f"{d}/hls.json"
-    try:
-        h = json.load(open(hls))
-        lat = h["edge_latency_s"]
-        print(f"HLS LIVE in the same run (fragment_duration 2 s): time to first byte "
-              f"{h['ttfb_s'] * 1000:.0f} ms; fragment stored to listed in the playlist p50 "
-              f"{q(lat, 0.5) * 1000:.0f} ms, p95 {q(lat, 0.95) * 1000:.0f} ms over {len(lat)} fragments; "
-              f"a frame waits up to the 2 s fragment before that.")
-    except OSError:
-        pass
+    print("| | latency p50 | latency p95 |")
+    print("|---|---|---|")
+    for key, label in (("lat-1", "live.mp4, 1 viewer, client side"),
+                       ("lat-n", f"live.mp4, {a.viewers} viewers, client side")):
+        print(f"| {label} | {med([r[key]['client_p50_s'] * 1000 for r in rounds], ms)} | "
+              f"{med([r[key]['client_p95_s'] * 1000 for r in rounds], ms)} |")
+    print(f"| live.mp4, {a.viewers} viewers, server side (arrival in the recorder to the socket) | "
+          f"{med([r['lat-n']['server_ms']['p50'] for r in rounds], '{:.1f} ms')} | "
+          f"{med([r['lat-n']['server_ms']['p95'] for r in rounds], '{:.1f} ms')} |")
+    print(f"| HLS LIVE, every frame, player polling every 20 ms (frame time to its segment listed) | "
+          f"{med([q(r['hls']['frame_latency_s'], 0.5) * 1000 for r in rounds], ms)} | "
+          f"{med([q(r['hls']['frame_latency_s'], 0.95) * 1000 for r in rounds], ms)} |")
+    print(f"| HLS LIVE, fragment stored to listed in the playlist | "
+          f"{med([q(r['hls']['edge_latency_s'], 0.5) * 1000 for r in rounds], ms)} | "
+          f"{med([q(r['hls']['edge_latency_s'], 0.95) * 1000 for r in rounds], ms)} |")
     print()
-    print("| daemon CPU over the window | % of one core |")
+    idle = [r["idle"]["cpu_s"] / a.window * 100 for r in rounds]
+    loaded = [r["load"]["cpu_s"] / a.window * 100 for r in rounds]
+    ratio = [b / x for x, b in zip(idle, loaded)]
+    per = [(r["load"]["cpu_s"] - r["idle"]["cpu_s"]) / a.viewers / a.window * 100 for r in rounds]
+    f2 = "{:.2f}"
+    print("| daemon CPU | % of one core |")
     print("|---|---|")
-    print(f"| recording, no viewer | {idle['cpu_s'] / a.window * 100:.1f} |")
-    print(f"| recording + 10 live viewers | {load['cpu_s'] / a.window * 100:.1f} |")
+    print(f"| recording alone | {med(idle, f2)} |")
+    print(f"| recording + {a.viewers} live viewers | {med(loaded, f2)} |")
+    print(f"| ratio (with viewers / alone) | {med(ratio, f2)}x |")
+    print(f"| per viewer | {med(per, '{:.3f}')} |")
+    rss = [r["load"].get("rss_max_kb") for r in rounds]
+    if all(rss):
+        print(f"| daemon peak RSS with viewers | {med([x / 1024 for x in rss], '{:.1f} MiB')} |")
     print()
 
 
@@ -147,8 +163,9 @@ def main():
     r.add_argument("--out", required=True)
     rep = sub.add_parser("report")
     rep.add_argument("--window", type=float, required=True)
+    rep.add_argument("--viewers", type=int, default=10)
     rep.add_argument("--header", action="append", default=[])
-    rep.add_argument("dir")
+    rep.add_argument("dirs", nargs="+")
     a = p.parse_args()
     run(a) if a.cmd == "run" else report(a)
 
