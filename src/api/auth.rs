@@ -122,7 +122,9 @@ pub struct RouteAuth {
 /// The one auth middleware: every route family but /healthz is layered with it (see
 /// `api::router`). It runs before the handler reads the body, so an unauthenticated client
 /// cannot make the daemon buffer megabytes. A request authenticates with its `Authorization`
-/// header or, from the web UI, with the session cookie (`session::identify`).
+/// header or, from the web UI, with the session cookie (`session::identify`). The cookie is
+/// `SameSite=Strict`, which is the CSRF defence (browsers send it only on requests this site's
+/// own pages start); `identify` also refuses cookie-authenticated writes from another `Origin`.
 pub async fn require(
     State((state, route)): State<(super::ApiState, RouteAuth)>,
     request: Request,

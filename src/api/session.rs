@@ -246,6 +246,15 @@ impl SignInThrottle {
     }
 }
 
+/// The damping bucket of a client address: IPv4 addresses alone, IPv6 by their /64 (one host
+/// commonly holds a whole /64 and could otherwise rotate through it).
+pub fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// The session cookie's value in a request's `Cookie` headers.
 pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
     headers
@@ -376,7 +385,7 @@ async fn sign_in(
     }
     // no address (an in-process test router): one shared bucket
     let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |e| {
-        e.0 .0.ip().to_canonical()
+        client_bucket(e.0 .0.ip())
     });
     let now = now_ms(&state);
     if let Err(RetryAfter(ms)) = state.sessions.throttle.lock().check(ip, now) {
@@ -630,6 +639,20 @@ mod tests {
         assert!(t.check(b, now).is_err());
         t.succeeded(b);
         assert_eq!(t.check(b, now), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_clients_are_damped_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_bucket(a), client_bucket(b));
+        assert_ne!(client_bucket(a), client_bucket(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(
+            client_bucket(mapped),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
