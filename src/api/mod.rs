@@ -92,7 +92,10 @@ impl ApiState {
         Self {
             streams,
             auth: Arc::new(auth),
-            sessions: Arc::new(session::Sessions::new(iterator_key.clone(), 12)),
+            sessions: Arc::new(session::Sessions::new(
+                iterator_key.clone(),
+                session::DEFAULT_HOURS,
+            )),
             iterator_key: Arc::new(iterator_key),
             limits: Arc::new(kinesis::Limits::new(clock.clone())),
             clock,

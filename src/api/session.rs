@@ -25,6 +25,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use subtle::ConstantTimeEq;
 
+/// `[api] session_hours` by default.
+pub const DEFAULT_HOURS: u32 = 12;
 /// The cookie's name.
 pub const COOKIE: &str = "vidgest_session";
 /// Where the sign-in route lives (`POST` signs in, `DELETE` signs out, `GET` tells who is in).
