@@ -1,6 +1,7 @@
 //! The web UI in headless Chromium (Playwright on the system `chromium`, tests/py/ui_check.py):
-//! a daemon with two test cameras, one with detection records put through the Kinesis API (as
-//! the detection linker publishes them: no model needed). Screenshots go to
+//! a daemon with API tokens and two test cameras, one with detection records put through the
+//! Kinesis API (as the detection linker publishes them: no model needed). The browser signs in
+//! with a token and then runs on the session cookie alone. Screenshots go to
 //! `<target>/ui-screenshots/`.
 
 #[path = "support/api.rs"]
@@ -85,6 +86,56 @@ fn check_pages_and_assets(port: u16) {
         assert_eq!(again, 304, "{asset} revalidates");
     }
     assert_eq!(http_get(&url("/ui/nope.js"), None).status, 404);
+
+    // a browser loading a page without credentials is sent to the (open) sign-in page
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = no_redirects
+        .get(url("/health.html"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login.html?next=%2Fhealth.html");
+    let r = http_get(&url("/login.html"), None);
+    assert_eq!(r.status, 200, "the sign-in page is open");
+    assert!(r
+        .header("content-security-policy")
+        .unwrap()
+        .starts_with("default-src 'self'"));
+}
+
+/// Wrong tokens from one address are damped on the real listener: after a few, 429 with
+/// `Retry-After`, even for the right token.
+fn check_sign_in_damping(port: u16) {
+    let attempt = |token: &str| {
+        let mut r = api_support::http_agent()
+            .post(format!("http://127.0.0.1:{port}/api/v1/session"))
+            .header("content-type", "application/json")
+            .send(serde_json::json!({ "token": token }).to_string())
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let _ = r.body_mut().read_to_string();
+        (r.status().as_u16(), retry)
+    };
+    let mut refused = 0;
+    let throttled = loop {
+        match attempt("wrong-token-0123456789") {
+            (401, None) => refused += 1,
+            (429, Some(retry)) => break retry,
+            other => panic!("{other:?}"),
+        }
+        assert!(refused <= 10, "no damping after {refused} wrong tokens");
+    };
+    assert!(refused >= 3, "damped after only {refused}");
+    assert!(throttled.parse::<u32>().unwrap() >= 1, "{throttled}");
+    assert_eq!(attempt(READER).0, 429, "the right token waits too");
 }
 
 fn http_agent_get_if_none_match(url: &str, etag: &str) -> u16 {
@@ -131,6 +182,8 @@ fn ui_pages_in_headless_chromium() {
             format!("http://127.0.0.1:{port}"),
             "--token".into(),
             READER.into(),
+            "--width".into(),
+            "160".into(),
             "--cameras".into(),
             "yard,front".into(),
             "--detection-camera".into(),
@@ -154,5 +207,6 @@ fn ui_pages_in_headless_chromium() {
         .unwrap_or(0.0);
     assert!(duration >= 3.0, "range clip of {duration} s");
     assert_decodes(&download);
+    check_sign_in_damping(port);
     assert!(daemon.terminate().success());
 }

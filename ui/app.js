@@ -36,9 +36,105 @@ const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 const iso = (ms) => new Date(ms).toISOString();
 
+// ---- sign-in (docs/ui.md#sign-in) ----------------------------------------------------------
+
+/** The sign-in page, returning here afterwards. */
+const signInUrl = () => `/login.html?next=${enc(location.pathname + location.search)}`;
+
+/** Where the sign-in page may send the browser back to: a page of this site only. */
+export function safeNext(next) {
+  if (typeof next !== 'string' || !next.startsWith('/')) return '/';
+  try {
+    // as the URL parser reads it: `/` then a backslash or a tab can name another host
+    const u = new URL(next, location.origin);
+    return u.origin === location.origin ? u.pathname + u.search + u.hash : '/';
+  } catch {
+    return '/';
+  }
+}
+
+/**
+ * fetch() that sends the browser to the sign-in page when the API answers 401 (no session, or
+ * it expired, or its token was removed from the configuration).
+ */
+async function apiFetch(url, options) {
+  const r = await fetch(url, options);
+  if (r.status === 401) {
+    location.assign(signInUrl());
+    throw new Error('signed out: going to the sign-in page');
+  }
+  return r;
+}
+
+/** A "sign out" control in the header when the daemon has tokens (auth on). */
+async function sessionControl() {
+  let who;
+  try {
+    who = await (await fetch(`${API}/session`, { headers: { Accept: 'application/json' } })).json();
+  } catch {
+    return;
+  }
+  if (!who.auth) return;
+  const signOut = el('button', {
+    type: 'button',
+    id: 'sign-out',
+    text: 'Sign out',
+    title: who.signed_in ? `signed in (${who.scope})` : 'not signed in',
+    onclick: async () => {
+      await fetch(`${API}/session`, { method: 'DELETE' });
+      location.assign('/login.html');
+    },
+  });
+  document.querySelector('header').append(
+    el('span', { class: 'session muted', text: who.signed_in ? `signed in (${who.scope})` : '' }),
+    signOut,
+  );
+}
+
+async function loginPage() {
+  const next = safeNext(new URLSearchParams(location.search).get('next'));
+  const form = $('login');
+  const error = $('error');
+  const who = await (await fetch(`${API}/session`)).json();
+  if (!who.auth) {
+    error.textContent = 'This daemon has no API tokens: no sign-in needed.';
+    location.replace(next);
+    return;
+  }
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    const r = await fetch(`${API}/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ token: $('token').value }),
+    });
+    if (r.ok) {
+      // An HttpOnly cookie is invisible to scripts: ask the daemon whether it came back.
+      const now = await (await fetch(`${API}/session`)).json();
+      if (!now.signed_in) {
+        error.textContent =
+          'Signed in, but the browser did not keep the session cookie: it keeps Secure cookies ' +
+          'only over HTTPS or on a loopback address. Configure tls_cert and tls_key (docs/ui.md).';
+        return;
+      }
+      location.replace(next);
+      return;
+    }
+    let why = r.statusText;
+    try {
+      why = (await r.json()).error || why;
+    } catch {
+      // keep the status text
+    }
+    error.textContent = r.status === 401 ? 'Wrong token.' : why;
+    $('token').select();
+  });
+}
+
 /** GET a JSON document of the API; degraded health (503) still has a body worth showing. */
 async function getJson(path) {
-  const r = await fetch(API + path, { headers: { Accept: 'application/json' } });
+  const r = await apiFetch(API + path, { headers: { Accept: 'application/json' } });
   let body = null;
   try {
     body = await r.json();
@@ -155,7 +251,7 @@ function concat(a, b) {
  */
 async function liveMse(box, name, onKind) {
   if (!window.MediaSource) return false;
-  const resp = await fetch(cameraUrl(name, 'live.mp4'));
+  const resp = await apiFetch(cameraUrl(name, 'live.mp4'));
   if (!resp.ok || !resp.body) return false;
   onKind('low-latency');
   return playFmp4(box, resp);
@@ -228,7 +324,7 @@ export async function playFmp4(box, resp) {
 async function liveHls(box, name, onKind, width) {
   const video = el('video', { autoplay: true, playsInline: true, class: 'live-video' });
   if (!video.canPlayType('application/vnd.apple.mpegurl')) return false;
-  const r = await fetch('/getHLSStreamingSessionURL', {
+  const r = await apiFetch('/getHLSStreamingSessionURL', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ StreamName: name, PlaybackMode: 'LIVE' }),
@@ -791,6 +887,7 @@ async function healthPage() {
   setInterval(render, 5 * SEC);
 }
 
-const pages = { grid: gridPage, camera: cameraPage, health: healthPage };
+const pages = { grid: gridPage, camera: cameraPage, health: healthPage, login: loginPage };
 const page = pages[document.body.dataset.page];
 if (page) page();
+if (page && page !== loginPage) sessionControl();

@@ -1,6 +1,7 @@
 //! Bearer-token auth. With no token configured everything is open (the listener is loopback by
 //! default); once tokens exist every route but /healthz needs one. AWS-style clients pass the
-//! token as their access key id (SigV4 signatures themselves are not verified).
+//! token as their access key id (SigV4 signatures themselves are not verified). Browsers
+//! present a session cookie instead (src/api/session.rs, docs/ui.md#sign-in).
 
 use crate::config::{TokenConfig, TokenScope};
 use axum::extract::{Request, State};
@@ -70,19 +71,32 @@ impl Auth {
         if !self.enabled() {
             return Ok(());
         }
-        let presented = presented_token(headers).ok_or(AuthError::Unrecognized)?;
-        let scope = self
-            .tokens
-            .iter()
-            // constant-time per token so response timing does not reveal matching prefixes
-            .find(|(t, _)| bool::from(t.as_bytes().ct_eq(presented.as_bytes())))
-            .map(|(_, s)| *s)
-            .ok_or(AuthError::Unrecognized)?;
-        if scope >= needed {
+        if self.scope_of_request(headers)? >= needed {
             Ok(())
         } else {
             Err(AuthError::Denied)
         }
+    }
+
+    /// The scope of the token in a request's `Authorization` header.
+    pub fn scope_of_request(&self, headers: &HeaderMap) -> Result<Scope, AuthError> {
+        let presented = presented_token(headers).ok_or(AuthError::Unrecognized)?;
+        self.scope_of_token(&presented)
+            .ok_or(AuthError::Unrecognized)
+    }
+
+    /// The scope of a configured token.
+    pub fn scope_of_token(&self, presented: &str) -> Option<Scope> {
+        self.tokens
+            .iter()
+            // constant-time per token so response timing does not reveal matching prefixes
+            .find(|(t, _)| bool::from(t.as_bytes().ct_eq(presented.as_bytes())))
+            .map(|(_, s)| *s)
+    }
+
+    /// The configured tokens (session cookies find theirs by a keyed fingerprint).
+    pub(super) fn tokens(&self) -> impl Iterator<Item = (&str, Scope)> {
+        self.tokens.iter().map(|(t, s)| (t.as_str(), *s))
     }
 }
 
@@ -107,14 +121,25 @@ pub struct RouteAuth {
 
 /// The one auth middleware: every route family but /healthz is layered with it (see
 /// `api::router`). It runs before the handler reads the body, so an unauthenticated client
-/// cannot make the daemon buffer megabytes.
+/// cannot make the daemon buffer megabytes. A request authenticates with its `Authorization`
+/// header or, from the web UI, with the session cookie (`session::identify`). The cookie is
+/// `SameSite=Strict`, which is the CSRF defence (browsers send it only on requests this site's
+/// own pages start); `identify` also refuses cookie-authenticated writes from another `Origin`.
 pub async fn require(
-    State((auth, route)): State<(std::sync::Arc<Auth>, RouteAuth)>,
+    State((state, route)): State<(super::ApiState, RouteAuth)>,
     request: Request,
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    match auth.check(&parts.headers, (route.scope)(&parts)) {
+    let needed = (route.scope)(&parts);
+    let allowed = match super::session::identify(&state, &parts.headers, &parts.method) {
+        Ok(super::session::Identity::Open) => Ok(()),
+        Ok(super::session::Identity::Token(scope)) if scope >= needed => Ok(()),
+        Ok(super::session::Identity::Cookie(grant)) if grant.scope >= needed => Ok(()),
+        Ok(_) => Err(AuthError::Denied),
+        Err(e) => Err(e),
+    };
+    match allowed {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => {
             let mut refusal = (route.refuse)(e, &parts);

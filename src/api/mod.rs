@@ -8,6 +8,7 @@ pub mod kinesis;
 pub mod kvs;
 mod rest;
 mod server;
+mod session;
 mod tls;
 mod ui;
 
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub scheme: &'static str,
     /// `[api] cors_allow_origins` (validated as origins by the config): empty, no CORS at all.
     pub cors_allow_origins: Arc<[HeaderValue]>,
+    /// The web UI's session cookies (signed with `iterator_key`) and sign-in damping.
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -89,6 +92,10 @@ impl ApiState {
         Self {
             streams,
             auth: Arc::new(auth),
+            sessions: Arc::new(session::Sessions::new(
+                iterator_key.clone(),
+                session::DEFAULT_HOURS,
+            )),
             iterator_key: Arc::new(iterator_key),
             limits: Arc::new(kinesis::Limits::new(clock.clone())),
             clock,
@@ -109,6 +116,12 @@ impl ApiState {
     /// is no valid header value is skipped: the config check refuses such origins first.
     pub fn with_cors_allow_origins(mut self, origins: &[String]) -> Self {
         self.cors_allow_origins = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        self
+    }
+
+    /// How long a UI sign-in lasts (`[api] session_hours`).
+    pub fn with_session_hours(mut self, hours: u32) -> Self {
+        self.sessions = Arc::new(session::Sessions::new((*self.iterator_key).clone(), hours));
         self
     }
 
@@ -185,7 +198,7 @@ const AWS_JSON_AUTH: RouteAuth = RouteAuth {
 /// routes get a small default.
 pub fn router(state: ApiState) -> Router {
     let guard = |route: RouteAuth| {
-        axum::middleware::from_fn_with_state((state.auth.clone(), route), auth::require)
+        axum::middleware::from_fn_with_state((state.clone(), route), auth::require)
     };
     let aws = Router::new()
         .route("/", post(aws_json).layer(DefaultBodyLimit::disable()))
@@ -196,6 +209,8 @@ pub fn router(state: ApiState) -> Router {
         // HLS / DASH session routes: the signed session token is the credential
         .merge(kvs::session_router())
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
+        // sign-in: open, it is where credentials come in (docs/ui.md#sign-in)
+        .merge(session::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ui::pages().route_layer(guard(ui::AUTH)).merge(ui::assets()))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))

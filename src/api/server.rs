@@ -107,9 +107,9 @@ pub async fn serve_with<H: Handshake>(
                 }
             }
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((tcp, _peer)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_error(e).await;
                     continue;
@@ -134,6 +134,9 @@ pub async fn serve_with<H: Handshake>(
                     return;
                 }
             };
+            // the client address for handlers that want it (`ConnectInfo`: sign-in damping)
+            let app =
+                tower_layer::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app);
             let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn).await {
                 // header timeouts, resets, malformed requests: the client's problem

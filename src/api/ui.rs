@@ -1,6 +1,7 @@
-//! The web UI (docs/ui.md): three pages and their script and style, embedded in the binary so the
-//! daemon serves its UI with nothing installed next to it. The pages need the read scope like
-//! REST `GET`s; the assets under `/ui/` hold no data and are open.
+//! The web UI (docs/ui.md): three pages, the sign-in page and their script and style, embedded in
+//! the binary so the daemon serves its UI with nothing installed next to it. The pages need the
+//! read scope like REST `GET`s (a bearer token or the session cookie); the sign-in page and the
+//! assets under `/ui/` hold no data and are open.
 
 use super::auth::RouteAuth;
 use axum::extract::Path;
@@ -11,8 +12,12 @@ use axum::Router;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
-/// Pages: read scope for GET and HEAD, refusals as the REST family answers them.
-pub const AUTH: RouteAuth = super::rest::AUTH;
+/// Pages: read scope for GET and HEAD; a browser without credentials is sent to the sign-in
+/// page, other refusals are answered as the REST family answers them.
+pub const AUTH: RouteAuth = RouteAuth {
+    scope: super::rest::AUTH.scope,
+    refuse: super::session::refuse_page,
+};
 
 /// The pages' policy: the API's `default-src 'self'` plus `blob:` media, which the live view's
 /// MediaSource object URL needs. Still no inline script or style.
@@ -36,6 +41,10 @@ const CAMERA: Asset = Asset {
 const HEALTH: Asset = Asset {
     content_type: HTML,
     bytes: include_bytes!("../../ui/health.html"),
+};
+const LOGIN: Asset = Asset {
+    content_type: HTML,
+    bytes: include_bytes!("../../ui/login.html"),
 };
 
 /// The static files under `/ui/`, by name.
@@ -67,7 +76,7 @@ const ASSETS: &[(&str, Asset)] = &[
 /// are embedded) makes browsers fetch everything again, and unchanged files revalidate as 304.
 static ETAG: LazyLock<HeaderValue> = LazyLock::new(|| {
     let mut h = DefaultHasher::new();
-    for a in [&INDEX, &CAMERA, &HEALTH]
+    for a in [&INDEX, &CAMERA, &HEALTH, &LOGIN]
         .into_iter()
         .chain(ASSETS.iter().map(|(_, a)| a))
     {
@@ -94,9 +103,13 @@ pub fn pages() -> Router<super::ApiState> {
         )
 }
 
-/// The open asset routes (`/ui/{file}`).
+/// The open routes: the assets (`/ui/{file}`) and the sign-in page (`/login.html`), which hold
+/// no data.
 pub fn assets() -> Router<super::ApiState> {
-    Router::new().route("/ui/{file}", get(asset))
+    Router::new().route("/ui/{file}", get(asset)).route(
+        "/login.html",
+        get(|h: HeaderMap| async move { serve(&LOGIN, &h, true) }),
+    )
 }
 
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {

@@ -220,6 +220,9 @@ pub struct ApiConfig {
     /// (the default) sends no CORS headers, so browsers refuse cross-origin calls.
     #[serde(default)]
     pub cors_allow_origins: Vec<String>,
+    /// How long a UI sign-in lasts (the session cookie's lifetime), 1 to 720 hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
 }
 
 impl Default for ApiConfig {
@@ -234,8 +237,13 @@ impl Default for ApiConfig {
             tls_key: None,
             allow_unauthenticated: false,
             cors_allow_origins: Vec::new(),
+            session_hours: default_session_hours(),
         }
     }
+}
+
+fn default_session_hours() -> u32 {
+    12
 }
 
 fn default_max_connections() -> usize {

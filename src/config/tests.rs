@@ -668,3 +668,16 @@ fn admin_scope_and_cors_origins() {
         );
     }
 }
+
+#[test]
+fn session_hours_default_and_range() {
+    let c = Config::parse(&api_config("")).unwrap();
+    assert_eq!(c.api.session_hours, 12);
+    let c = Config::parse(&api_config("session_hours = 720")).unwrap();
+    assert_eq!(c.api.session_hours, 720);
+    for bad in [0, 721] {
+        let p = problems(&api_config(&format!("session_hours = {bad}")));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert!(p[0].starts_with("api.session_hours: "), "{bad}: {p:?}");
+    }
+}

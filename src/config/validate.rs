@@ -124,6 +124,12 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             );
         }
     }
+    if !(1..=720).contains(&config.api.session_hours) {
+        add(
+            "api.session_hours".into(),
+            format!("{} is not between 1 and 720", config.api.session_hours),
+        );
+    }
     for (i, origin) in config.api.cors_allow_origins.iter().enumerate() {
         if let Err(why) = check_origin(origin) {
             add(

@@ -95,6 +95,7 @@ impl Daemon {
             iterator_key,
         )
         .with_cors_allow_origins(&config.api.cors_allow_origins)
+        .with_session_hours(config.api.session_hours)
         .with_cameras(store.clone(), statuses.clone())
         .with_firehose(http::firehose_deliveries(config, &clock))
         .with_deliveries(delivery_statuses.clone())

@@ -1,11 +1,16 @@
 """Drives the web UI in headless Chromium (Playwright on the system /usr/bin/chromium, no
-browser download) for tests/ui.rs: the cameras grid, the camera page (timeline ranges,
-detection markers, playback from a marker, a range download) and the health page. Saves a
-screenshot of each page. Prints "checks passed" at the end."""
+browser download) for tests/ui.rs: sign-in (a wrong token refused, the session cookie's
+attributes), the cameras grid (live views through the low-latency MSE feed), the camera page
+(timeline ranges, detection markers, playback from a marker, a range download), the health page,
+a lost session going back to sign-in, and sign-out. Everything after sign-in runs on the session
+cookie alone, as a browser does. Saves a screenshot of each page. Prints "checks passed" at the
+end."""
 
 import argparse
 import os
 import sys
+import time
+import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
@@ -15,7 +20,8 @@ CHROMIUM = os.environ.get("VIDGEST_CHROMIUM", "/usr/bin/chromium")
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
-    ap.add_argument("--token", required=True)
+    ap.add_argument("--token", required=True, help="a read token to sign in with")
+    ap.add_argument("--width", type=int, required=True, help="the cameras' configured width")
     ap.add_argument("--cameras", required=True, help="comma-separated camera names")
     ap.add_argument("--detection-camera", required=True)
     ap.add_argument("--events", required=True, help="comma-separated event times, epoch ms")
@@ -38,15 +44,17 @@ def main():
 
 
 def run(a, cameras, events, errors):
+    # Phases where the browser logs a 401 on purpose (it logs every error status it loads):
+    # a wrong token at sign-in, and the API calls of a page whose session was cleared.
+    expected_401 = set()
+
     def on_console(msg):
         if msg.type == "warning":
             print(f"console warning: {msg.text}")
         if msg.type != "error":
             return
         url = (msg.location or {}).get("url", "")
-        # The low-latency feed (live.mp4) is merged separately: until then its 404 is how the
-        # page learns to fall back, and Chromium logs every 404 as a console error.
-        if "/live.mp4" in url:
+        if "401" in msg.text and any(p in url for p in expected_401):
             return
         # A degraded daemon answers /api/v1/health with 503 and the full body, which the page
         # shows (this test's detection has no ONNX Runtime, so it is degraded on purpose).
@@ -54,16 +62,56 @@ def run(a, cameras, events, errors):
             return
         errors.append(f"console error: {msg.text} ({url})")
 
+    def session_cookies(context):
+        return [c for c in context.cookies() if c["name"] == "vidgest_session"]
+
+    def on_login(page, next_path):
+        page.wait_for_url(lambda u: "/login.html" in u, timeout=15_000)
+        want = "next=" + urllib.parse.quote(next_path, safe="")
+        assert want in page.url, (page.url, want)
+        page.wait_for_selector("#token")
+
+    def sign_in(page, token):
+        page.fill("#token", token)
+        page.click("#sign-in")
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        # the token on every request: fetch(), <img>, <video> alike
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900},
-            extra_http_headers={"Authorization": f"Bearer {a.token}"},
-        )
+        # No Authorization header anywhere: the session cookie is the only credential.
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.on("console", on_console)
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+
+        # --- sign-in ---
+        camera_path = f"/camera.html?name={a.detection_camera}"
+        page.goto(f"{a.base}{camera_path}")
+        on_login(page, camera_path)
+        page.screenshot(path=os.path.join(a.screenshots, "login.png"))
+        expected_401.add("/api/v1/session")
+        sign_in(page, "wrong-" + a.token)
+        page.wait_for_function(
+            "() => document.querySelector('#error').textContent === 'Wrong token.'"
+        )
+        assert "/login.html" in page.url, page.url
+        assert not session_cookies(context), context.cookies()
+        page.screenshot(path=os.path.join(a.screenshots, "login-refused.png"))
+        expected_401.clear()
+        sign_in(page, a.token)
+        page.wait_for_url(f"{a.base}{camera_path}")
+        cookies = session_cookies(context)
+        assert len(cookies) == 1, context.cookies()
+        c = cookies[0]
+        # as Chromium stored it: HttpOnly, Secure (kept over http://127.0.0.1, a secure
+        # context), SameSite=Strict, the whole site, about [api] session_hours (12 h) long
+        assert c["httpOnly"] and c["secure"], c
+        assert c["sameSite"] == "Strict" and c["path"] == "/", c
+        assert 11.9 * 3600 < c["expires"] - time.time() <= 12 * 3600, c
+        assert a.token not in c["value"], "the cookie is not the token"
+        assert not page.evaluate("() => document.cookie.includes('vidgest_session')"), "HttpOnly"
+        page.wait_for_selector("#sign-out")
+        page.wait_for_selector("#timeline .range")
+        print("sign-in: wrong token refused with no cookie; cookie HttpOnly, Secure, SameSite=Strict")
 
         # --- cameras grid ---
         page.goto(f"{a.base}/")
@@ -78,23 +126,32 @@ def run(a, cameras, events, errors):
             " && document.querySelectorAll('.state-streaming').length === %d" % len(cameras),
             timeout=30_000,
         )
-        # each live view shows the camera: a <video> (HLS where Chromium plays it, or the
-        # low-latency feed) at the camera's width whose time has advanced, or refreshed snapshots
-        # (the fallback, also after a player error)
+        # each live view is the low-latency feed (live.mp4 through MSE: a blob: URL) playing
+        # the camera at its configured width, and its time advances
         page.wait_for_function(
-            "() => [...document.querySelectorAll('.card.camera .live')].every(l => {"
-            " const i = l.querySelector('img'), v = l.querySelector('video');"
-            " return (i && i.naturalWidth > 0) || (v && v.videoWidth === 160 && v.currentTime > 1); })",
+            "w => [...document.querySelectorAll('.card.camera')].every(c => {"
+            " const v = c.querySelector('.live video');"
+            " return c.querySelector('h2 .muted').textContent === 'low-latency'"
+            " && v && v.src.startsWith('blob:') && v.readyState >= 2 && v.videoWidth === w; })",
+            arg=a.width,
             timeout=30_000,
         )
-        live = page.eval_on_selector_all(".card.camera .live video", "vs => vs.length")
+        t0 = page.eval_on_selector_all(".card.camera .live video", "vs => vs.map(v => v.currentTime)")
+        assert len(t0) == len(cameras), t0
+        page.wait_for_function(
+            "t0 => [...document.querySelectorAll('.card.camera .live video')]"
+            ".every((v, i) => !v.paused && v.currentTime > t0[i] + 1)",
+            arg=t0,
+            timeout=30_000,
+        )
+        live = len(t0)
         page.wait_for_function(
             "c => document.querySelector(`[data-camera='${c}'] dd:last-of-type`).textContent.includes('dog')",
             arg=a.detection_camera,
             timeout=30_000,
         )
         page.screenshot(path=os.path.join(a.screenshots, "grid.png"))
-        print(f"grid: both cameras, streaming, live views ({live} playing video), last detection")
+        print(f"grid: both cameras, streaming, {live} low-latency live views playing at {a.width} px, last detection")
 
         # --- camera page ---
         page.goto(f"{a.base}/camera.html?name={a.detection_camera}")
@@ -159,12 +216,18 @@ def run(a, cameras, events, errors):
         href = page.get_attribute("#download", "href")
         assert href and "clip.mp4" in href, href
         page.screenshot(path=os.path.join(a.screenshots, "camera.png"), full_page=True)
-        r = context.request.get(f"{a.base}{href}")
-        assert r.status == 200, r.status
-        assert r.headers["content-type"] == "video/mp4", r.headers
-        with open(a.download, "wb") as f:
-            f.write(r.body())
-        print(f"camera page: ranges, {len(events)} markers, download {href} ({len(r.body())} bytes)")
+        # the browser's own request, with the session cookie (Playwright's API request context
+        # does not send SameSite=Strict cookies): its answer, then the link clicked
+        status, content_type = page.evaluate(
+            "href => fetch(href, { method: 'HEAD' }).then(r => [r.status, r.headers.get('content-type')])",
+            href,
+        )
+        assert status == 200 and content_type == "video/mp4", (status, content_type)
+        with page.expect_download() as download:
+            page.click("#download")
+        download.value.save_as(a.download)
+        size = os.path.getsize(a.download)
+        print(f"camera page: ranges, {len(events)} markers, download {href} ({size} bytes)")
 
         # The low-latency live player's MSE path, fed the downloaded range as a stream (the same
         # fMP4 layout as live.mp4: init segment, then moof+mdat): the codecs string comes from
@@ -215,6 +278,24 @@ def run(a, cameras, events, errors):
             assert name in text, name
         page.screenshot(path=os.path.join(a.screenshots, "health.png"), full_page=True)
         print(f"health page: {status}, {len(headings)} sections")
+
+        # --- a lost session: the page's next API call (401) goes to sign-in, and back ---
+        expected_401.add("/api/v1/")
+        context.clear_cookies()
+        on_login(page, "/health.html")
+        expected_401.clear()
+        sign_in(page, a.token)
+        page.wait_for_url(f"{a.base}/health.html")
+        page.wait_for_selector("#health table")
+        print("lost session: back to sign-in from the health page, and back after it")
+
+        # --- sign-out ---
+        page.click("#sign-out")
+        page.wait_for_url(lambda u: "/login.html" in u)
+        assert not session_cookies(context), context.cookies()
+        page.goto(f"{a.base}/")
+        on_login(page, "/")
+        print("sign-out: cookie gone, pages go to sign-in again")
 
         browser.close()
 
