@@ -533,6 +533,9 @@ async function cameraPage() {
   let fragments = [];
   let events = [];
   let selection = null;
+  // the label chosen in the legend (null: every label)
+  let only = null;
+  const shown = (e) => only === null || e.labels.includes(only);
   // the clip in the player: its first fragment's start, so player time maps to wall time
   let playing = null;
   let anchor = null;
@@ -609,19 +612,23 @@ async function cameraPage() {
     }
     const labels = new Set();
     for (const e of events) {
-      const label = e.labels[0] || 'detection';
       e.labels.forEach((l) => labels.add(l));
+      if (!shown(e)) continue;
+      // with a label chosen in the legend, its markers wear its colour
+      const label = only ?? (e.labels[0] || 'detection');
       const b = el('button', {
         type: 'button',
         class: 'marker',
         title: `${e.labels.join(', ')} at ${fmtTime(e.t)}`,
         'data-t': String(e.t),
         'data-label': label,
+        'data-labels': e.labels.join(','),
       });
       b.style.left = `${xOf(e.t)}%`;
       b.style.background = labelColor(label);
       parts.push(b);
     }
+    if (only) labels.add(only);
     if (selection) {
       const s = el('div', { class: 'selection' });
       s.style.left = `${xOf(selection[0])}%`;
@@ -634,8 +641,26 @@ async function cameraPage() {
       parts.push(c);
     }
     timeline.replaceChildren(...parts);
+    // each label in the legend is a toggle: only its markers and detections, or all again
     $('legend').replaceChildren(
-      ...[...labels].sort().map((l) => el('span', {}, el('i', { class: 'swatch', 'data-label': l }), l)),
+      ...[...labels].sort().map((l) =>
+        el(
+          'button',
+          {
+            type: 'button',
+            class: l === only ? 'label chosen' : 'label',
+            'data-label': l,
+            title: l === only ? 'Show every label' : `Show only ${l}`,
+            onclick: () => {
+              only = only === l ? null : l;
+              draw();
+              drawDetections();
+            },
+          },
+          el('i', { class: 'swatch', 'data-label': l }),
+          l,
+        ),
+      ),
     );
     for (const i of $('legend').querySelectorAll('i')) i.style.background = labelColor(i.dataset.label);
     $('span').textContent = `${fmtSpan(view.span)} to ${fmtTime(view.end)}`;
@@ -643,17 +668,22 @@ async function cameraPage() {
   }
 
   function drawDetections() {
-    const list = events.slice(-100).reverse();
+    const list = events.filter(shown).slice(-100).reverse();
+    // A detection is reported while its fragment is still being recorded: its picture exists
+    // once that fragment is stored, so until then (the next refresh) a placeholder stands in.
+    const storedUntil = fragments.reduce((m, f) => Math.max(m, f.end), 0);
     $('detections').replaceChildren(
       ...list.map((e) =>
         el(
           'li',
           { 'data-t': String(e.t), onclick: () => play(e.t) },
-          el('img', {
-            loading: 'lazy',
-            alt: e.labels.join(', '),
-            src: cameraUrl(name, `snapshot.jpg?at=${enc(iso(e.t))}&width=160`),
-          }),
+          e.t < storedUntil
+            ? el('img', {
+                loading: 'lazy',
+                alt: e.labels.join(', '),
+                src: cameraUrl(name, `snapshot.jpg?at=${enc(iso(e.t))}&width=160`),
+              })
+            : el('div', { class: 'thumb pending', text: 'recording…' }),
           el('div', {}, el('strong', { text: e.labels.join(', ') || 'detection' }), el('br'), fmtTime(e.t)),
         ),
       ),

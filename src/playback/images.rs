@@ -105,17 +105,25 @@ impl Size {
     }
 }
 
-/// The fragment whose `origin` time span holds `t` (start <= t < start + duration), if any.
+/// Times from clients have millisecond precision (RFC 3339 `...32.618Z`, KVS epoch seconds with
+/// three decimals) while fragments start on a nanosecond: a detection at a fragment's first
+/// frame is reported at `...32.618Z` for a start of `...32.618412Z`.
+const CLIENT_PRECISION_NS: UnixNanos = 1_000_000;
+
+/// The fragment whose `origin` time span holds `t` (start <= t < start + duration), if any; else
+/// one starting within the millisecond after `t` (see [`CLIENT_PRECISION_NS`]).
 pub fn fragment_at(
     reader: &StoreReader,
     stream: &str,
     origin: TimeOrigin,
     t: UnixNanos,
 ) -> Result<Option<FragmentMeta>, StoreError> {
-    Ok(fragments_covering(reader, stream, origin, t, t)?
-        .into_iter()
-        .rev()
-        .find(|f| covers(f, origin, t)))
+    let last_ns = t.saturating_add(CLIENT_PRECISION_NS - 1);
+    let found = fragments_covering(reader, stream, origin, t, last_ns)?;
+    let exact = found.iter().rev().find(|f| covers(f, origin, t));
+    Ok(exact
+        .or_else(|| found.iter().find(|f| covers(f, origin, last_ns)))
+        .cloned())
 }
 
 /// Fragments that may hold times in `[start, end]` (a superset: filter with [`covers`]).

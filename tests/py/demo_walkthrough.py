@@ -2,7 +2,7 @@
 /usr/bin/chromium): the grid shows every camera live; on one camera's page the user scrolls the
 timeline back, clicks a marker of a label (a dog), playback starts at that moment, and a range
 selected around it downloads as an MP4 that ffprobe reads. Run by scripts/demo-walkthrough
-against a running demo; prints each step and "walkthrough passed"."""
+against a running demo; prints each step and "walkthrough: checks passed"."""
 
 import argparse
 import json
@@ -31,7 +31,8 @@ def main():
         headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
         context = browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers=headers)
         page = context.new_page()
-        page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+        page.on("console", lambda m: m.type == "error" and errors.append(
+            f"console: {m.text} ({(m.location or {}).get('url', '')})"))
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         try:
             walk(a, page, context)
@@ -42,7 +43,7 @@ def main():
         errors = [e for e in errors if "503" not in e]
     if errors:
         sys.exit("\n".join(errors))
-    print("walkthrough passed")
+    print("walkthrough: checks passed")
 
 
 def walk(a, page, context):
@@ -68,17 +69,29 @@ def walk(a, page, context):
         if page.text_content("#span").startswith("10 min"):
             break
         page.click("#zoom-in")
-    marker = f"#timeline .marker[title*='{a.label}']"
+    # the legend's label: only its markers (in its colour) and detections
+    page.click(f"#legend .label[data-label='{a.label}']", timeout=30_000)
+    marker = f"#timeline .marker[data-label='{a.label}']"
     page.wait_for_selector(marker, timeout=30_000)
+    others = page.eval_on_selector_all(
+        "#timeline .marker", "ms => ms.filter(m => !m.dataset.labels.split(',').includes(%r)).length" % a.label
+    )
+    if others:
+        raise AssertionError(f"{others} markers without {a.label} shown after choosing it in the legend")
+
     # scroll back while the earlier view still has one (a demo that just started has few)
+    def pan(button):
+        before = page.text_content("#span")
+        page.click(button)
+        # the view is redrawn (and its span text changed) once its fragments and events loaded
+        page.wait_for_function("b => document.querySelector('#span').textContent !== b", arg=before)
+
     for _ in range(3):
-        page.click("#earlier")
-        try:
-            page.wait_for_selector(marker, timeout=5_000)
-        except Exception:  # noqa: BLE001 - nothing that far back: one step forward again
-            page.click("#later")
-            page.wait_for_selector(marker, timeout=10_000)
+        pan("#earlier")
+        if page.query_selector(marker) is None:
+            pan("#later")
             break
+    page.wait_for_selector(marker)
     # the oldest one in view: what scrolling back was for
     t = page.eval_on_selector_all(marker, "ms => Math.min(...ms.map(m => Number(m.dataset.t)))")
     age = time.time() - t / 1000

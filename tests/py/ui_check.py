@@ -170,6 +170,17 @@ def run(a, cameras, events, errors):
         assert sorted(t for t, _ in marks) == sorted(events), (marks, events)
         labels = {t: label for t, label in marks}
         assert labels[events[0]] == "person" and labels[events[1]] == "dog", labels
+        # a label in the legend shows only its markers and detections; a second click, all again
+        page.click("#legend .label[data-label='dog']")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#timeline .marker').length === 1"
+            " && document.querySelectorAll('#detections li[data-t]').length === 1"
+        )
+        assert page.get_attribute("#timeline .marker", "data-t") == str(events[1])
+        page.click("#legend .label[data-label='dog']")
+        page.wait_for_function(
+            "n => document.querySelectorAll('#timeline .marker').length === n", arg=len(events)
+        )
         ranges = page.eval_on_selector_all(
             "#timeline .range", "rs => rs.map(r => r.getBoundingClientRect().width)"
         )
