@@ -36,6 +36,8 @@ coproc CAMERA { exec "$test_camera" --port 0 < /dev/null; }
 camera_pid=$CAMERA_PID
 read -r ready url <&"${CAMERA[0]}"
 [ "$ready" = READY ] || { echo "test camera did not start" >&2; exit 1; }
+# By name: resolving goes through glibc without netlink sockets (AF_NETLINK is not allowed).
+url=${url/127.0.0.1/localhost}
 
 cat > "$stage/vidgest.toml" <<EOF
 [agent]
