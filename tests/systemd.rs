@@ -134,9 +134,9 @@ fn start(dir: &Path, manager: &Manager, config: &str, extra: &[(&str, &str)]) ->
 
 /// READY=1 with a STATUS= line, then WATCHDOG=1 every half interval for several intervals
 /// while one camera records and another waits out its backoff on a dead source (idle is not
-/// stuck), and STOPPING=1 on SIGTERM.
+/// stuck), RELOADING=1 then READY=1 on SIGHUP, and STOPPING=1 on SIGTERM.
 #[test]
-fn ready_status_watchdog_and_stopping() {
+fn ready_status_watchdog_reload_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     make_clip(&clip);
@@ -190,7 +190,19 @@ fn ready_status_watchdog_and_stopping() {
         "{statuses:?}"
     );
 
+    // SIGHUP (systemctl reload): RELOADING=1, then READY=1 again.
     let pid = daemon.pid().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let reload = manager.expect("READY=1", Duration::from_secs(30), &daemon);
+    let reloading = reload.iter().position(|l| l == "RELOADING=1");
+    assert!(
+        reloading.is_some_and(|i| reload
+            .iter()
+            .skip(i)
+            .any(|l| l.starts_with("MONOTONIC_USEC="))),
+        "RELOADING=1 with MONOTONIC_USEC= before READY=1: {reload:?}"
+    );
+
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     manager.expect("STOPPING=1", Duration::from_secs(30), &daemon);
     assert!(daemon.terminate().success());

@@ -101,7 +101,11 @@ impl Notifier {
 
     /// SIGHUP: RELOADING=1, `reload` (the daemon's reload), then READY=1 again.
     pub fn reload(&mut self, daemon: &Daemon, reload: impl FnOnce()) {
-        self.send(&[NotifyState::Reloading]);
+        // MONOTONIC_USEC: what Type=notify-reload (systemd 253+) requires with RELOADING=1.
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now]),
+            Err(_) => self.send(&[NotifyState::Reloading]),
+        }
         reload();
         let status = self.status_line(daemon);
         self.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
