@@ -5,8 +5,9 @@
 //! `daemon::Daemon`); a start that fails part-way stops what already runs before it returns.
 
 use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A one-way stop signal. Threads sleep on it (`wait`), tasks await it (`triggered`).
 #[derive(Debug, Clone, Default)]
@@ -133,10 +134,66 @@ impl Drop for Started {
     }
 }
 
+/// When a component last made progress, for the watchdog's liveness check (daemon/notify.rs).
+/// One atomic store per beat: cheap enough for a recorder's every access unit.
+///
+/// A component either beats while it works or says it is `idle` (blocked on input or a timer
+/// it chose: a recorder waiting for video, a camera in reconnect backoff, retention between
+/// passes). Idle is never stuck; busy without a beat for longer than the watchdog interval is.
+#[derive(Debug)]
+pub struct Progress(AtomicU64);
+
+/// `Progress` value of an idle component; others hold milliseconds since `epoch()` plus one.
+const IDLE: u64 = 0;
+
+/// A process-wide monotonic origin for `Progress` (an `Instant` does not fit an atomic).
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn ms_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_millis() as u64 + 1
+}
+
+impl Default for Progress {
+    /// Busy as of now: a component that never gets to run shows as stuck.
+    fn default() -> Self {
+        Self(AtomicU64::new(ms_since_epoch(Instant::now())))
+    }
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Working, and made progress now.
+    pub fn beat(&self) {
+        self.0
+            .store(ms_since_epoch(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Blocked on input or a timer of its own choosing: cannot be stuck until the next `beat`.
+    pub fn idle(&self) {
+        self.0.store(IDLE, Ordering::Relaxed);
+    }
+
+    /// How long the component has been busy without a beat at `now`; `None` while idle.
+    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            IDLE => None,
+            ms => Some(Duration::from_millis(
+                ms_since_epoch(now).saturating_sub(ms),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn threads_and_tasks_both_see_the_trigger() {
@@ -192,5 +249,18 @@ mod tests {
         } // dropped: a partial start tears down what ran
         assert_eq!(*order.lock(), vec!["c", "b", "a"]);
         assert!(stopped_b.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn progress_is_stuck_only_when_busy_without_a_beat() {
+        let p = Progress::new();
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(p.stalled_for(later).unwrap() >= Duration::from_secs(5));
+        p.idle();
+        assert_eq!(p.stalled_for(later), None, "idle is never stuck");
+        p.beat();
+        let stalled = p.stalled_for(later).unwrap();
+        assert!(stalled >= Duration::from_secs(4) && stalled <= Duration::from_secs(5));
+        assert!(p.stalled_for(Instant::now()).unwrap() < Duration::from_secs(1));
     }
 }

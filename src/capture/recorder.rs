@@ -78,6 +78,23 @@ struct Session {
     live_last: Option<(u64, u32)>,
 }
 
+/// Test hook for the watchdog test (tests/systemd.rs): `VIDGEST_TEST_HANG_RECORDER=<camera>`
+/// makes that camera's recorder stop working after its first stored fragment, as if stuck in a
+/// call, so that liveness fails and WATCHDOG=1 stops. An environment variable rather than a
+/// cargo feature or `cfg(test)`: the test drives the real `vidgest` binary, and a feature would
+/// cost a second full build of it. Its name says what it does, nothing sets it by accident, it
+/// is read once per camera at start and logged as an error when it matches.
+fn hang_hook(camera: &str) -> bool {
+    let hang = std::env::var_os("VIDGEST_TEST_HANG_RECORDER").is_some_and(|v| v == camera);
+    if hang {
+        tracing::error!(
+            camera,
+            "VIDGEST_TEST_HANG_RECORDER is set: this recorder will hang (test hook)"
+        );
+    }
+    hang
+}
+
 /// Producer (wall) time of media time `media_ns`, given that `media_base_ns` happened at
 /// `wall_base_ns`: the one mapping of a session's media clock onto the wall clock.
 fn wall_time(wall_base_ns: UnixNanos, media_base_ns: u64, media_ns: u64) -> UnixNanos {
@@ -137,20 +154,40 @@ impl Recorder {
     /// Runs until every capture sender is gone (the supervisor stopped).
     pub fn run(mut self, events: Receiver<CaptureEvent>, results: Receiver<DetectionResult>) {
         let mut results = Some(results);
+        let hang = hang_hook(&self.status.name);
+        let status = self.status.clone();
+        let progress = &status.recorder_progress;
         loop {
             let never = crossbeam_channel::never();
             let res_rx = results.as_ref().unwrap_or(&never);
+            // Waiting for video is idle (a camera in backoff sends none); stuck in `handle` is not.
+            progress.idle();
             crossbeam_channel::select! {
-                recv(events) -> ev => match ev {
-                    Ok(ev) => self.handle(ev),
-                    Err(_) => break,
+                recv(events) -> ev => {
+                    progress.beat();
+                    match ev {
+                        Ok(ev) => self.handle(ev),
+                        Err(_) => break,
+                    }
                 },
-                recv(res_rx) -> r => match r {
-                    Ok(r) => self.result(r),
-                    Err(_) => results = None,
+                recv(res_rx) -> r => {
+                    progress.beat();
+                    match r {
+                        Ok(r) => self.result(r),
+                        Err(_) => results = None,
+                    }
                 },
             }
+            if hang && Counters::get(&status.counters.fragments_stored) > 0 {
+                tracing::error!(camera = %status.name, "test hook: the recorder hangs now");
+                // Busy and never beating again, like a call that does not return; drains the
+                // queue so that the camera's supervisor (and shutdown) are not held up too.
+                progress.beat();
+                while events.recv().is_ok() {}
+                break;
+            }
         }
+        progress.idle();
         // Shutdown: results already delivered are linked, those of the last session included.
         let pending: Vec<_> = results.iter().flat_map(|r| r.try_iter()).collect();
         for r in pending {

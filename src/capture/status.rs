@@ -61,6 +61,9 @@ pub struct CameraStatus {
     write_failed: AtomicBool,
     /// The low-latency live feed the recorder publishes to (playback/live.rs).
     pub live: std::sync::Arc<crate::playback::live::LiveFeed>,
+    /// Liveness beats of the supervisor and recorder threads (daemon/notify.rs watchdog).
+    pub supervisor_progress: crate::lifecycle::Progress,
+    pub recorder_progress: crate::lifecycle::Progress,
 }
 
 impl CameraStatus {
@@ -71,6 +74,8 @@ impl CameraStatus {
             counters: Counters::default(),
             write_failed: AtomicBool::new(false),
             live: Default::default(),
+            supervisor_progress: Default::default(),
+            recorder_progress: Default::default(),
         }
     }
 

@@ -133,7 +133,9 @@ fn supervise(
 ) {
     let mut backoff = Backoff::default();
     let mut session = 0u64;
+    let progress = &status.supervisor_progress;
     loop {
+        progress.beat();
         if shutdown.is_triggered() {
             break;
         }
@@ -169,12 +171,15 @@ fn supervise(
                     next,
                     format!("{reason}; retrying in {:.1} s", delay.as_secs_f64()),
                 );
+                // Waiting out the backoff is the plan, not a hang (a dead camera stays live).
+                progress.idle();
                 if shutdown.wait(delay) {
                     break;
                 }
             }
         }
     }
+    progress.idle();
     status.set(CameraState::Stopped, "stopped");
 }
 
@@ -331,6 +336,8 @@ fn watch(
     let first_media_deadline = stall + cam.source.connect_timeout();
     let mut streaming = false;
     loop {
+        // At least every bus poll (200 ms), streaming or not.
+        status.supervisor_progress.beat();
         if shutdown.is_triggered() {
             return SessionEnd::Shutdown;
         }

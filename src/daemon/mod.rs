@@ -5,6 +5,7 @@
 mod cameras;
 mod deliveries;
 mod http;
+mod notify;
 mod retention;
 
 use crate::api::{ApiState, Auth};
@@ -44,6 +45,8 @@ pub struct Daemon {
     pub tls: Option<crate::api::Tls>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
+    /// Beats of the retention thread, for the watchdog's liveness check (notify.rs).
+    retention_progress: Arc<crate::lifecycle::Progress>,
 }
 
 impl Daemon {
@@ -114,10 +117,12 @@ impl Daemon {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
 
+        let retention_progress = Arc::new(crate::lifecycle::Progress::new());
         started.push(retention::start(
             store.clone(),
             streams.clone(),
             config.storage.retention_interval.0,
+            retention_progress.clone(),
         ));
         started.push(http::start(
             &runtime,
@@ -136,6 +141,7 @@ impl Daemon {
             deliveries: delivery_statuses,
             tls,
             lock: Some(lock),
+            retention_progress,
         })
     }
 
@@ -226,7 +232,9 @@ fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<Shard
     Ok(streams)
 }
 
-/// Runs until SIGINT or SIGTERM; SIGHUP reloads the TLS certificate (`Daemon::reload`).
+/// Runs until SIGINT or SIGTERM; SIGHUP reloads the TLS certificate (`Daemon::reload`). Under
+/// systemd it reports readiness, status, reloads and stopping, and pings the watchdog while
+/// every component is live (notify.rs).
 pub fn run(config: Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     // Before anything touches the data dir: a second daemon there would corrupt both.
@@ -246,22 +254,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if daemon.api.auth.enabled() {
         tracing::info!("API tokens configured: every route but /healthz needs one");
     }
+    let mut notifier = notify::Notifier::ready(&daemon);
     daemon.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut ticker = tokio::time::interval(status_log_interval());
         ticker.tick().await;
+        let mut systemd = notifier.tick_interval().map(tokio::time::interval);
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = hup.recv() => daemon.reload(),
+                _ = hup.recv() => notifier.reload(&daemon, || daemon.reload()),
                 _ = ticker.tick() => daemon.log_status(),
+                _ = notify::next_tick(&mut systemd) => notifier.tick(&daemon),
             }
         }
         Ok::<_, std::io::Error>(())
     })?;
+    notifier.stopping();
     daemon.stop();
     tracing::info!("stopped cleanly");
     Ok(())

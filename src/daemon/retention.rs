@@ -2,19 +2,26 @@
 //! store and the shard streams every `storage.retention_interval`.
 
 use crate::config::format_bytes;
-use crate::lifecycle::{Handle, Shutdown};
+use crate::lifecycle::{Handle, Progress, Shutdown};
 use crate::store::Store;
 use crate::streams::ShardStreams;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn start(store: Arc<Store>, streams: Arc<ShardStreams>, every: Duration) -> Handle {
+/// `progress` beats for each pass and is idle in between (daemon/notify.rs liveness).
+pub fn start(
+    store: Arc<Store>,
+    streams: Arc<ShardStreams>,
+    every: Duration,
+    progress: Arc<Progress>,
+) -> Handle {
     let shutdown = Shutdown::new();
     let thread = std::thread::Builder::new()
         .name("retention".into())
         .spawn({
             let shutdown = shutdown.clone();
             move || loop {
+                progress.beat();
                 match streams.enforce_retention() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(segments = n, "shard stream retention pass"),
@@ -27,6 +34,7 @@ pub fn start(store: Arc<Store>, streams: Arc<ShardStreams>, every: Duration) -> 
                     Ok(_) => {}
                     Err(e) => tracing::error!("retention failed: {e}"),
                 }
+                progress.idle();
                 if shutdown.wait(every) {
                     break;
                 }
