@@ -17,9 +17,11 @@ pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::clock::SharedClock;
 use crate::streams::ShardStreams;
+use arc_swap::ArcSwap;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,11 +30,44 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything request handlers share.
+/// A value the daemon replaces on reload (SIGHUP) while handlers read it: lock-free, and a
+/// request keeps the snapshot it loaded until it is done.
+pub struct Swap<T>(Arc<ArcSwap<T>>);
+
+impl<T> Swap<T> {
+    pub fn new(value: T) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        self.0.load_full()
+    }
+
+    /// Replaces the value: requests that start from now on see it.
+    pub fn set(&self, value: T) {
+        self.0.store(Arc::new(value));
+    }
+}
+
+impl<T> Clone for Swap<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Default> Default for Swap<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+/// Everything request handlers share. What a reload changes (cameras, tokens, deliveries,
+/// detection streams, CORS origins) is held in a `Swap` and read through its accessor.
 #[derive(Clone)]
 pub struct ApiState {
     pub streams: Arc<ShardStreams>,
-    pub auth: Arc<Auth>,
+    auth: Swap<Auth>,
     pub clock: SharedClock,
     pub limits: Arc<kinesis::Limits>,
     /// Signs shard iterators (one secret per data directory).
@@ -44,19 +79,20 @@ pub struct ApiState {
     /// The video store (playback reads it through `StoreReader`s on blocking threads).
     pub video: Option<Arc<crate::store::Store>>,
     /// State and counters of the running cameras (REST, UI and metrics read them).
-    pub cameras: Arc<[Arc<crate::capture::CameraStatus>]>,
+    cameras: Swap<Vec<Arc<crate::capture::CameraStatus>>>,
     /// The `[[delivery]]` streams the Firehose API serves.
-    pub firehose: Arc<firehose::Deliveries>,
+    firehose: Swap<firehose::Deliveries>,
     /// Status of the running deliveries and forwarders (REST, UI, metrics).
-    pub deliveries: Arc<[crate::delivery::Pipeline]>,
+    deliveries: Swap<Vec<crate::delivery::Pipeline>>,
     /// Detection as configured and started (REST events and health).
-    pub detection: Arc<DetectionInfo>,
+    detection: Swap<DetectionInfo>,
     /// Triggered when the server stops: long responses (GetMedia following a camera) end.
     pub shutdown: crate::lifecycle::Shutdown,
     /// `http` or `https` (`serve_tls`): the scheme of the URLs the API hands out.
     pub scheme: &'static str,
-    /// `[api] cors_allow_origins` (validated as origins by the config): empty, no CORS at all.
-    pub cors_allow_origins: Arc<[HeaderValue]>,
+    /// The CORS layer of `[api] cors_allow_origins` (validated as origins by the config); None
+    /// when no origin is configured: no CORS at all.
+    cors: Swap<Option<tower_http::cors::CorsLayer>>,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -88,45 +124,98 @@ impl ApiState {
     ) -> Self {
         Self {
             streams,
-            auth: Arc::new(auth),
+            auth: Swap::new(auth),
             iterator_key: Arc::new(iterator_key),
             limits: Arc::new(kinesis::Limits::new(clock.clone())),
             clock,
             limited_streams: Arc::default(),
             body_timeout: HttpOptions::default().body_timeout,
             video: None,
-            cameras: Arc::new([]),
-            firehose: Arc::default(),
-            deliveries: Arc::new([]),
-            detection: Arc::default(),
+            cameras: Swap::default(),
+            firehose: Swap::default(),
+            deliveries: Swap::default(),
+            detection: Swap::default(),
             shutdown: crate::lifecycle::Shutdown::new(),
             scheme: "http",
-            cors_allow_origins: Arc::new([]),
+            cors: Swap::default(),
         }
+    }
+
+    /// The API tokens now in force.
+    pub fn auth(&self) -> Arc<Auth> {
+        self.auth.get()
+    }
+
+    /// Swaps the API tokens (reload): the next request is checked against `auth`.
+    pub fn set_auth(&self, auth: Auth) {
+        self.auth.set(auth);
+    }
+
+    /// The running cameras' states and counters.
+    pub fn cameras(&self) -> Arc<Vec<Arc<crate::capture::CameraStatus>>> {
+        self.cameras.get()
+    }
+
+    pub fn set_cameras(&self, cameras: Vec<Arc<crate::capture::CameraStatus>>) {
+        self.cameras.set(cameras);
+    }
+
+    /// The `[[delivery]]` streams the Firehose API serves.
+    pub fn firehose(&self) -> Arc<firehose::Deliveries> {
+        self.firehose.get()
+    }
+
+    pub fn set_firehose(&self, deliveries: firehose::Deliveries) {
+        self.firehose.set(deliveries);
+    }
+
+    /// The running deliveries and forwarders.
+    pub fn deliveries(&self) -> Arc<Vec<crate::delivery::Pipeline>> {
+        self.deliveries.get()
+    }
+
+    pub fn set_deliveries(&self, statuses: Vec<crate::delivery::Pipeline>) {
+        self.deliveries.set(statuses);
+    }
+
+    /// Detection streams per camera and the worker count.
+    pub fn detection(&self) -> Arc<DetectionInfo> {
+        self.detection.get()
+    }
+
+    pub fn set_detection(&self, detection: DetectionInfo) {
+        self.detection.set(detection);
+    }
+
+    /// Swaps the browser origins allowed cross-origin (an origin that is no valid header value
+    /// is skipped: the config check refuses such origins first).
+    pub fn set_cors_allow_origins(&self, origins: &[String]) {
+        let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        self.cors.set(cors(&origins));
     }
 
     /// Lets browsers on these origins call the API (`[api] cors_allow_origins`). An origin that
     /// is no valid header value is skipped: the config check refuses such origins first.
-    pub fn with_cors_allow_origins(mut self, origins: &[String]) -> Self {
-        self.cors_allow_origins = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    pub fn with_cors_allow_origins(self, origins: &[String]) -> Self {
+        self.set_cors_allow_origins(origins);
         self
     }
 
     /// Gives the REST API the cameras' detection streams and the worker count.
-    pub fn with_detection(mut self, detection: DetectionInfo) -> Self {
-        self.detection = Arc::new(detection);
+    pub fn with_detection(self, detection: DetectionInfo) -> Self {
+        self.set_detection(detection);
         self
     }
 
     /// Gives the Firehose API its delivery streams (`daemon::http::firehose_deliveries`).
-    pub fn with_firehose(mut self, deliveries: Arc<firehose::Deliveries>) -> Self {
-        self.firehose = deliveries;
+    pub fn with_firehose(self, deliveries: firehose::Deliveries) -> Self {
+        self.set_firehose(deliveries);
         self
     }
 
     /// Gives the REST API the deliveries and forwarders.
-    pub fn with_deliveries(mut self, statuses: Vec<crate::delivery::Pipeline>) -> Self {
-        self.deliveries = statuses.into();
+    pub fn with_deliveries(self, statuses: Vec<crate::delivery::Pipeline>) -> Self {
+        self.set_deliveries(statuses);
         self
     }
 
@@ -137,7 +226,7 @@ impl ApiState {
         cameras: Vec<Arc<crate::capture::CameraStatus>>,
     ) -> Self {
         self.video = Some(video);
-        self.cameras = cameras.into();
+        self.set_cameras(cameras);
         self
     }
 
@@ -185,7 +274,7 @@ const AWS_JSON_AUTH: RouteAuth = RouteAuth {
 /// routes get a small default.
 pub fn router(state: ApiState) -> Router {
     let guard = |route: RouteAuth| {
-        axum::middleware::from_fn_with_state((state.auth.clone(), route), auth::require)
+        axum::middleware::from_fn_with_state((state.auth.clone(), route), require_current_auth)
     };
     let aws = Router::new()
         .route("/", post(aws_json).layer(DefaultBodyLimit::disable()))
@@ -202,13 +291,39 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::map_response(add_request_id));
     // Outside the auth guards: browsers send preflights without credentials. Outermost of all
     // is the security-header layer, so every answer (refusals, 404s, preflights) carries them.
-    let router = match cors(&state.cors_allow_origins) {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.cors.clone(),
+            current_cors,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// `auth::require` with the tokens in force when the request arrives (they swap on reload).
+async fn require_current_auth(
+    State((auth, route)): State<(Swap<Auth>, RouteAuth)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    auth::require(State((auth.get(), route)), request, next).await
+}
+
+/// The CORS layer of the origins in force (they swap on reload); none configured: the request
+/// passes untouched, so no CORS headers at all.
+async fn current_cors(
+    State(cors): State<Swap<Option<tower_http::cors::CorsLayer>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use tower::{Layer, ServiceExt};
+    match cors.get().as_ref() {
+        None => next.run(request).await,
+        Some(layer) => match layer.clone().layer(next).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+    }
 }
 
 /// tower-http's CORS for the configured origins only (none configured: no layer, so no CORS
