@@ -234,3 +234,107 @@ fn sighup_adds_changes_and_removes_cameras_while_another_records_gap_free() {
     assert!(a_frags.iter().all(|f| f.init_id == a_frags[0].init_id));
     assert!(daemon.terminate().success());
 }
+
+fn pipelines_config(port: u16, api_extra: &str, deliveries: &[(&str, &str)]) -> String {
+    let mut extra = format!("{api_extra}[[stream]]\nname = \"events\"\nshards = 1\n");
+    if deliveries.len() > 1 {
+        extra += "[[stream]]\nname = \"more\"\nshards = 1\n";
+    }
+    for (name, prefix) in deliveries {
+        extra += &format!(
+            "[[delivery]]\nname = \"{name}\"\nsource = \"events\"\nbuffer_size = \"1MiB\"\n\
+             buffer_interval = \"1s\"\nprefix = \"{prefix}\"\n[delivery.destination]\nkind = \"dir\"\npath = \"outbox\"\n"
+        );
+    }
+    daemon_config(port, &[], &extra, &[])
+}
+
+/// The names `GET /api/v1/deliveries` and Firehose ListDeliveryStreams give.
+fn deliveries(port: u16) -> (Vec<String>, Vec<String>) {
+    let (status, body) = get(port, "/api/v1/deliveries", "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rest = v["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: Firehose_20150804.ListDeliveryStreams\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let firehose = v["DeliveryStreamNames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    (rest, firehose)
+}
+
+/// New streams are created, deliveries start, restart and stop one by one (REST and Firehose
+/// see the new set), and a key that needs a restart is named in a warning.
+#[test]
+fn sighup_creates_streams_and_restarts_only_changed_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let daemon = Daemon::start(dir.path(), &pipelines_config(port, "", &[("d1", "one/")]));
+    wait_for_api(&daemon, port, WAIT);
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(deliveries(port), (names(&["d1"]), names(&["d1"])));
+
+    let mark = reload(
+        &daemon,
+        &pipelines_config(port, "", &[("d1", "one/"), ("d2", "two/")]),
+    );
+    let log = wait_log(&daemon, mark, "reload: cameras");
+    assert!(
+        log.contains("streams +1 (more); deliveries/forwarders +1 (d2), -0, ~0"),
+        "{log}"
+    );
+    assert_eq!(
+        deliveries(port),
+        (names(&["d1", "d2"]), names(&["d1", "d2"]))
+    );
+    let (_, health) = get(port, "/api/v1/health", "");
+    assert!(health.contains("\"more\""), "{health}");
+
+    let mark = reload(
+        &daemon,
+        &pipelines_config(
+            port,
+            "header_timeout = \"20s\"\n",
+            &[("d1", "one-changed/"), ("d2", "two/")],
+        ),
+    );
+    let log = wait_log(&daemon, mark, "reload: cameras");
+    assert!(
+        log.contains("deliveries/forwarders +0, -0, ~1 (d1)"),
+        "{log}"
+    );
+    assert!(log.contains("needs a restart: api.header_timeout"), "{log}");
+
+    // d2 removed; the stream `more` leaves the config but is kept
+    let mark = reload(
+        &daemon,
+        &pipelines_config(port, "", &[("d1", "one-changed/")]),
+    );
+    let log = wait_log(&daemon, mark, "reload: cameras");
+    assert!(
+        log.contains("deliveries/forwarders +0, -1 (d2), ~0"),
+        "{log}"
+    );
+    assert_eq!(deliveries(port), (names(&["d1"]), names(&["d1"])));
+    let (_, health) = get(port, "/api/v1/health", "");
+    assert!(health.contains("\"more\""), "{health}");
+    assert!(daemon.terminate().success());
+}
