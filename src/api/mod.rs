@@ -476,6 +476,62 @@ mod tests {
         assert_eq!(cbor.headers()["content-type"], kinesis::CBOR_CONTENT_TYPE);
     }
 
+    /// Reload swaps tokens and CORS origins under a router built once (as the server's is).
+    #[tokio::test]
+    async fn tokens_and_cors_origins_swap_under_a_running_router() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::system_clock();
+        let streams = ShardStreams::open(
+            dir.path(),
+            crate::streams::ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        let state = ApiState::new(
+            streams,
+            Auth::default(),
+            clock,
+            kinesis::IteratorKey::random(),
+        );
+        let router = router(state.clone());
+        let call = |token: Option<&str>| {
+            let mut r = axum::http::Request::get("/api/v1/deliveries")
+                .header("origin", "https://ui.example");
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            router.clone().oneshot(r.body(Body::empty()).unwrap())
+        };
+        let r = call(None).await.unwrap();
+        assert_eq!(r.status(), 200, "no tokens: open");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+
+        let token = |t: &str| crate::config::TokenConfig {
+            token: t.into(),
+            scope: crate::config::TokenScope::Read,
+        };
+        state.set_auth(Auth::new(&[token("first-token-0123456")]));
+        state.set_cors_allow_origins(&["https://ui.example".to_string()]);
+        assert_eq!(call(None).await.unwrap().status(), 401);
+        let r = call(Some("first-token-0123456")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://ui.example"
+        );
+
+        state.set_auth(Auth::new(&[token("second-token-012345")]));
+        state.set_cors_allow_origins(&[]);
+        assert_eq!(
+            call(Some("first-token-0123456")).await.unwrap().status(),
+            401
+        );
+        let r = call(Some("second-token-012345")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    }
+
     #[tokio::test]
     async fn request_ids_are_fresh_v4_uuids() {
         let id = || async {
