@@ -59,6 +59,9 @@ pub struct Daemon {
     config: ConfigFile,
     /// Reloads rejected (invalid config file).
     reload_failures: AtomicU64,
+    /// Listened to from the first moment of start: a SIGHUP or SIGTERM that arrives while the
+    /// daemon starts waits for `run` instead of killing it (the default action).
+    signals: Option<Signals>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
 }
@@ -80,6 +83,7 @@ impl Daemon {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let signals = Signals::new(&runtime).context("cannot listen for signals")?;
         // Before anything starts: a certificate problem is a config error, not a half-run daemon.
         let tls = http::tls(config)?;
         gstreamer::init().context("cannot initialise GStreamer")?;
@@ -156,6 +160,7 @@ impl Daemon {
             tls,
             config: file,
             reload_failures: AtomicU64::new(0),
+            signals: Some(signals),
             lock: Some(lock),
         })
     }
@@ -365,7 +370,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     if daemon.api.auth().enabled() {
         tracing::info!("API tokens configured: every route but /healthz needs one");
     }
-    let mut signals = Signals::new(&daemon)?;
+    let mut signals = daemon.signals.take().expect("signals are taken once");
     loop {
         match daemon.block_on(signals.next()) {
             Signal::Stop(name) => {
@@ -393,18 +398,20 @@ enum Signal {
 
 /// The daemon's signals and its status-log ticker (created on its runtime).
 struct Signals {
+    int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     ticker: tokio::time::Interval,
 }
 
 impl Signals {
-    fn new(daemon: &Daemon) -> std::io::Result<Signals> {
+    fn new(runtime: &tokio::runtime::Runtime) -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let _entered = daemon.runtime.enter();
+        let _entered = runtime.enter();
         let mut ticker = tokio::time::interval(status_log_interval());
         ticker.reset(); // the first tick one interval from now, not at once
         Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
             ticker,
@@ -413,7 +420,7 @@ impl Signals {
 
     async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
             _ = self.term.recv() => Signal::Stop("SIGTERM"),
             _ = self.hup.recv() => Signal::Reload,
             _ = self.ticker.tick() => Signal::StatusTick,
