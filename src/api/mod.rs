@@ -18,9 +18,11 @@ pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::clock::SharedClock;
 use crate::streams::ShardStreams;
+use arc_swap::ArcSwap;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -29,11 +31,44 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything request handlers share.
+/// A value the daemon replaces on reload (SIGHUP) while handlers read it: lock-free, and a
+/// request keeps the snapshot it loaded until it is done.
+pub struct Swap<T>(Arc<ArcSwap<T>>);
+
+impl<T> Swap<T> {
+    pub fn new(value: T) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        self.0.load_full()
+    }
+
+    /// Replaces the value: requests that start from now on see it.
+    pub fn set(&self, value: T) {
+        self.0.store(Arc::new(value));
+    }
+}
+
+impl<T> Clone for Swap<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Default> Default for Swap<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+/// Everything request handlers share. What a reload changes (cameras, tokens, deliveries,
+/// detection streams, CORS origins) is held in a `Swap` and read through its accessor.
 #[derive(Clone)]
 pub struct ApiState {
     pub streams: Arc<ShardStreams>,
-    pub auth: Arc<Auth>,
+    auth: Swap<Auth>,
     pub clock: SharedClock,
     pub limits: Arc<kinesis::Limits>,
     /// Signs shard iterators (one secret per data directory).
@@ -45,19 +80,20 @@ pub struct ApiState {
     /// The video store (playback reads it through `StoreReader`s on blocking threads).
     pub video: Option<Arc<crate::store::Store>>,
     /// State and counters of the running cameras (REST, UI and metrics read them).
-    pub cameras: Arc<[Arc<crate::capture::CameraStatus>]>,
+    cameras: Swap<Vec<Arc<crate::capture::CameraStatus>>>,
     /// The `[[delivery]]` streams the Firehose API serves.
-    pub firehose: Arc<firehose::Deliveries>,
+    firehose: Swap<firehose::Deliveries>,
     /// Status of the running deliveries and forwarders (REST, UI, metrics).
-    pub deliveries: Arc<[crate::delivery::Pipeline]>,
+    deliveries: Swap<Vec<crate::delivery::Pipeline>>,
     /// Detection as configured and started (REST events and health).
-    pub detection: Arc<DetectionInfo>,
+    detection: Swap<DetectionInfo>,
     /// Triggered when the server stops: long responses (GetMedia following a camera) end.
     pub shutdown: crate::lifecycle::Shutdown,
     /// `http` or `https` (`serve_tls`): the scheme of the URLs the API hands out.
     pub scheme: &'static str,
-    /// `[api] cors_allow_origins` (validated as origins by the config): empty, no CORS at all.
-    pub cors_allow_origins: Arc<[HeaderValue]>,
+    /// The CORS layer of `[api] cors_allow_origins` (validated as origins by the config); None
+    /// when no origin is configured: no CORS at all.
+    cors: Swap<Option<tower_http::cors::CorsLayer>>,
     /// The web UI's session cookies (signed with `iterator_key`) and sign-in damping.
     pub sessions: Arc<session::Sessions>,
 }
@@ -91,7 +127,7 @@ impl ApiState {
     ) -> Self {
         Self {
             streams,
-            auth: Arc::new(auth),
+            auth: Swap::new(auth),
             sessions: Arc::new(session::Sessions::new(
                 iterator_key.clone(),
                 session::DEFAULT_HOURS,
@@ -102,20 +138,73 @@ impl ApiState {
             limited_streams: Arc::default(),
             body_timeout: HttpOptions::default().body_timeout,
             video: None,
-            cameras: Arc::new([]),
-            firehose: Arc::default(),
-            deliveries: Arc::new([]),
-            detection: Arc::default(),
+            cameras: Swap::default(),
+            firehose: Swap::default(),
+            deliveries: Swap::default(),
+            detection: Swap::default(),
             shutdown: crate::lifecycle::Shutdown::new(),
             scheme: "http",
-            cors_allow_origins: Arc::new([]),
+            cors: Swap::default(),
         }
+    }
+
+    /// The API tokens now in force.
+    pub fn auth(&self) -> Arc<Auth> {
+        self.auth.get()
+    }
+
+    /// Swaps the API tokens (reload): the next request is checked against `auth`.
+    pub fn set_auth(&self, auth: Auth) {
+        self.auth.set(auth);
+    }
+
+    /// The running cameras' states and counters.
+    pub fn cameras(&self) -> Arc<Vec<Arc<crate::capture::CameraStatus>>> {
+        self.cameras.get()
+    }
+
+    pub fn set_cameras(&self, cameras: Vec<Arc<crate::capture::CameraStatus>>) {
+        self.cameras.set(cameras);
+    }
+
+    /// The `[[delivery]]` streams the Firehose API serves.
+    pub fn firehose(&self) -> Arc<firehose::Deliveries> {
+        self.firehose.get()
+    }
+
+    pub fn set_firehose(&self, deliveries: firehose::Deliveries) {
+        self.firehose.set(deliveries);
+    }
+
+    /// The running deliveries and forwarders.
+    pub fn deliveries(&self) -> Arc<Vec<crate::delivery::Pipeline>> {
+        self.deliveries.get()
+    }
+
+    pub fn set_deliveries(&self, statuses: Vec<crate::delivery::Pipeline>) {
+        self.deliveries.set(statuses);
+    }
+
+    /// Detection streams per camera and the worker count.
+    pub fn detection(&self) -> Arc<DetectionInfo> {
+        self.detection.get()
+    }
+
+    pub fn set_detection(&self, detection: DetectionInfo) {
+        self.detection.set(detection);
+    }
+
+    /// Swaps the browser origins allowed cross-origin (an origin that is no valid header value
+    /// is skipped: the config check refuses such origins first).
+    pub fn set_cors_allow_origins(&self, origins: &[String]) {
+        let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        self.cors.set(cors(&origins));
     }
 
     /// Lets browsers on these origins call the API (`[api] cors_allow_origins`). An origin that
     /// is no valid header value is skipped: the config check refuses such origins first.
-    pub fn with_cors_allow_origins(mut self, origins: &[String]) -> Self {
-        self.cors_allow_origins = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    pub fn with_cors_allow_origins(self, origins: &[String]) -> Self {
+        self.set_cors_allow_origins(origins);
         self
     }
 
@@ -126,20 +215,20 @@ impl ApiState {
     }
 
     /// Gives the REST API the cameras' detection streams and the worker count.
-    pub fn with_detection(mut self, detection: DetectionInfo) -> Self {
-        self.detection = Arc::new(detection);
+    pub fn with_detection(self, detection: DetectionInfo) -> Self {
+        self.set_detection(detection);
         self
     }
 
     /// Gives the Firehose API its delivery streams (`daemon::http::firehose_deliveries`).
-    pub fn with_firehose(mut self, deliveries: Arc<firehose::Deliveries>) -> Self {
-        self.firehose = deliveries;
+    pub fn with_firehose(self, deliveries: firehose::Deliveries) -> Self {
+        self.set_firehose(deliveries);
         self
     }
 
     /// Gives the REST API the deliveries and forwarders.
-    pub fn with_deliveries(mut self, statuses: Vec<crate::delivery::Pipeline>) -> Self {
-        self.deliveries = statuses.into();
+    pub fn with_deliveries(self, statuses: Vec<crate::delivery::Pipeline>) -> Self {
+        self.set_deliveries(statuses);
         self
     }
 
@@ -150,7 +239,7 @@ impl ApiState {
         cameras: Vec<Arc<crate::capture::CameraStatus>>,
     ) -> Self {
         self.video = Some(video);
-        self.cameras = cameras.into();
+        self.set_cameras(cameras);
         self
     }
 
@@ -198,6 +287,7 @@ const AWS_JSON_AUTH: RouteAuth = RouteAuth {
 /// routes get a small default.
 pub fn router(state: ApiState) -> Router {
     let guard = |route: RouteAuth| {
+        // the tokens in force are read per request (`ApiState::auth`: they swap on reload)
         axum::middleware::from_fn_with_state((state.clone(), route), auth::require)
     };
     let aws = Router::new()
@@ -217,13 +307,30 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::map_response(add_request_id));
     // Outside the auth guards: browsers send preflights without credentials. Outermost of all
     // is the security-header layer, so every answer (refusals, 404s, preflights) carries them.
-    let router = match cors(&state.cors_allow_origins) {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.cors.clone(),
+            current_cors,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The CORS layer of the origins in force (they swap on reload); none configured: the request
+/// passes untouched, so no CORS headers at all.
+async fn current_cors(
+    State(cors): State<Swap<Option<tower_http::cors::CorsLayer>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use tower::{Layer, ServiceExt};
+    match cors.get().as_ref() {
+        None => next.run(request).await,
+        Some(layer) => match layer.clone().layer(next).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+    }
 }
 
 /// tower-http's CORS for the configured origins only (none configured: no layer, so no CORS
@@ -374,6 +481,62 @@ mod tests {
             "UnrecognizedClientException"
         );
         assert_eq!(cbor.headers()["content-type"], kinesis::CBOR_CONTENT_TYPE);
+    }
+
+    /// Reload swaps tokens and CORS origins under a router built once (as the server's is).
+    #[tokio::test]
+    async fn tokens_and_cors_origins_swap_under_a_running_router() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::system_clock();
+        let streams = ShardStreams::open(
+            dir.path(),
+            crate::streams::ShardStreamsOptions::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        let state = ApiState::new(
+            streams,
+            Auth::default(),
+            clock,
+            kinesis::IteratorKey::random(),
+        );
+        let router = router(state.clone());
+        let call = |token: Option<&str>| {
+            let mut r = axum::http::Request::get("/api/v1/deliveries")
+                .header("origin", "https://ui.example");
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            router.clone().oneshot(r.body(Body::empty()).unwrap())
+        };
+        let r = call(None).await.unwrap();
+        assert_eq!(r.status(), 200, "no tokens: open");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+
+        let token = |t: &str| crate::config::TokenConfig {
+            token: t.into(),
+            scope: crate::config::TokenScope::Read,
+        };
+        state.set_auth(Auth::new(&[token("first-token-0123456")]));
+        state.set_cors_allow_origins(&["https://ui.example".to_string()]);
+        assert_eq!(call(None).await.unwrap().status(), 401);
+        let r = call(Some("first-token-0123456")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://ui.example"
+        );
+
+        state.set_auth(Auth::new(&[token("second-token-012345")]));
+        state.set_cors_allow_origins(&[]);
+        assert_eq!(
+            call(Some("first-token-0123456")).await.unwrap().status(),
+            401
+        );
+        let r = call(Some("second-token-012345")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("access-control-allow-origin").is_none());
     }
 
     #[tokio::test]

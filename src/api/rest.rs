@@ -47,9 +47,10 @@ async fn live(
     Path(name): Path<String>,
 ) -> Result<Response, RestError> {
     let cam = state
-        .cameras
+        .cameras()
         .iter()
         .find(|c| c.name == name)
+        .cloned()
         .ok_or_else(|| RestError::UnknownCamera(name.clone()))?;
     let (s, detail) = cam.state();
     if s != crate::capture::CameraState::Streaming {
@@ -80,13 +81,13 @@ async fn live(
 /// `GET /api/v1/cameras`: every running camera with its state, why, its counters, and the shard
 /// stream of its detection records (null: no detection).
 async fn cameras(State(state): State<ApiState>) -> Json<Value> {
+    let detection_streams = state.detection();
     let cameras: Vec<Value> = state
-        .cameras
+        .cameras()
         .iter()
         .map(|c| {
             let (s, detail) = c.state();
-            let detection = state
-                .detection
+            let detection = detection_streams
                 .streams
                 .iter()
                 .find(|(name, _)| *name == c.name)
@@ -107,7 +108,7 @@ async fn cameras(State(state): State<ApiState>) -> Json<Value> {
 async fn deliveries(State(state): State<ApiState>) -> Json<Value> {
     let now = state.clock.now_ns();
     let streams = state.streams.clone();
-    let pipelines = state.deliveries.clone();
+    let pipelines = state.deliveries();
     // Forwarders' lag reads checkpoint files and shard tails: blocking I/O.
     let list = tokio::task::spawn_blocking(move || {
         pipelines
@@ -235,7 +236,7 @@ async fn with_reader<T: Send + 'static>(
 }
 
 fn configured(state: &ApiState, camera: &str) -> bool {
-    state.cameras.iter().any(|c| c.name == camera)
+    state.cameras().iter().any(|c| c.name == camera)
 }
 
 /// A `limit` query parameter: `default` when absent, else 1..=`max`.

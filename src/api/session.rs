@@ -310,7 +310,7 @@ pub fn identify(
     headers: &HeaderMap,
     method: &Method,
 ) -> Result<Identity, AuthError> {
-    let auth = &state.auth;
+    let auth = state.auth();
     if !auth.enabled() {
         return Ok(Identity::Open);
     }
@@ -320,7 +320,7 @@ pub fn identify(
     let value = cookie_value(headers).ok_or(AuthError::Unrecognized)?;
     let grant = state
         .sessions
-        .verify(auth, &value, now_ms(state))
+        .verify(&auth, &value, now_ms(state))
         .map_err(|_| AuthError::Unrecognized)?;
     if method != Method::GET && method != Method::HEAD && !same_origin(headers) {
         return Err(AuthError::Denied);
@@ -376,7 +376,7 @@ async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !state.auth.enabled() {
+    if !state.auth().enabled() {
         return error(
             StatusCode::NOT_FOUND,
             "no API tokens are configured: the UI needs no sign-in",
@@ -418,7 +418,7 @@ async fn sign_in(
     let Some(SignIn { token }) = parsed else {
         return error(StatusCode::BAD_REQUEST, "no `token` in the request body");
     };
-    match state.sessions.issue(&state.auth, &token, now) {
+    match state.sessions.issue(&state.auth(), &token, now) {
         None => {
             state.sessions.throttle.lock().failed(ip, now);
             tracing::warn!(peer = %ip, "UI sign-in refused: wrong token");

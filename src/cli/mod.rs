@@ -32,7 +32,6 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(config)?;
     vidgest::daemon::run(config)?;
     Ok(ExitCode::SUCCESS)
 }

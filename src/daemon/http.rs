@@ -5,14 +5,10 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::lifecycle::Handle;
 use anyhow::Context;
-use std::sync::Arc;
 
 /// The delivery streams the Firehose API serves: every `[[delivery]]`, created now.
-pub fn firehose_deliveries(config: &Config, clock: &SharedClock) -> Arc<firehose::Deliveries> {
-    Arc::new(firehose::Deliveries::new(
-        &config.deliveries,
-        clock.now_ns(),
-    ))
+pub fn firehose_deliveries(config: &Config, clock: &SharedClock) -> firehose::Deliveries {
+    firehose::Deliveries::new(&config.deliveries, clock.now_ns())
 }
 
 /// The TLS handshake when `[api] tls_cert` / `tls_key` are set; a pair that cannot be used is a
@@ -22,14 +18,20 @@ pub fn tls(config: &Config) -> Result<Option<Tls>, TlsError> {
 }
 
 /// Re-reads the certificate and key (SIGHUP): new connections get the new pair; one that does
-/// not load is logged and the current one kept.
-pub fn reload_tls(tls: &Tls) {
+/// not load is logged and the current one kept. Returns whether the new pair is in use.
+pub fn reload_tls(tls: &Tls) -> bool {
     match tls.reload() {
-        Ok(()) => tracing::info!(
-            cert = %tls.files().cert.display(),
-            "TLS certificate reloaded: new connections use it"
-        ),
-        Err(e) => tracing::error!("TLS reload failed, the current certificate stays: {e}"),
+        Ok(()) => {
+            tracing::info!(
+                cert = %tls.files().cert.display(),
+                "TLS certificate reloaded: new connections use it"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!("TLS reload failed, the current certificate stays: {e}");
+            false
+        }
     }
 }
 

@@ -1,15 +1,20 @@
 //! `vidgest run`: takes the data dir, starts the subsystems (video store and shard streams,
 //! detection, capture, retention, HTTP API; see `lifecycle`) and stops them in reverse order on
-//! SIGINT/SIGTERM (pending fragments are flushed before exit).
+//! SIGINT/SIGTERM (pending fragments are flushed before exit); SIGHUP reloads the config file
+//! (`Daemon::reload`).
 
 mod cameras;
 mod deliveries;
 mod http;
 mod notify;
+mod reload;
 mod retention;
 
+pub use cameras::CameraChanges;
+pub use reload::{ConfigFile, ReloadError, ReloadSummary};
+
 use crate::api::{ApiState, Auth};
-use crate::capture::{CameraState, CameraStatus, Counters};
+use crate::capture::{CameraState, Counters};
 use crate::clock::{system_clock, SharedClock};
 use crate::config::{format_bytes, Config};
 use crate::datadir::DataDirLock;
@@ -17,6 +22,11 @@ use crate::lifecycle::Started;
 use crate::store::{self, Statvfs, Store, StoreOptions};
 use crate::streams::{ShardStreams, ShardStreamsOptions};
 use anyhow::Context;
+use cameras::Cameras;
+use deliveries::Pipelines;
+use parking_lot::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +48,21 @@ pub struct Daemon {
     runtime: tokio::runtime::Runtime,
     pub store: Arc<Store>,
     pub streams: Arc<ShardStreams>,
+    /// What handlers read; its cameras, deliveries and tokens swap on reload.
     pub api: ApiState,
-    pub cameras: Vec<Arc<CameraStatus>>,
-    pub deliveries: Vec<crate::delivery::Pipeline>,
+    /// The running cameras, each started and stopped on its own (reload).
+    cameras: Arc<Mutex<Cameras>>,
+    /// The running deliveries and forwarders, each restarted on its own (reload).
+    pipelines: Arc<Mutex<Pipelines>>,
     /// The listener's TLS (its certificate reloads on SIGHUP); None: plain HTTP.
     pub tls: Option<crate::api::Tls>,
+    /// The config in force: the last one loaded successfully.
+    config: ConfigFile,
+    /// Reloads rejected (invalid config file).
+    reload_failures: AtomicU64,
+    /// Listened to from the first moment of start: a SIGHUP or SIGTERM that arrives while the
+    /// daemon starts waits for `run` instead of killing it (the default action).
+    signals: Option<Signals>,
     /// Exclusive hold on the data dir, released last (after every store is closed).
     lock: Option<DataDirLock>,
     /// Beats of the retention thread, for the watchdog's liveness check (notify.rs).
@@ -54,17 +74,19 @@ impl Daemon {
     /// dependency order: video store and shard streams, detection, capture, retention, and the
     /// HTTP API on `listener`. A failure stops what already started before it returns.
     pub fn start(
-        config: &Config,
+        file: ConfigFile,
         clock: SharedClock,
         lock: DataDirLock,
         listener: std::net::TcpListener,
     ) -> anyhow::Result<Daemon> {
+        let config = &file.config;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("api")
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let signals = Signals::new(&runtime).context("cannot listen for signals")?;
         // Before anything starts: a certificate problem is a config error, not a half-run daemon.
         let tls = http::tls(config)?;
         gstreamer::init().context("cannot initialise GStreamer")?;
@@ -81,16 +103,28 @@ impl Daemon {
         let mut started = Started::default();
         let (pool, detection) = cameras::start_detection(config);
         started.push(detection);
+        let cameras = Arc::new(Mutex::new(Cameras::new(
+            clock.clone(),
+            store.clone(),
+            streams.clone(),
+            pool,
+            config.detect.workers,
+        )));
         // On error, `started` drops and stops the detector pool.
-        let (statuses, capture) =
-            cameras::start_cameras(config, &clock, &store, &streams, pool.as_ref())?;
-        started.push(capture);
-        let (mut delivery_statuses, delivery_handle) = deliveries::start(config, &streams, &clock);
-        started.push(delivery_handle);
-        let (forward_statuses, forward_handle) =
-            deliveries::start_forwarders(config, &streams, &runtime);
-        started.push(forward_handle);
-        delivery_statuses.extend(forward_statuses);
+        cameras.lock().start_all(&file)?;
+        started.push(cameras::capture_handle(&cameras));
+        let pipelines = Arc::new(Mutex::new(Pipelines::new(&streams, &clock, &runtime)));
+        pipelines.lock().start_all(&file);
+        started.push(deliveries::handle(&pipelines));
+        // Read once: the registry's lock must not be held across the builder chain.
+        let (camera_statuses, detection_info) = {
+            let cameras = cameras.lock();
+            (
+                cameras.statuses(),
+                cameras::detection_info(config, &cameras),
+            )
+        };
+        let pipeline_statuses = pipelines.lock().statuses();
         let api = ApiState::new(
             streams.clone(),
             Auth::new(&config.api.tokens),
@@ -99,20 +133,10 @@ impl Daemon {
         )
         .with_cors_allow_origins(&config.api.cors_allow_origins)
         .with_session_hours(config.api.session_hours)
-        .with_cameras(store.clone(), statuses.clone())
+        .with_cameras(store.clone(), camera_statuses)
         .with_firehose(http::firehose_deliveries(config, &clock))
-        .with_deliveries(delivery_statuses.clone())
-        .with_detection(crate::api::DetectionInfo {
-            streams: config
-                .cameras
-                .iter()
-                .filter(|c| c.enabled)
-                .filter_map(|c| Some((c.name.clone(), c.detection()?.stream.clone())))
-                .collect(),
-            workers: pool
-                .as_ref()
-                .map_or(0, |_| config.detect.workers.max(1) as usize),
-        });
+        .with_deliveries(pipeline_statuses)
+        .with_detection(detection_info);
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
@@ -137,9 +161,12 @@ impl Daemon {
             store,
             streams,
             api,
-            cameras: statuses,
-            deliveries: delivery_statuses,
+            cameras,
+            pipelines,
             tls,
+            config: file,
+            reload_failures: AtomicU64::new(0),
+            signals: Some(signals),
             lock: Some(lock),
             retention_progress,
         })
@@ -152,12 +179,106 @@ impl Daemon {
         drop(self.lock.take());
     }
 
-    /// SIGHUP: reloads what can change without a restart (today the TLS certificate).
-    pub fn reload(&self) {
-        match &self.tls {
-            Some(tls) => http::reload_tls(tls),
-            None => tracing::info!("SIGHUP: nothing to reload (no api.tls_cert)"),
+    /// SIGHUP: re-reads the config file and applies what differs. Cameras added, removed or
+    /// changed start, stop (flushing) or restart alone, the others keep recording; new
+    /// `[[stream]]`s are created (none is ever deleted here) and `enforce_limits` re-applied;
+    /// changed deliveries and forwarders restart; API tokens, CORS origins and the TLS files
+    /// are re-read. Keys that need a restart are logged and left as they run. An invalid file
+    /// is rejected with every problem logged (TOML paths) and the running config stays.
+    pub fn reload(&mut self) -> Result<ReloadSummary, ReloadError> {
+        let new = match ConfigFile::load(&self.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "reload rejected, the running config stays: {}",
+                    self.config.path.display()
+                );
+                match e.problems() {
+                    [] => tracing::error!("reload: {e}"),
+                    problems => problems
+                        .iter()
+                        .for_each(|p| tracing::error!("reload: invalid config: {p}")),
+                }
+                return Err(e.into());
+            }
+        };
+        let mut summary = ReloadSummary {
+            needs_restart: new.restart_keys(&self.config),
+            ..Default::default()
+        };
+        if !summary.needs_restart.is_empty() {
+            tracing::warn!(
+                "reload: these keys changed but only take effect on a restart (they keep their running values): {}",
+                summary.needs_restart.join(", ")
+            );
         }
+        let config = &new.config;
+        summary.streams_created = self.ensure_streams(config);
+
+        let changes = self.cameras.lock().apply(&new);
+        summary.cameras_added = changes.added;
+        summary.cameras_removed = changes.removed;
+        summary.cameras_restarted = changes.restarted;
+        summary.cameras_failed = changes.failed;
+        {
+            let cameras = self.cameras.lock();
+            self.api.set_cameras(cameras.statuses());
+            self.api
+                .set_detection(cameras::detection_info(config, &cameras));
+        }
+
+        let changes = self.pipelines.lock().apply(&new);
+        summary.pipelines_started = changes.started;
+        summary.pipelines_stopped = changes.stopped;
+        summary.pipelines_restarted = changes.restarted;
+        self.api.set_deliveries(self.pipelines.lock().statuses());
+        self.api
+            .set_firehose(self.api.firehose().reloaded(&config.deliveries));
+
+        self.api.set_auth(Auth::new(&config.api.tokens));
+        summary.tokens = config.api.tokens.len();
+        self.api
+            .set_cors_allow_origins(&config.api.cors_allow_origins);
+        summary.tls_reloaded = self.tls.as_ref().map(http::reload_tls);
+
+        self.config = new;
+        tracing::info!("{summary}");
+        Ok(summary)
+    }
+
+    /// Reloads rejected so far because the config file was invalid.
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
+
+    /// Creates the `[[stream]]`s that are new and applies `enforce_limits` to all; a stream no
+    /// longer in the config is kept (a reload never deletes records). Returns the created ones.
+    fn ensure_streams(&self, config: &Config) -> Vec<String> {
+        let mut created = Vec::new();
+        for s in &config.streams {
+            match self
+                .streams
+                .ensure_stream(&s.name, s.shards, s.retention_hours)
+            {
+                Ok(true) => {
+                    tracing::info!(stream = %s.name, shards = s.shards, "created shard stream");
+                    created.push(s.name.clone());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(stream = %s.name, "reload: cannot create the stream: {e}")
+                }
+            }
+            self.api.enforce_limits(&s.name, s.enforce_limits);
+        }
+        for old in &self.config.config.streams {
+            if !config.streams.iter().any(|s| s.name == old.name) {
+                tracing::info!(stream = %old.name, "reload: the stream is no longer in the config; it is kept with its records (delete it through the API)");
+                self.api.enforce_limits(&old.name, false);
+            }
+        }
+        created
     }
 
     /// Runs `f` on the daemon's runtime (signal handling, status ticks).
@@ -166,7 +287,7 @@ impl Daemon {
     }
 
     pub fn log_status(&self) {
-        for status in &self.cameras {
+        for status in self.api.cameras().iter() {
             let (state, detail) = status.state();
             let c = &status.counters;
             tracing::info!(
@@ -190,7 +311,7 @@ impl Daemon {
 
     fn log_delivery_status(&self) {
         let now = self.api.clock.now_ns();
-        for d in &self.deliveries {
+        for d in self.api.deliveries().iter() {
             let s = d.snapshot(now, &self.streams);
             tracing::info!(
                 pipeline = %s.name,
@@ -209,7 +330,8 @@ impl Daemon {
     }
 
     pub fn camera_states(&self) -> Vec<(String, CameraState)> {
-        self.cameras
+        self.api
+            .cameras()
             .iter()
             .map(|c| (c.name.clone(), c.state().0))
             .collect()
@@ -232,51 +354,104 @@ fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<Shard
     Ok(streams)
 }
 
-/// Runs until SIGINT or SIGTERM; SIGHUP reloads the TLS certificate (`Daemon::reload`). Under
-/// systemd it reports readiness, status, reloads and stopping, and pings the watchdog while
-/// every component is live (notify.rs).
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the config file at `path` until SIGINT or SIGTERM; SIGHUP reloads it
+/// (`Daemon::reload`). Under systemd it reports readiness, status, reloads and stopping, and
+/// pings the watchdog while every component is live (notify.rs).
+pub fn run(path: &Path) -> anyhow::Result<()> {
+    let file = ConfigFile::load(path)?;
+    let config = file.config.clone();
     limit_malloc_arenas();
     // Before anything touches the data dir: a second daemon there would corrupt both.
     let lock = DataDirLock::acquire(&config.agent.data_dir)?;
     // Bind first: a taken port is a clear start-up error, not a half-running daemon.
     let listener = crate::config::bind_api_listener(&config.api.listen).context("api.listen")?;
     listener.set_nonblocking(true)?;
-    let daemon = Daemon::start(&config, system_clock(), lock, listener)?;
+    let mut daemon = Daemon::start(file, system_clock(), lock, listener)?;
     tracing::info!(
-        cameras = daemon.cameras.len(),
+        cameras = daemon.api.cameras().len(),
         streams = config.streams.len(),
         listen = %config.api.listen,
         https = daemon.tls.is_some(),
         data_dir = %config.agent.data_dir.display(),
-        "vidgest running; stop with Ctrl-C or SIGTERM"
+        "vidgest running; stop with Ctrl-C or SIGTERM, reload the config with SIGHUP"
     );
-    if daemon.api.auth.enabled() {
+    if daemon.api.auth().enabled() {
         tracing::info!("API tokens configured: every route but /healthz needs one");
     }
     let mut notifier = notify::Notifier::ready(&daemon);
-    daemon.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut ticker = tokio::time::interval(status_log_interval());
-        ticker.tick().await;
-        let mut systemd = notifier.tick_interval().map(tokio::time::interval);
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = hup.recv() => notifier.reload(&daemon, || daemon.reload()),
-                _ = ticker.tick() => daemon.log_status(),
-                _ = notify::next_tick(&mut systemd) => notifier.tick(&daemon),
+    let mut signals = daemon.signals.take().expect("signals are taken once");
+    signals.systemd_every(notifier.tick_interval(), &daemon.runtime);
+    loop {
+        match daemon.block_on(signals.next()) {
+            Signal::Stop(name) => {
+                tracing::info!("{name}: shutting down");
+                break;
             }
+            // Outside the runtime: a reload blocks while stopped cameras flush.
+            Signal::Reload => {
+                notifier.reloading();
+                let _ = daemon.reload();
+                notifier.reloaded(&daemon);
+            }
+            Signal::StatusTick => daemon.log_status(),
+            Signal::SystemdTick => notifier.tick(&daemon),
         }
-        Ok::<_, std::io::Error>(())
-    })?;
+    }
     notifier.stopping();
     daemon.stop();
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What the main loop waits for.
+enum Signal {
+    Stop(&'static str),
+    Reload,
+    StatusTick,
+    /// STATUS= and the watchdog (under systemd only).
+    SystemdTick,
+}
+
+/// The daemon's signals and its status-log ticker (created on its runtime).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    ticker: tokio::time::Interval,
+    /// systemd's STATUS= and watchdog ticks (notify.rs); None: not under systemd.
+    systemd: Option<tokio::time::Interval>,
+}
+
+impl Signals {
+    fn new(runtime: &tokio::runtime::Runtime) -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _entered = runtime.enter();
+        let mut ticker = tokio::time::interval(status_log_interval());
+        ticker.reset(); // the first tick one interval from now, not at once
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            ticker,
+            systemd: None,
+        })
+    }
+
+    /// Adds systemd's tick (`Notifier::tick_interval`).
+    fn systemd_every(&mut self, every: Option<Duration>, runtime: &tokio::runtime::Runtime) {
+        let _entered = runtime.enter();
+        self.systemd = every.map(tokio::time::interval);
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.ticker.tick() => Signal::StatusTick,
+            _ = notify::next_tick(&mut self.systemd) => Signal::SystemdTick,
+        }
+    }
 }
 
 /// glibc gives every thread that allocates its own arena (64 MiB reserved, pages kept): with two

@@ -99,14 +99,17 @@ impl Notifier {
         self.last_status = status;
     }
 
-    /// SIGHUP: RELOADING=1, `reload` (the daemon's reload), then READY=1 again.
-    pub fn reload(&mut self, daemon: &Daemon, reload: impl FnOnce()) {
+    /// SIGHUP received: RELOADING=1 (then the daemon reloads, then [`Notifier::reloaded`]).
+    pub fn reloading(&mut self) {
         // MONOTONIC_USEC: what Type=notify-reload (systemd 253+) requires with RELOADING=1.
         match NotifyState::monotonic_usec_now() {
             Ok(now) => self.send(&[NotifyState::Reloading, now]),
             Err(_) => self.send(&[NotifyState::Reloading]),
         }
-        reload();
+    }
+
+    /// The reload is over (applied or rejected): READY=1 again with a fresh STATUS=.
+    pub fn reloaded(&mut self, daemon: &Daemon) {
         let status = self.status_line(daemon);
         self.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
         self.last_status = status;
@@ -132,8 +135,9 @@ impl Notifier {
         let Some(limit) = self.watchdog else {
             return true;
         };
+        let cameras = daemon.api.cameras();
         let mut components: Vec<(String, &Progress)> = Vec::new();
-        for c in &daemon.cameras {
+        for c in cameras.iter() {
             components.push((
                 format!("camera {} supervisor", c.name),
                 &c.supervisor_progress,
@@ -170,20 +174,19 @@ impl Notifier {
 
     /// One line for `systemctl status`: cameras, records, deliveries, disk.
     fn status_line(&self, daemon: &Daemon) -> String {
-        let total = daemon.cameras.len();
-        let streaming = daemon
-            .cameras
+        let cameras = daemon.api.cameras();
+        let deliveries = daemon.api.deliveries();
+        let total = cameras.len();
+        let streaming = cameras
             .iter()
             .filter(|c| c.state().0 == CameraState::Streaming)
             .count();
-        let records: u64 = daemon
-            .cameras
+        let records: u64 = cameras
             .iter()
             .map(|c| Counters::get(&c.counters.detection_records))
             .sum();
         let now = daemon.api.clock.now_ns();
-        let lag: u64 = daemon
-            .deliveries
+        let lag: u64 = deliveries
             .iter()
             .map(|d| d.snapshot(now, &daemon.streams).lag_records)
             .sum();
@@ -193,7 +196,7 @@ impl Notifier {
             .map_or_else(|_| "?".into(), format_bytes);
         format!(
             "{streaming}/{total} cameras streaming, {records} detection records, {} deliveries (lag {lag} records), {stored} stored, {free} free",
-            daemon.deliveries.len()
+            deliveries.len()
         )
     }
 }

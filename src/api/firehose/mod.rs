@@ -83,6 +83,12 @@ impl Deliveries {
         }
     }
 
+    /// The deliveries of a reloaded config; the API has served delivery streams since the
+    /// first load (CreateTimestamp).
+    pub fn reloaded(&self, configs: &[DeliveryConfig]) -> Self {
+        Self::new(configs, self.created_ns)
+    }
+
     fn get(&self, name: &str) -> Option<&DeliveryConfig> {
         self.streams.get(name)
     }

@@ -34,7 +34,7 @@ pub async fn dispatch(state: &ApiState, op: &str, body: Value) -> OpResult {
     match op {
         "PutRecord" => put_record(state, req).await,
         "PutRecordBatch" => put_record_batch(state, req).await,
-        "ListDeliveryStreams" => list_delivery_streams(&state.firehose, req),
+        "ListDeliveryStreams" => list_delivery_streams(&state.firehose(), req),
         "DescribeDeliveryStream" => describe_delivery_stream(state, req),
         _ => Err(KinesisError::unknown_operation()),
     }
@@ -269,8 +269,13 @@ async fn append(
         .collect())
 }
 
-fn lookup<'a>(state: &'a ApiState, name: &str) -> Result<&'a DeliveryConfig, KinesisError> {
-    state.firehose.get(name).ok_or_else(|| not_found(name))
+/// The delivery's config as it is now (a reload may replace it during the request).
+fn lookup(state: &ApiState, name: &str) -> Result<DeliveryConfig, KinesisError> {
+    state
+        .firehose()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| not_found(name))
 }
 
 async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
@@ -283,7 +288,7 @@ async fn put_record(state: &ApiState, req: Request<'_>) -> OpResult {
     let data = vec![record_data(record, "record.")?];
     check_record_sizes(&data, |_| "record.".to_string())?;
     let delivery = lookup(state, name)?;
-    match append(state, delivery, data).await?.pop() {
+    match append(state, &delivery, data).await?.pop() {
         Some(Outcome::Written(r)) => Ok(json!({ "RecordId": record_id(&r), "Encrypted": false })),
         Some(Outcome::Throttled) => Err(slow_down()),
         Some(Outcome::Failed(e)) => Err(KinesisError::from_store(e)),
@@ -317,7 +322,7 @@ async fn put_record_batch(state: &ApiState, req: Request<'_>) -> OpResult {
     }
     let delivery = lookup(state, name)?;
     let mut failed = 0;
-    let responses: Vec<Value> = append(state, delivery, data)
+    let responses: Vec<Value> = append(state, &delivery, data)
         .await?
         .into_iter()
         .map(|o| match o {
@@ -380,7 +385,7 @@ fn describe_delivery_stream(state: &ApiState, req: Request<'_>) -> OpResult {
     let after = req.opt_str("ExclusiveStartDestinationId")?;
     let delivery = lookup(state, name)?;
     Ok(json!({
-        "DeliveryStreamDescription": describe(delivery, state.firehose.created_ns, after),
+        "DeliveryStreamDescription": describe(&delivery, state.firehose().created_ns, after),
     }))
 }
 
@@ -477,7 +482,6 @@ mod store_tests {
     use crate::api::kinesis::IteratorKey;
     use crate::api::Auth;
     use crate::streams::{ShardStreams, ShardStreamsOptions, StartPosition};
-    use std::sync::Arc;
 
     fn state(dir: &std::path::Path, deliveries: &[DeliveryConfig]) -> ApiState {
         state_with_clock(dir, deliveries, crate::clock::system_clock())
@@ -492,7 +496,7 @@ mod store_tests {
             ShardStreams::open(dir, ShardStreamsOptions::default(), clock.clone()).unwrap();
         streams.create_stream("detections", 2, 24).unwrap();
         ApiState::new(streams, Auth::default(), clock, IteratorKey::random())
-            .with_firehose(Arc::new(Deliveries::new(deliveries, 0)))
+            .with_firehose(Deliveries::new(deliveries, 0))
     }
 
     fn b64(data: &[u8]) -> String {

@@ -200,7 +200,7 @@ pub(super) async fn events(
         })?),
     };
     let stream = state
-        .detection
+        .detection()
         .streams
         .iter()
         .find(|(c, _)| *c == name)

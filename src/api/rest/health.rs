@@ -35,7 +35,7 @@ fn delivery_problem(state: &str) -> bool {
 pub(super) async fn health(State(state): State<ApiState>) -> Response {
     let mut verdict = Verdict::default();
     let cameras: Vec<Value> = state
-        .cameras
+        .cameras()
         .iter()
         .map(|c| {
             let (s, detail) = c.state();
@@ -46,7 +46,7 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
         })
         .collect();
 
-    let detection = &state.detection;
+    let detection = state.detection();
     if !detection.streams.is_empty() && detection.workers == 0 {
         verdict.flag(
             "detection is configured but not running (ONNX Runtime missing? see the log)".into(),
@@ -60,7 +60,7 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
     // Shard streams, deliveries (with their consumer lag) and the store: file system reads.
     let now = state.clock.now_ns();
     let streams = state.streams.clone();
-    let pipelines = state.deliveries.clone();
+    let pipelines = state.deliveries();
     let video = state.video.clone();
     let blocking = tokio::task::spawn_blocking(move || {
         let shard_streams: Vec<Value> = streams
@@ -113,7 +113,7 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
     let ok = verdict.problems.is_empty();
     let (p50, p95, samples) = crate::playback::live::live_latency_ms();
     let live_latency = json!({ "p50": p50, "p95": p95, "samples": samples });
-    let live_lagged: u64 = (state.cameras.iter())
+    let live_lagged: u64 = (state.cameras().iter())
         .map(|c| c.live.lagged.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     let body = json!({
