@@ -57,6 +57,8 @@ pub struct ApiState {
     pub scheme: &'static str,
     /// `[api] cors_allow_origins` (validated as origins by the config): empty, no CORS at all.
     pub cors_allow_origins: Arc<[HeaderValue]>,
+    /// The newest metrics sample (`GET /metrics`; empty while metrics are off).
+    pub metrics: crate::metrics::Latest,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -102,7 +104,14 @@ impl ApiState {
             shutdown: crate::lifecycle::Shutdown::new(),
             scheme: "http",
             cors_allow_origins: Arc::new([]),
+            metrics: Default::default(),
         }
+    }
+
+    /// Gives `GET /metrics` the collector's samples.
+    pub fn with_metrics(mut self, latest: crate::metrics::Latest) -> Self {
+        self.metrics = latest;
+        self
     }
 
     /// Lets browsers on these origins call the API (`[api] cors_allow_origins`). An origin that
@@ -179,6 +188,12 @@ const AWS_JSON_AUTH: RouteAuth = RouteAuth {
     },
 };
 
+/// `GET /metrics`: the read scope; refusals as the REST family's.
+const METRICS_AUTH: RouteAuth = RouteAuth {
+    scope: |_| Scope::Read,
+    refuse: rest::AUTH.refuse,
+};
+
 /// Route families, each behind the one auth middleware with its own `RouteAuth` (only
 /// /healthz is open). Body size limits are per route: the Kinesis and Firehose route reads its
 /// body itself with a limit per operation (`kinesis::body_limit`, `firehose::body_limit`); other
@@ -196,6 +211,7 @@ pub fn router(state: ApiState) -> Router {
         // HLS / DASH session routes: the signed session token is the credential
         .merge(kvs::session_router())
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
+        .merge(crate::metrics::router().route_layer(guard(METRICS_AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ui::pages().route_layer(guard(ui::AUTH)).merge(ui::assets()))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))

@@ -61,6 +61,8 @@ pub struct CameraStatus {
     write_failed: AtomicBool,
     /// The low-latency live feed the recorder publishes to (playback/live.rs).
     pub live: std::sync::Arc<crate::playback::live::LiveFeed>,
+    /// Inference times and objects per label (the detection workers record, metrics read).
+    pub detect_stats: crate::metrics::DetectStats,
 }
 
 impl CameraStatus {
@@ -71,12 +73,19 @@ impl CameraStatus {
             counters: Counters::default(),
             write_failed: AtomicBool::new(false),
             live: Default::default(),
+            detect_stats: Default::default(),
         }
     }
 
     pub fn state(&self) -> (CameraState, String) {
         let s = self.state.lock();
         (s.0, s.2.clone())
+    }
+
+    /// The current state and when it was entered.
+    pub fn state_since(&self) -> (CameraState, Instant) {
+        let s = self.state.lock();
+        (s.0, s.1)
     }
 
     /// Changes state, logging transitions (not repeats).

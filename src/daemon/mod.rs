@@ -112,6 +112,13 @@ impl Daemon {
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
+        let api = api.with_metrics(crate::metrics::Latest::default());
+        let sources = metrics_sources(config, &api, &store, &delivery_statuses);
+        started.push(crate::metrics::start(
+            &config.metrics,
+            sources,
+            api.metrics.clone(),
+        ));
 
         started.push(retention::start(
             store.clone(),
@@ -206,6 +213,29 @@ impl Daemon {
             .iter()
             .map(|c| (c.name.clone(), c.state().0))
             .collect()
+    }
+}
+
+/// The cameras running now, as the API sees them (metrics read them at each collection).
+fn camera_statuses(api: &ApiState) -> Vec<Arc<CameraStatus>> {
+    api.cameras.to_vec()
+}
+
+fn metrics_sources(
+    config: &Config,
+    api: &ApiState,
+    store: &Arc<Store>,
+    pipelines: &[crate::delivery::Pipeline],
+) -> crate::metrics::Sources {
+    let cameras_api = api.clone();
+    crate::metrics::Sources {
+        device: config.device_id(),
+        data_dir: config.agent.data_dir.clone(),
+        cameras: Arc::new(move || camera_statuses(&cameras_api)),
+        video: Some(store.clone()),
+        streams: api.streams.clone(),
+        pipelines: pipelines.to_vec(),
+        clock: api.clock.clone(),
     }
 }
 
