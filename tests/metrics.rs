@@ -168,3 +168,69 @@ fn metrics_endpoint_passes_promtool_grows_and_records_reach_the_stream() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// The detection hook: inferences, their time as a summary with quantiles, and objects per
+/// label, from the real model on a camera that shows a person (motion gate off, so every
+/// sampled frame is inferred).
+#[test]
+fn detection_metrics_from_the_real_model() {
+    let person = api_support::root().join("vendor/darknet/person.jpg");
+    assert!(person.exists(), "run scripts/bootstrap (sample photos)");
+    let cam = support::TestCamera::start(&[
+        "--image",
+        person.to_str().unwrap(),
+        "--fps",
+        "10",
+        "--gop",
+        "10",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = format!(
+        "[agent]\ndata_dir = \"{{data_dir}}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
+         [storage]\nmin_free = \"1MiB\"\n[metrics]\ninterval = \"300ms\"\n\
+         [[camera]]\nname = \"still\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"{}\"\n\
+         [camera.detect]\nfps = 2\nmotion = false\nmin_score = 0.5\n",
+        cam.mount_url(0)
+    );
+    let daemon = Daemon::start(dir.path(), &config);
+    wait_for_api(&daemon, port, Duration::from_secs(60));
+    let scrape = |port| {
+        let r = http_get(&format!("http://127.0.0.1:{port}/metrics"), None);
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
+    };
+    let text = eventually(Duration::from_secs(120), "inferences in /metrics", || {
+        daemon.assert_running();
+        let text = scrape(port);
+        let persons = sample(
+            &text,
+            "vidgest_detect_objects_total{camera=\"still\",label=\"person\"}",
+        )?;
+        let p50 = sample(
+            &text,
+            "vidgest_detect_inference_seconds{camera=\"still\",quantile=\"0.5\"}",
+        )?;
+        (persons > 0.0 && p50 > 0.0).then_some(text)
+    });
+    promtool_check(&text);
+    let inferences = sample(&text, "vidgest_detect_inferences_total{camera=\"still\"}").unwrap();
+    assert!(inferences > 0.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "vidgest_detect_inference_seconds_count{camera=\"still\"}"
+        ),
+        Some(inferences),
+        "the summary counts every inference"
+    );
+    assert!(
+        sample(
+            &text,
+            "vidgest_detect_inference_seconds_sum{camera=\"still\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(daemon.terminate().success());
+}

@@ -383,6 +383,32 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::streams::ShardStreamsOptions;
+    use parking_lot::Mutex;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    type Cameras = Arc<Mutex<Vec<Arc<CameraStatus>>>>;
+
+    /// A collector over real shard streams, a manual clock and a camera list the test swaps.
+    fn collector(dir: &std::path::Path) -> (Collector, Arc<ManualClock>, Cameras) {
+        let clock = ManualClock::new(1_800_000_000_000_000_000);
+        let streams =
+            ShardStreams::open(dir, ShardStreamsOptions::default(), clock.clone()).unwrap();
+        let cams: Cameras = Arc::default();
+        let list = cams.clone();
+        let c = Collector::new(Sources {
+            device: "dev".into(),
+            data_dir: dir.to_path_buf(),
+            cameras: Arc::new(move || list.lock().clone()),
+            video: None,
+            streams,
+            pipelines: Vec::new(),
+            clock: clock.clone(),
+        });
+        (c, clock, cams)
+    }
 
     #[test]
     fn rates_between_samples() {
@@ -392,5 +418,49 @@ mod tests {
         assert_eq!(rate(500, 100, 10.0), None);
         // No window (first sample, or a clock that did not move).
         assert_eq!(rate(0, 100, 0.0), None);
+    }
+
+    #[test]
+    fn camera_rates_and_inference_quantiles_are_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, clock, cams) = collector(dir.path());
+        let cam = Arc::new(CameraStatus::new("cam"));
+        cams.lock().push(cam.clone());
+        cam.counters.access_units.store(100, Ordering::Relaxed);
+        cam.counters.bytes_stored.store(1_000, Ordering::Relaxed);
+        cam.detect_stats
+            .inference
+            .record(Duration::from_millis(900));
+        let first = c.collect();
+        assert_eq!(first.interval_s, None);
+        assert_eq!(first.cameras[0].fps, None, "no rate without a window");
+        assert!(first.host.cpu_usage_ratio.is_none());
+
+        clock.advance(Duration::from_secs(10));
+        cam.counters.access_units.store(250, Ordering::Relaxed);
+        cam.counters.bytes_stored.store(11_000, Ordering::Relaxed);
+        for _ in 0..10 {
+            cam.detect_stats.inference.record(Duration::from_millis(40));
+        }
+        let second = c.collect();
+        assert_eq!(second.interval_s, Some(10.0));
+        let m = &second.cameras[0];
+        assert_eq!(m.fps, Some(15.0));
+        assert_eq!(m.bitrate_bps, Some(8_000.0));
+        // Only this interval's inferences (the 900 ms one was before it).
+        let p95 = m.detect.inference_p95_ms.unwrap();
+        assert!((30.0..=50.0).contains(&p95), "p95 {p95}");
+        assert!(second.host.cpu_usage_ratio.is_some());
+        assert!(second.process.cpu_cores.is_some());
+        assert!(second.process.rss_bytes > 0);
+
+        // The camera restarted (a new status object, counters from 0): no bogus rate.
+        let restarted = Arc::new(CameraStatus::new("cam"));
+        restarted.counters.access_units.store(5, Ordering::Relaxed);
+        *cams.lock() = vec![restarted];
+        clock.advance(Duration::from_secs(10));
+        let third = c.collect();
+        assert_eq!(third.cameras[0].fps, None);
+        assert_eq!(third.cameras[0].access_units_total, 5);
     }
 }
