@@ -65,7 +65,8 @@ fn metrics_endpoint_passes_promtool_grows_and_records_reach_the_stream() {
     let config = daemon_config(
         port,
         &[(READER, "read")],
-        "[metrics]\ninterval = \"300ms\"\n",
+        "[metrics]\ninterval = \"300ms\"\n\
+         [[delivery]]\nname = \"metrics-local\"\nsource = \"metrics\"\nbuffer_interval = \"1s\"\n",
         &[TestCam::small("cam")],
     );
     let daemon = Daemon::start(dir.path(), &config);
@@ -166,7 +167,37 @@ fn metrics_endpoint_passes_promtool_grows_and_records_reach_the_stream() {
             .all(|w| w[0].timestamp_ns < w[1].timestamp_ns),
         "records in collection order"
     );
+
+    // A delivery ships them like detections (into <data_dir>/outbox), and reports itself.
+    let pipeline =
+        "vidgest_pipeline_records_total{pipeline=\"metrics-local\",kind=\"delivery\",source=\"metrics\"}";
+    let text = eventually(Duration::from_secs(60), "the delivery to write", || {
+        let text = scrape(port);
+        (sample(&text, pipeline)? > 0.0).then_some(text)
+    });
+    promtool_check(&text);
+    let shipped = walk(&daemon.data_dir.join("outbox"))
+        .into_iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("\"schema\":\"vidgest.metrics/1\""))
+        .count();
+    assert!(shipped > 0, "no metrics record in the delivered objects");
     assert!(daemon.terminate().success());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The detection hook: inferences, their time as a summary with quantiles, and objects per

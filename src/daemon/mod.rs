@@ -73,6 +73,8 @@ impl Daemon {
         )
         .context("cannot open the video store")?;
         let streams = open_streams(config, clock.clone())?;
+        // Before the deliveries start: one may read the metrics stream.
+        crate::metrics::ensure_stream(&config.metrics, &streams);
         let iterator_key =
             crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?;
         let mut started = Started::default();

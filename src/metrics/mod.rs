@@ -14,7 +14,7 @@ use crate::api::ApiState;
 use crate::config::MetricsConfig;
 use crate::lifecycle::{Handle, Shutdown};
 use crate::records::MetricsRecord;
-use crate::streams::PutRecord;
+use crate::streams::{PutRecord, ShardStreams};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +35,25 @@ impl Latest {
     }
 }
 
+/// Creates `[metrics] stream` when missing (one shard, 24 h, like detection streams); false when
+/// it cannot (logged: records are off, /metrics still serves). The daemon calls it before the
+/// deliveries start, as one may read the stream.
+pub fn ensure_stream(config: &MetricsConfig, streams: &ShardStreams) -> bool {
+    if !config.enabled || streams.describe(&config.stream).is_ok() {
+        return config.enabled;
+    }
+    match streams.ensure_stream(&config.stream, 1, 24) {
+        Ok(_) => {
+            tracing::info!(stream = %config.stream, "created the metrics stream");
+            true
+        }
+        Err(e) => {
+            tracing::error!(stream = %config.stream, "metrics records off (GET /metrics still serves): cannot create the stream: {e}");
+            false
+        }
+    }
+}
+
 /// Starts the collector: the first sample is taken before this returns (so /metrics answers
 /// as soon as the API listens), then one every `config.interval` on the `metrics` thread.
 pub fn start(config: &MetricsConfig, sources: Sources, latest: Latest) -> Handle {
@@ -42,15 +61,7 @@ pub fn start(config: &MetricsConfig, sources: Sources, latest: Latest) -> Handle
         return Handle::passive("metrics");
     }
     let stream = config.stream.clone();
-    let streams = sources.streams.clone();
-    // Created when missing, like detection streams: one shard, 24 h.
-    let records_on = streams.describe(&stream).is_ok()
-        || streams
-            .ensure_stream(&stream, 1, 24)
-            .inspect_err(|e| {
-                tracing::error!(stream = %stream, "metrics records off (GET /metrics still serves): cannot create the stream: {e}")
-            })
-            .is_ok();
+    let records_on = ensure_stream(config, &sources.streams);
     let mut collector = Collector::new(sources);
     let mut publisher = Publisher {
         stream,
