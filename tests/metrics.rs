@@ -265,3 +265,20 @@ fn detection_metrics_from_the_real_model() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// `[metrics] enabled = false`: no metrics stream is created and /metrics says it is off.
+#[test]
+fn metrics_off_creates_no_stream_and_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = daemon_config(port, &[], "[metrics]\nenabled = false\n", &[]);
+    let daemon = Daemon::start(dir.path(), &config);
+    wait_for_api(&daemon, port, Duration::from_secs(30));
+    let r = http_get(&format!("http://127.0.0.1:{port}/metrics"), None);
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("enabled = false"));
+    let health = http_get(&format!("http://127.0.0.1:{port}/api/v1/health"), None).json();
+    let streams = health["shard_streams"].as_array().unwrap();
+    assert!(streams.iter().all(|s| s["name"] != "metrics"), "{health}");
+    assert!(daemon.terminate().success());
+}

@@ -451,6 +451,7 @@ mod tests {
         let p95 = m.detect.inference_p95_ms.unwrap();
         assert!((30.0..=50.0).contains(&p95), "p95 {p95}");
         assert!(second.host.cpu_usage_ratio.is_some());
+        assert!(second.host.cpus > 0 && second.host.memory_total_bytes > 0);
         assert!(second.process.cpu_cores.is_some());
         assert!(second.process.rss_bytes > 0);
 
