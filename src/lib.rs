@@ -23,6 +23,7 @@ pub mod detect;
 pub mod fuzzing;
 pub mod lifecycle;
 pub mod media;
+pub mod metrics;
 pub mod playback;
 pub mod probe;
 pub mod records;

@@ -71,9 +71,11 @@ fn boto3_script_answers_like_kinesalite() {
     let kport = support::free_port();
     let _kinesalite = start_kinesalite(kport, dir.path());
     let vport = support::free_port();
+    // Metrics off: its `metrics` stream would be one kinesalite does not list.
     let config = format!(
         "[agent]\ndata_dir = \"{{data_dir}}\"\n[api]\nlisten = \"127.0.0.1:{vport}\"\n\
-         [[stream]]\nname = \"detections\"\nshards = 2\nretention_hours = 24\n"
+         [[stream]]\nname = \"detections\"\nshards = 2\nretention_hours = 24\n\
+         [metrics]\nenabled = false\n"
     );
     let daemon = Daemon::start(dir.path(), &config);
     wait_listening(kport, "kinesalite listening");

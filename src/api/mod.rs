@@ -96,6 +96,8 @@ pub struct ApiState {
     cors: Swap<Option<tower_http::cors::CorsLayer>>,
     /// The web UI's session cookies (signed with `iterator_key`) and sign-in damping.
     pub sessions: Arc<session::Sessions>,
+    /// The newest metrics sample (`GET /metrics`; empty while metrics are off).
+    pub metrics: crate::metrics::Latest,
 }
 
 /// Per camera with detection on, the shard stream its records go to; and the inference workers
@@ -145,7 +147,14 @@ impl ApiState {
             shutdown: crate::lifecycle::Shutdown::new(),
             scheme: "http",
             cors: Swap::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// Gives `GET /metrics` the collector's samples.
+    pub fn with_metrics(mut self, latest: crate::metrics::Latest) -> Self {
+        self.metrics = latest;
+        self
     }
 
     /// The API tokens now in force.
@@ -281,6 +290,12 @@ const AWS_JSON_AUTH: RouteAuth = RouteAuth {
     },
 };
 
+/// `GET /metrics`: the read scope; refusals as the REST family's.
+const METRICS_AUTH: RouteAuth = RouteAuth {
+    scope: |_| Scope::Read,
+    refuse: rest::AUTH.refuse,
+};
+
 /// Route families, each behind the one auth middleware with its own `RouteAuth` (only
 /// /healthz is open). Body size limits are per route: the Kinesis and Firehose route reads its
 /// body itself with a limit per operation (`kinesis::body_limit`, `firehose::body_limit`); other
@@ -301,6 +316,7 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api/v1", rest::router().route_layer(guard(rest::AUTH)))
         // sign-in: open, it is where credentials come in (docs/ui.md#sign-in)
         .merge(session::router())
+        .merge(crate::metrics::router().route_layer(guard(METRICS_AUTH)))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(ui::pages().route_layer(guard(ui::AUTH)).merge(ui::assets()))
         .layer(DefaultBodyLimit::max(kinesis::OTHER_BODY_LIMIT))

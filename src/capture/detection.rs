@@ -262,6 +262,9 @@ impl DetectionPool {
                         inference_ms: timings.inference.as_secs_f64() * 1000.0,
                         model: ctx.model_id.clone(),
                     };
+                    let stats = &ctx.status.detect_stats;
+                    stats.inference.record(timings.inference);
+                    stats.count_objects(result.detections.iter().map(|d| d.label.as_str()));
                     tracing::trace!(camera = %ctx.status.name, ms = elapsed.as_millis() as u64, n = result.detections.len(), "inferred");
                     // The recorder drains results continuously; a full queue means it is gone.
                     let _ = ctx.results.try_send(result);

@@ -64,6 +64,8 @@ pub struct CameraStatus {
     /// Liveness beats of the supervisor and recorder threads (daemon/notify.rs watchdog).
     pub supervisor_progress: crate::lifecycle::Progress,
     pub recorder_progress: crate::lifecycle::Progress,
+    /// Inference times and objects per label (the detection workers record, metrics read).
+    pub detect_stats: crate::metrics::DetectStats,
 }
 
 impl CameraStatus {
@@ -76,12 +78,19 @@ impl CameraStatus {
             live: Default::default(),
             supervisor_progress: Default::default(),
             recorder_progress: Default::default(),
+            detect_stats: Default::default(),
         }
     }
 
     pub fn state(&self) -> (CameraState, String) {
         let s = self.state.lock();
         (s.0, s.2.clone())
+    }
+
+    /// The current state and when it was entered.
+    pub fn state_since(&self) -> (CameraState, Instant) {
+        let s = self.state.lock();
+        (s.0, s.1)
     }
 
     /// Changes state, logging transitions (not repeats).

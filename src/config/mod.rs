@@ -43,6 +43,40 @@ pub struct Config {
     pub deliveries: Vec<DeliveryConfig>,
     #[serde(default, rename = "forward")]
     pub forwards: Vec<ForwardConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: device and pipeline metrics (docs/operations.md#metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Off: no collector, no records, `GET /metrics` answers 503.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often metrics are collected and a record is written.
+    #[serde(default = "default_metrics_interval")]
+    pub interval: HumanDuration,
+    /// Shard stream the `vidgest.metrics/1` records go to (created when missing).
+    #[serde(default = "default_metrics_stream")]
+    pub stream: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: default_metrics_interval(),
+            stream: default_metrics_stream(),
+        }
+    }
+}
+
+fn default_metrics_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_metrics_stream() -> String {
+    "metrics".into()
 }
 
 /// `[detect]`: what all cameras' detection shares.

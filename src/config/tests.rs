@@ -448,6 +448,7 @@ fn example_config_documents_every_key() {
     let tables: Vec<(&[&str], String)> = vec![
         (&[], format!("{u}{agent}")),
         (&["agent"], format!("{agent}{u}")),
+        (&["metrics"], format!("{agent}[metrics]\n{u}")),
         (&["api"], format!("{agent}[api]\n{u}")),
         (
             &["api", "token"],
@@ -680,4 +681,22 @@ fn session_hours_default_and_range() {
         assert_eq!(p.len(), 1, "{bad}: {p:?}");
         assert!(p[0].starts_with("api.session_hours: "), "{bad}: {p:?}");
     }
+}
+
+#[test]
+fn metrics_defaults_and_problems() {
+    let c = Config::parse("[agent]\ndata_dir = \"/d\"\n").unwrap();
+    assert!(c.metrics.enabled);
+    assert_eq!(c.metrics.interval.0, Duration::from_secs(60));
+    assert_eq!(c.metrics.stream, "metrics");
+    let text = "[agent]\ndata_dir = \"/d\"\n[metrics]\ninterval = \"10ms\"\nstream = \"a/b\"\n";
+    let err = Config::parse(text).unwrap_err().to_string();
+    assert!(err.contains("metrics.interval"), "{err}");
+    assert!(err.contains("metrics.stream"), "{err}");
+    // A delivery may read the metrics stream without declaring it.
+    let text = "[agent]\ndata_dir = \"/d\"\n[[delivery]]\nname = \"m\"\nsource = \"metrics\"\n";
+    Config::parse(text).unwrap();
+    let off = format!("{text}[metrics]\nenabled = false\n");
+    let err = Config::parse(&off).unwrap_err().to_string();
+    assert!(err.contains("unknown stream `metrics`"), "{err}");
 }

@@ -260,6 +260,13 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
             validate_detect(d, &|f| at(&format!("detect.{f}")), &mut add);
         }
     }
+    let m = &config.metrics;
+    if m.interval.0 < Duration::from_millis(100) {
+        add("metrics.interval".into(), "must be at least 100ms".into());
+    }
+    if let Err(e) = check_stream_name(&m.stream) {
+        add("metrics.stream".into(), e.to_string());
+    }
     let sources: std::collections::BTreeSet<String> = config
         .streams
         .iter()
@@ -270,6 +277,7 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigProblem> {
                 .iter()
                 .filter_map(|c| c.detect.as_ref().map(|d| d.stream.clone())),
         )
+        .chain(m.enabled.then(|| m.stream.clone()))
         .collect();
     super::delivery::validate(&config.deliveries, &config.forwards, &sources, &mut add);
     problems

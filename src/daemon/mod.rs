@@ -98,6 +98,8 @@ impl Daemon {
         )
         .context("cannot open the video store")?;
         let streams = open_streams(config, clock.clone())?;
+        // Before the deliveries start: one may read the metrics stream.
+        crate::metrics::ensure_stream(&config.metrics, &streams);
         let iterator_key =
             crate::api::kinesis::IteratorKey::load_or_create(&config.agent.data_dir)?;
         let mut started = Started::default();
@@ -140,6 +142,13 @@ impl Daemon {
         for s in &config.streams {
             api.enforce_limits(&s.name, s.enforce_limits);
         }
+        let api = api.with_metrics(crate::metrics::Latest::default());
+        let sources = metrics_sources(config, &api, &store);
+        started.push(crate::metrics::start(
+            &config.metrics,
+            sources,
+            api.metrics.clone(),
+        ));
 
         let retention_progress = Arc::new(crate::lifecycle::Progress::new());
         started.push(retention::start(
@@ -335,6 +344,20 @@ impl Daemon {
             .iter()
             .map(|c| (c.name.clone(), c.state().0))
             .collect()
+    }
+}
+
+fn metrics_sources(config: &Config, api: &ApiState, store: &Arc<Store>) -> crate::metrics::Sources {
+    // read at each collection: both change on reload
+    let (cameras_api, pipelines_api) = (api.clone(), api.clone());
+    crate::metrics::Sources {
+        device: config.device_id(),
+        data_dir: config.agent.data_dir.clone(),
+        cameras: Arc::new(move || cameras_api.cameras().to_vec()),
+        video: Some(store.clone()),
+        streams: api.streams.clone(),
+        pipelines: Arc::new(move || pipelines_api.deliveries().to_vec()),
+        clock: api.clock.clone(),
     }
 }
 
