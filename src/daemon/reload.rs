@@ -62,10 +62,10 @@ impl ConfigFile {
     }
 
     /// The keys that differ from `old` but only take effect on a restart (`agent.data_dir`,
-    /// `api.listen`, `[storage]`, `[detect]`, ...), as TOML paths.
+    /// `api.listen`, `[storage]`, `[detect]`, `[metrics]`, ...), as TOML paths.
     pub fn restart_keys(&self, old: &ConfigFile) -> Vec<String> {
         let mut keys = Vec::new();
-        for section in ["agent", "storage", "detect"] {
+        for section in ["agent", "storage", "detect", "metrics"] {
             keys.extend(changed_keys(&old.raw, &self.raw, section, None));
         }
         keys.extend(changed_keys(
@@ -80,6 +80,7 @@ impl ConfigFile {
                 "tls_cert",
                 "tls_key",
                 "allow_unauthenticated",
+                "session_hours",
             ]),
         ));
         keys

@@ -153,6 +153,34 @@ def run(a, cameras, events, errors):
         page.screenshot(path=os.path.join(a.screenshots, "grid.png"))
         print(f"grid: both cameras, streaming, {live} low-latency live views playing at {a.width} px, last detection")
 
+        # --- a browser without Media Source Extensions: the live view falls back to HLS (a
+        # LIVE session URL in a <video>), or to refreshed snapshots when that player fails ---
+        no_mse = context.new_page()
+        no_mse.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+        no_mse.on("pageerror", lambda e: errors.append(f"page error (no MSE): {e}"))
+        no_mse.goto(f"{a.base}/camera.html?name={a.detection_camera}")
+        no_mse.wait_for_function(
+            "() => ['(HLS)', '(snapshots)'].includes(document.querySelector('#live-kind').textContent)",
+            timeout=30_000,
+        )
+        kind = no_mse.text_content("#live-kind")
+        if kind == "(HLS)":
+            no_mse.wait_for_function(
+                "w => { const v = document.querySelector('#live video');"
+                " return !v ? document.querySelector('#live img') !== null"
+                " : v.src.includes('/hls/v1/') && v.videoWidth === w && v.currentTime > 1; }",
+                arg=a.width,
+                timeout=30_000,
+            )
+            kind = "HLS" if no_mse.query_selector("#live video") else "HLS, then snapshots after a player error"
+        else:
+            no_mse.wait_for_function(
+                "() => document.querySelector('#live img').naturalWidth > 0", timeout=30_000
+            )
+        no_mse.screenshot(path=os.path.join(a.screenshots, "camera-no-mse.png"))
+        no_mse.close()
+        print(f"no MSE: the live view falls back ({kind})")
+
         # --- camera page ---
         page.goto(f"{a.base}/camera.html?name={a.detection_camera}")
         page.wait_for_selector("#timeline .range")
