@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 # tree or the current directory, so demo, tests and benchmarks name it.
 export ORT_DYLIB_PATH ?= $(CURDIR)/vendor/onnxruntime/lib/libonnxruntime.so
 
-.PHONY: all bootstrap build release demo test lint bench fuzz clean
+.PHONY: all bootstrap build release deb demo test lint bench fuzz clean
 
 all: build
 
@@ -18,6 +18,14 @@ build: bootstrap
 
 release: bootstrap
 	$(CARGO) build --release
+
+## The Debian package (docs/operations.md#package): a stripped release build, the systemd unit,
+## /etc/vidgest/vidgest.toml, ONNX Runtime and the default model, written to
+## target/debian/vidgest_<version>-1_amd64.deb (also with CARGO_TARGET_DIR set). Check it with
+## `lintian target/debian/*.deb`; install with `apt install ./target/debian/vidgest_*.deb`.
+deb: bootstrap
+	@mkdir -p target/debian
+	$(CARGO) deb --locked --strip --output target/debian/
 
 ## Runs the agent on configs/demo.toml: a looping video of real objects and a test pattern,
 ## recorded under data/demo. Ctrl-C stops it; then try:

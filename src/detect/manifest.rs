@@ -287,8 +287,9 @@ impl ModelManifest {
     }
 
     /// Where the model file may be, in search order. A bare `file` name is looked up in
-    /// vendor/models (next to the manifest's models/ directory, the cwd, the source tree),
-    /// /usr/share/vidgest/models, `<exe>/../share/vidgest/models`, and next to the manifest; a path is
+    /// vendor/models (next to the manifest's models/ directory, then the cwd's), next to the
+    /// manifest, in `<exe>/../share/vidgest/models` and /usr/share/vidgest/models (the Debian
+    /// package), and last (debug builds only) in the source tree's vendor/models; a path is
     /// taken relative to the manifest (or as is when absolute).
     pub fn model_candidates(&self, manifest_dir: &Path) -> Vec<PathBuf> {
         let f = Path::new(&self.file);
@@ -298,16 +299,16 @@ impl ModelManifest {
         let mut v = vec![
             manifest_dir.join("../vendor/models").join(f),
             PathBuf::from("vendor/models").join(f),
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("vendor/models")
-                .join(f),
-            PathBuf::from("/usr/share/vidgest/models").join(f),
+            manifest_dir.join(f),
         ];
-        if let Some(d) = exe_dir() {
-            v.push(d.join("../share/vidgest/models").join(f));
+        if let Some(d) = exe_share_models() {
+            v.push(d.join(f));
         }
-        v.push(manifest_dir.join(f));
-        v
+        v.push(Path::new(INSTALLED_MODELS).join(f));
+        if let Some(src) = source_tree() {
+            v.push(src.join("vendor/models").join(f));
+        }
+        dedup(v)
     }
 
     pub fn model_path(&self, manifest_dir: &Path) -> Option<PathBuf> {
@@ -334,21 +335,45 @@ impl ModelManifest {
     }
 }
 
-fn exe_dir() -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
+/// `<exe dir>/../share/vidgest/models`, spelled without `..` (the path shows in logs, records
+/// and `doctor`): /usr/share/vidgest/models for /usr/bin/vidgest.
+fn exe_share_models() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("share/vidgest/models"))
 }
 
-/// Directories searched for manifests by id: ./models, `<exe>/../share/vidgest/models`, the source
-/// tree's models/.
+/// Where the Debian package installs the manifests and model files.
+const INSTALLED_MODELS: &str = "/usr/share/vidgest/models";
+
+/// The checkout, for `cargo run` and tests. A release binary has no such fallback (as for the
+/// ONNX Runtime library): an installed vidgest must find its own files, not a source tree that
+/// happens to be on the build machine.
+fn source_tree() -> Option<&'static Path> {
+    cfg!(debug_assertions).then(|| Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Directories searched for manifests by id: ./models, `<exe>/../share/vidgest/models`,
+/// /usr/share/vidgest/models, and (debug builds) the source tree's models/.
 pub fn manifest_dirs() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("models")];
-    if let Some(d) = exe_dir() {
-        v.push(d.join("../share/vidgest/models"));
+    v.extend(exe_share_models());
+    v.push(PathBuf::from(INSTALLED_MODELS));
+    if let Some(src) = source_tree() {
+        v.push(src.join("models"));
     }
-    v.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    v
+    dedup(v)
+}
+
+/// Keeps the first of equal paths (the exe's share dir is /usr/share/vidgest/models when
+/// installed in /usr/bin).
+fn dedup(v: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::with_capacity(v.len());
+    for p in v {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Finds a manifest by id ("yolov3-tiny-coco" -> models/yolov3-tiny.toml) or by path (anything
@@ -429,7 +454,37 @@ pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::file_sha256;
+    use super::*;
+
+    /// The Debian package's places are searched (vidgest issue 11) and come before the source
+    /// tree, which a release binary never searches.
+    #[test]
+    fn installed_places_before_the_source_tree() {
+        let dirs = manifest_dirs();
+        let installed = dirs
+            .iter()
+            .position(|d| d == Path::new("/usr/share/vidgest/models"))
+            .expect("installed manifests searched");
+        let src = dirs
+            .iter()
+            .position(|d| d.starts_with(env!("CARGO_MANIFEST_DIR")));
+        assert_eq!(src.is_some(), cfg!(debug_assertions), "{dirs:?}");
+        assert!(src.is_none_or(|s| s > installed), "{dirs:?}");
+
+        let m = ModelManifest::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yolov3-tiny.toml"),
+        )
+        .unwrap();
+        let c = m.model_candidates(Path::new("/usr/share/vidgest/models"));
+        let at = |p: &str| c.iter().position(|c| c == Path::new(p));
+        let next_to =
+            at("/usr/share/vidgest/models/yolov3-tiny.onnx").unwrap_or_else(|| panic!("{c:?}"));
+        let src = c
+            .iter()
+            .position(|p| p.starts_with(env!("CARGO_MANIFEST_DIR")));
+        assert_eq!(src.is_some(), cfg!(debug_assertions), "{c:?}");
+        assert!(src.is_none_or(|s| s > next_to), "{c:?}");
+    }
 
     #[test]
     fn file_sha256_known_vectors_and_rehash_on_change() {

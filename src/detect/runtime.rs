@@ -94,8 +94,14 @@ pub fn candidates_from(explicit: Option<&Path>, places: &SearchPlaces) -> Vec<Pa
         ),
         None => {}
     }
-    if let Some(dir) = places.exe_dir.as_ref().filter(|d| d.is_absolute()) {
-        v.push(dir.join("../lib/vidgest").join(LIB));
+    // `<exe dir>/../lib/vidgest`, spelled without `..` (the path shows in logs and `doctor`).
+    if let Some(prefix) = places
+        .exe_dir
+        .as_ref()
+        .filter(|d| d.is_absolute())
+        .and_then(|d| d.parent())
+    {
+        v.push(prefix.join("lib/vidgest").join(LIB));
     }
     v.extend(SYSTEM_DIRS.iter().map(|d| Path::new(d).join(LIB)));
     if let Some(dir) = &places.dev_dir {
@@ -254,7 +260,7 @@ mod tests {
         assert_eq!(c[0], Path::new("/env/libonnxruntime.so"));
         assert_eq!(
             c[1],
-            Path::new("/opt/vidgest/bin/../lib/vidgest/libonnxruntime.so")
+            Path::new("/opt/vidgest/lib/vidgest/libonnxruntime.so")
         );
         assert!(c.contains(&PathBuf::from("/usr/lib/vidgest/libonnxruntime.so")));
         assert_eq!(
