@@ -287,7 +287,7 @@ impl ModelManifest {
     }
 
     /// Where the model file may be, in search order. A bare `file` name is looked up in
-    /// vendor/models (next to the manifest's models/ directory, then the cwd's), next to the
+    /// vendor/models next to the manifest's models/ directory, next to the
     /// manifest, in `<exe>/../share/vidgest/models` and /usr/share/vidgest/models (the Debian
     /// package), and last (debug builds only) in the source tree's vendor/models; a path is
     /// taken relative to the manifest (or as is when absolute).
@@ -298,7 +298,6 @@ impl ModelManifest {
         }
         let mut v = vec![
             manifest_dir.join("../vendor/models").join(f),
-            PathBuf::from("vendor/models").join(f),
             manifest_dir.join(f),
         ];
         if let Some(d) = exe_share_models() {
@@ -352,11 +351,12 @@ fn source_tree() -> Option<&'static Path> {
     cfg!(debug_assertions).then(|| Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// Directories searched for manifests by id: ./models, `<exe>/../share/vidgest/models`,
-/// /usr/share/vidgest/models, and (debug builds) the source tree's models/.
+/// Directories searched for manifests by id: `<exe>/../share/vidgest/models`,
+/// /usr/share/vidgest/models, and (debug builds) the source tree's models/. Never the current
+/// directory: what runs must not depend on where the daemon was started (a config names a
+/// manifest by path for that, as configs/demo.toml does).
 pub fn manifest_dirs() -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from("models")];
-    v.extend(exe_share_models());
+    let mut v: Vec<PathBuf> = exe_share_models().into_iter().collect();
     v.push(PathBuf::from(INSTALLED_MODELS));
     if let Some(src) = source_tree() {
         v.push(src.join("models"));
