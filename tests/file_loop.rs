@@ -3,41 +3,8 @@
 
 mod harness;
 
-use harness::{eventually, Daemon};
-use std::path::Path;
-use std::process::Command;
+use harness::{eventually, make_clip, Daemon};
 use std::time::{Duration, Instant};
-
-/// A 2 s H.264 clip, 15 fps, a key frame every second, no B-frames.
-fn make_clip(path: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x240:rate=15:duration=2")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "0",
-            "-g",
-            "15",
-            "-keyint_min",
-            "15",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffmpeg (installed by scripts/bootstrap)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn looping_file_records_at_real_time_over_many_loops() {

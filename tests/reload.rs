@@ -7,7 +7,7 @@ mod api_support;
 mod harness;
 mod support;
 
-use api_support::{daemon_config, wait_for_api, TestCam};
+use api_support::{daemon_config, http_get, wait_for_api, TestCam};
 use harness::{assert_decodes, eventually, read_fragments, write_stream_file, Daemon};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,25 +18,11 @@ const OLD_TOKEN: &str = "old-token-0123456789";
 const NEW_TOKEN: &str = "new-token-0123456789";
 const WAIT: Duration = Duration::from_secs(90);
 
-/// `GET path` with a bearer token: (status, body).
+/// `GET path` with a bearer token (none when empty): (status, body).
 fn get(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let token = (!token.is_empty()).then_some(token);
+    let r = http_get(&format!("http://127.0.0.1:{port}{path}"), token);
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
 /// The cameras the API lists: name -> (state, fragments stored).

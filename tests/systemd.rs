@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::Daemon;
+use harness::{make_clip, Daemon};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,32 +12,6 @@ use std::time::{Duration, Instant};
 
 /// A small watchdog interval: WATCHDOG=1 every second while live.
 const WATCHDOG: Duration = Duration::from_secs(2);
-
-/// A 2 s H.264 clip, 15 fps, a key frame every second.
-fn make_clip(path: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x240:rate=15:duration=2")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "0",
-            "-g",
-            "15",
-        ])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(path)
-        .output()
-        .expect("ffmpeg (installed by scripts/bootstrap)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn file_camera(name: &str, clip: &Path) -> String {
     format!(
