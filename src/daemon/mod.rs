@@ -270,10 +270,8 @@ impl Daemon {
                 .streams
                 .ensure_stream(&s.name, s.shards, s.retention_hours)
             {
-                Ok(true) => {
-                    tracing::info!(stream = %s.name, shards = s.shards, "created shard stream");
-                    created.push(s.name.clone());
-                }
+                // `ensure_stream` logs the creation
+                Ok(true) => created.push(s.name.clone()),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(stream = %s.name, "reload: cannot create the stream: {e}")
@@ -367,12 +365,10 @@ fn open_streams(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<Shard
     let streams = ShardStreams::open(&root, ShardStreamsOptions::default(), clock)
         .with_context(|| format!("cannot open the shard streams in {}", root.display()))?;
     for s in &config.streams {
-        let created = streams
+        // logs "created stream" when it was missing
+        streams
             .ensure_stream(&s.name, s.shards, s.retention_hours)
             .with_context(|| format!("cannot create stream `{}`", s.name))?;
-        if created {
-            tracing::info!(stream = %s.name, shards = s.shards, "created shard stream");
-        }
     }
     Ok(streams)
 }

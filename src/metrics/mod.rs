@@ -42,11 +42,9 @@ pub fn ensure_stream(config: &MetricsConfig, streams: &ShardStreams) -> bool {
     if !config.enabled || streams.describe(&config.stream).is_ok() {
         return config.enabled;
     }
+    // `ensure_stream` logs the creation
     match streams.ensure_stream(&config.stream, 1, 24) {
-        Ok(_) => {
-            tracing::info!(stream = %config.stream, "created the metrics stream");
-            true
-        }
+        Ok(_) => true,
         Err(e) => {
             tracing::error!(stream = %config.stream, "metrics records off (GET /metrics still serves): cannot create the stream: {e}");
             false
