@@ -218,3 +218,62 @@ fn retina_camera_reconnects_after_restart_without_disturbing_others() {
     }
     assert_key_frame_starts(&data_dir, &steady_frags);
 }
+
+#[test]
+fn retina_stalled_camera_is_detected_and_reconnected() {
+    let cam = TestCamera::start(&["--gop", "15", "--fps", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = cam.mount_url(0);
+    let daemon = Daemon::start(dir.path(), &retina_config(&[("frozen", &url, "")]));
+    eventually(Duration::from_secs(60), "2 fragments", || {
+        (daemon.fragments("frozen").len() >= 2).then_some(())
+    });
+    // The camera freezes with its TCP connection open: only the stall detector can notice.
+    cam.signal(libc::SIGSTOP);
+    eventually(Duration::from_secs(30), "the stall to be detected", || {
+        logged_state(
+            &daemon.log_text(),
+            "frozen",
+            "Backoff",
+            "stalled: no video for 3s; retrying in",
+        )
+        .then_some(())
+    });
+    let before = daemon.fragments("frozen").len();
+    cam.signal(libc::SIGCONT);
+    let resumed = eventually(Duration::from_secs(90), "recording to resume", || {
+        daemon
+            .fragments("frozen")
+            .into_iter()
+            .skip(before)
+            .find(|f| f.discontinuity)
+    });
+    assert!(resumed.fragment_number as usize > before);
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn retina_unreachable_camera_backs_off_with_a_one_line_reason() {
+    let port = support::free_port();
+    let url = format!("rtsp://admin:hunter2@127.0.0.1:{port}/cam");
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &retina_config(&[("late", &url, "")]));
+    let log = eventually(Duration::from_secs(30), "two connection failures", || {
+        daemon.assert_running();
+        let log = daemon.log_text();
+        let failures = log
+            .lines()
+            .filter(|l| l.contains("camera=late ") && l.contains("; retrying in "))
+            .count();
+        (failures >= 2).then_some(log)
+    });
+    assert!(!log.contains("hunter2"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("camera=late ") && l.contains("; retrying in "))
+        .unwrap();
+    assert!(line.contains("state=Backoff"), "{line}");
+    // Retina's error without its multi-line context.
+    assert!(!line.contains("conn:"), "{line}");
+    assert!(daemon.terminate().success());
+}
