@@ -76,6 +76,21 @@ pub(crate) fn stall_text(stall: Duration) -> String {
     )
 }
 
+/// Error texts (GStreamer's, retina's) can carry the RTSP URL; strip userinfo from anything
+/// URL-like.
+pub(crate) fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(|w| {
+            if w.contains("://") {
+                crate::probe::redact_url(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Milliseconds since `started`, at least 1 (0 means "no media yet").
 pub(crate) fn since_ms(started: Instant) -> u64 {
     started.elapsed().as_millis().max(1) as u64

@@ -357,10 +357,13 @@ fn watch(
         match msg.view() {
             MessageView::Error(e) => {
                 let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                return SessionEnd::Retry(format!("{from}: {}", redact(&e.error().to_string())));
+                return SessionEnd::Retry(format!(
+                    "{from}: {}",
+                    policy::redact(&e.error().to_string())
+                ));
             }
             MessageView::Warning(w) => {
-                tracing::warn!(camera = %cam.name, "GStreamer warning: {}", redact(&w.error().to_string()));
+                tracing::warn!(camera = %cam.name, "GStreamer warning: {}", policy::redact(&w.error().to_string()));
             }
             MessageView::Eos(_) => {
                 if cam.source.kind == SourceKind::File && cam.source.loop_playback() {
@@ -419,20 +422,6 @@ fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), Pipe
             source,
         })?;
     Ok(())
-}
-
-/// GStreamer error texts can carry the RTSP URL; strip userinfo from anything URL-like.
-fn redact(text: &str) -> String {
-    text.split(' ')
-        .map(|w| {
-            if w.contains("://") {
-                crate::probe::redact_url(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Pushes every sample to the recorder without blocking the streaming thread: when the queue is

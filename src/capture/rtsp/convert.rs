@@ -157,18 +157,7 @@ pub(crate) fn error_text(e: &retina::Error) -> String {
     }
     // Retina appends connection and message context on further lines.
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first
-        .split(' ')
-        .map(|w| {
-            if w.contains("://") {
-                crate::probe::redact_url(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::capture::policy::redact(text.lines().next().unwrap_or_default())
 }
 
 #[cfg(test)]
