@@ -1,5 +1,6 @@
-//! Capture: one GStreamer pipeline per camera, a supervisor that reconnects with backoff, and a
-//! recorder that turns encoded access units into stored fragments. Recording never decodes.
+//! Capture: one GStreamer pipeline per camera (or, for RTSP cameras on `backend = "retina"`, a
+//! tokio task), a supervisor that reconnects with backoff, and a recorder that turns encoded
+//! access units into stored fragments. Recording never decodes.
 
 pub(crate) mod backoff;
 mod detection;
@@ -7,7 +8,9 @@ mod linker;
 mod normalize;
 mod outputs;
 mod pipeline;
+mod policy;
 mod recorder;
+mod rtsp;
 mod status;
 mod supervisor;
 

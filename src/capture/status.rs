@@ -24,6 +24,9 @@ pub struct Counters {
     pub dropped_before_key: AtomicU64,
     /// Access units without PTS merged into the previous one (split key frames).
     pub merged_no_pts: AtomicU64,
+    /// RTP packets missing from the sequence (backend = "retina"; the damaged picture is
+    /// dropped and recording resumes at the next key frame).
+    pub rtp_packets_lost: AtomicU64,
     pub fragments_stored: AtomicU64,
     pub fragments_refused: AtomicU64,
     pub bytes_stored: AtomicU64,

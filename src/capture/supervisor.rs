@@ -2,34 +2,36 @@
 //! reconnects with backoff. It never touches other cameras.
 
 use super::pipeline::{self, sample_to_au};
+use super::policy::{self, AuSender, Next, SessionEnd, QUEUE_CAPACITY};
+use super::rtsp;
 use super::{
     Backoff, CameraDetect, CameraState, CameraStatus, CaptureEvent, Counters, DetectBranchSpec,
     DetectFrame, DetectionLinker, DetectionResult, FrameTime, PipelineError, Recorder, Shutdown,
 };
 use crate::clock::SharedClock;
-use crate::config::{CameraConfig, RtspUrl, SourceKind};
+use crate::config::{CameraConfig, RtspBackend, RtspUrl, SourceKind};
 use crate::store::VideoWriter;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Access units buffered between the pipeline and the recorder (about 10 s at 30 fps).
-const QUEUE_CAPACITY: usize = 300;
-/// A session that delivered media for this long resets the backoff.
-const HEALTHY_SESSION: Duration = Duration::from_secs(10);
-
 pub struct CameraHandle {
     pub status: Arc<CameraStatus>,
+    /// Disconnects when the camera's retina task has ended (it then no longer feeds the recorder).
+    task_done: Option<Receiver<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl CameraHandle {
     pub fn join(self) {
+        if let Some(done) = self.task_done {
+            let _ = done.recv();
+        }
         for t in self.threads {
             let _ = t.join();
         }
@@ -81,6 +83,15 @@ pub fn spawn_camera(
             .spawn(move || recorder.run(rx, results))
             .expect("spawn recorder thread"),
     );
+    if cam.source.kind == SourceKind::Rtsp && cam.source.backend() == RtspBackend::Retina {
+        let detect = inline_detect.map(|(handle, spec)| rtsp::DetectHook { handle, spec });
+        let done = rtsp::spawn(cam, tx, status.clone(), shutdown, detect);
+        return CameraHandle {
+            status,
+            task_done: Some(done),
+            threads,
+        };
+    }
     let st = status.clone();
     threads.push(
         std::thread::Builder::new()
@@ -91,7 +102,11 @@ pub fn spawn_camera(
             })
             .expect("spawn supervisor thread"),
     );
-    CameraHandle { status, threads }
+    CameraHandle {
+        status,
+        task_done: None,
+        threads,
+    }
 }
 
 /// A detect-only pipeline on a sub-stream, supervised on its own: its failures never touch
@@ -114,12 +129,6 @@ fn spawn_detect_source(
         .name(format!("det-{}", cam.name))
         .spawn(move || supervise(&sub, &status, None, &shutdown, Some((&handle, &spec))))
         .expect("spawn detect source thread")
-}
-
-enum SessionEnd {
-    Shutdown,
-    Finished,
-    Retry(String),
 }
 
 /// Runs sessions with backoff until shutdown. `tx` is the recorder (absent on a detect-only
@@ -150,27 +159,9 @@ fn supervise(
         if let Some(tx) = tx {
             let _ = tx.send(CaptureEvent::SessionEnd { session });
         }
-        match end {
-            SessionEnd::Shutdown => break,
-            SessionEnd::Finished => {
-                status.set(CameraState::Stopped, "source finished (end of file)");
-                break;
-            }
-            SessionEnd::Retry(reason) => {
-                if streamed && started.elapsed() >= HEALTHY_SESSION {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                let (state, _) = status.state();
-                let next = if state == CameraState::Failed {
-                    CameraState::Failed
-                } else {
-                    CameraState::Backoff
-                };
-                status.set(
-                    next,
-                    format!("{reason}; retrying in {:.1} s", delay.as_secs_f64()),
-                );
+        match policy::after_session(status, &mut backoff, end, streamed, started) {
+            Next::Stop => break,
+            Next::RetryAfter(delay) => {
                 // Waiting out the backoff is the plan, not a hang (a dead camera stays live).
                 progress.idle();
                 if shutdown.wait(delay) {
@@ -348,10 +339,7 @@ fn watch(
         let now_ms = started.elapsed().as_millis() as u64;
         if last == 0 {
             if started.elapsed() > first_media_deadline {
-                return SessionEnd::Retry(format!(
-                    "no video within {:.0} s of connecting",
-                    first_media_deadline.as_secs_f64()
-                ));
+                return SessionEnd::Retry(policy::no_video_text(first_media_deadline));
             }
         } else {
             if !streaming {
@@ -359,10 +347,7 @@ fn watch(
                 status.set(CameraState::Streaming, "recording");
             }
             if now_ms.saturating_sub(last) > stall.as_millis() as u64 {
-                return SessionEnd::Retry(format!(
-                    "stalled: no video for {}",
-                    humantime::format_duration(stall)
-                ));
+                return SessionEnd::Retry(policy::stall_text(stall));
             }
         }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
@@ -372,10 +357,13 @@ fn watch(
         match msg.view() {
             MessageView::Error(e) => {
                 let from = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                return SessionEnd::Retry(format!("{from}: {}", redact(&e.error().to_string())));
+                return SessionEnd::Retry(format!(
+                    "{from}: {}",
+                    policy::redact(&e.error().to_string())
+                ));
             }
             MessageView::Warning(w) => {
-                tracing::warn!(camera = %cam.name, "GStreamer warning: {}", redact(&w.error().to_string()));
+                tracing::warn!(camera = %cam.name, "GStreamer warning: {}", policy::redact(&w.error().to_string()));
             }
             MessageView::Eos(_) => {
                 if cam.source.kind == SourceKind::File && cam.source.loop_playback() {
@@ -436,20 +424,6 @@ fn restart_file(pipeline: &gst::Pipeline, loop_len: Duration) -> Result<(), Pipe
     Ok(())
 }
 
-/// GStreamer error texts can carry the RTSP URL; strip userinfo from anything URL-like.
-fn redact(text: &str) -> String {
-    text.split(' ')
-        .map(|w| {
-            if w.contains("://") {
-                crate::probe::redact_url(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Pushes every sample to the recorder without blocking the streaming thread: when the queue is
 /// full, the access unit is dropped, counted and logged, and the recorder resyncs at a key frame.
 fn install_sink(
@@ -463,21 +437,16 @@ fn install_sink(
 ) {
     let mut cache = None;
     let mut prev_pts: Option<u64> = None;
-    let gap = AtomicBool::new(false);
-    let mut last_drop_log: Option<Instant> = None;
+    let mut sender = AuSender::new(tx, session);
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(mut au) = sample_to_au(&sample, &mut cache) else {
+                let Some(au) = sample_to_au(&sample, &mut cache) else {
                     Counters::inc(&status.counters.dropped_before_key);
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                last_media.store(
-                    started.elapsed().as_millis().max(1) as u64,
-                    Ordering::Relaxed,
-                );
-                Counters::inc(&status.counters.access_units);
+                last_media.store(policy::since_ms(started), Ordering::Relaxed);
                 if let Some(pts) = au.pts_ns {
                     // Units without a duration last as long as the step from their predecessor.
                     let step = au
@@ -487,23 +456,9 @@ fn install_sink(
                     prev_pts = Some(pts);
                     media_end.fetch_max(pts + step, Ordering::Relaxed);
                 }
-                au.after_gap = gap.load(Ordering::Relaxed);
-                match tx.try_send(CaptureEvent::Au { session, au }) {
-                    Ok(()) => gap.store(false, Ordering::Relaxed),
-                    Err(TrySendError::Full(_)) => {
-                        gap.store(true, Ordering::Relaxed);
-                        Counters::inc(&status.counters.dropped_queue_full);
-                        if last_drop_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            last_drop_log = Some(Instant::now());
-                            tracing::error!(
-                                camera = %status.name,
-                                dropped = Counters::get(&status.counters.dropped_queue_full),
-                                "storage is falling behind: dropping video until the next key frame"
-                            );
-                        }
-                    }
-                    Err(TrySendError::Disconnected(_)) => return Err(gst::FlowError::Flushing),
-                }
+                sender
+                    .push(&status, au)
+                    .map_err(|_| gst::FlowError::Flushing)?;
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

@@ -15,7 +15,9 @@ use vidgest::store::{self, StoreReader};
 
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VIDGEST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // retina (backend = "retina", logging through `log`) says "info" per reordered UDP packet.
+    let filter = EnvFilter::try_from_env("VIDGEST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,retina=warn"));
     // journald adds its own timestamps; plain lines without colour when not on a terminal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

@@ -450,6 +450,16 @@ pub enum RtspTransport {
     Auto,
 }
 
+/// Which RTSP client receives an RTSP camera (docs/capture.md#rtsp-backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspBackend {
+    /// GStreamer's rtspsrc (jitterbuffer, every transport and URL scheme).
+    Gstreamer,
+    /// The retina crate on a tokio task: less CPU, TCP or UDP unicast, `rtsp://` only.
+    Retina,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VideoCodec {
@@ -472,6 +482,7 @@ pub struct SourceConfig {
     pub password: Option<String>,
     pub connect_timeout: Option<HumanDuration>,
     pub latency: Option<HumanDuration>,
+    pub backend: Option<RtspBackend>,
     // v4l2
     pub device: Option<PathBuf>,
     // file
@@ -515,6 +526,10 @@ impl std::fmt::Debug for SourceConfig {
 impl SourceConfig {
     pub fn transport(&self) -> RtspTransport {
         self.transport.unwrap_or(RtspTransport::Tcp)
+    }
+    /// The RTSP client for this camera; GStreamer until retina passes every recording test.
+    pub fn backend(&self) -> RtspBackend {
+        self.backend.unwrap_or(RtspBackend::Gstreamer)
     }
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout

@@ -217,6 +217,20 @@ impl RtspUrl {
     pub fn without_credentials(&self) -> String {
         strip_userinfo(&self.0)
     }
+    /// `rtsps://` (RTSP over TLS).
+    pub fn is_rtsps(&self) -> bool {
+        self.scheme_is("rtsps")
+    }
+    /// `rtspt://` (RTSP with interleaved TCP transport).
+    pub fn is_rtspt(&self) -> bool {
+        self.scheme_is("rtspt")
+    }
+    fn scheme_is(&self, scheme: &str) -> bool {
+        self.0
+            .trim()
+            .split_once("://")
+            .is_some_and(|(s, _)| s.eq_ignore_ascii_case(scheme))
+    }
 }
 
 impl fmt::Debug for RtspUrl {

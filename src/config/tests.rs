@@ -700,3 +700,44 @@ fn metrics_defaults_and_problems() {
     let err = Config::parse(&off).unwrap_err().to_string();
     assert!(err.contains("unknown stream `metrics`"), "{err}");
 }
+
+#[test]
+fn rtsp_backend_defaults_to_gstreamer_and_parses_retina() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(
+        c.camera("front").unwrap().source.backend(),
+        RtspBackend::Gstreamer
+    );
+    let text = GOOD.replace("url = ", "backend = \"retina\"\nurl = ");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(
+        c.camera("front").unwrap().source.backend(),
+        RtspBackend::Retina
+    );
+    // rtspt:// is TCP, which retina does; rtsps:// is not.
+    let c = Config::parse(&text.replace("rtsp://admin", "rtspt://admin")).unwrap();
+    assert!(c
+        .camera("front")
+        .unwrap()
+        .source
+        .url
+        .as_ref()
+        .unwrap()
+        .is_rtspt());
+}
+
+#[test]
+fn rtsp_backend_problems_name_their_paths() {
+    let p = problems(&GOOD.replace("url = ", "backend = \"live555\"\nurl = "));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("camera[0].source.backend"), "{p:?}");
+    let retina = GOOD.replace("url = ", "backend = \"retina\"\nurl = ");
+    let p = problems(&retina.replace("rtsp://admin", "rtsps://admin"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("camera[0].source.url"), "{p:?}");
+    assert!(p[0].contains("backend = \"gstreamer\""), "{p:?}");
+    // The GStreamer backend keeps rtsps://.
+    Config::parse(&GOOD.replace("rtsp://admin", "rtsps://admin")).unwrap();
+    let p = problems(&GOOD.replace("codec = \"h265\"", "codec = \"h265\"\nbackend = \"retina\""));
+    assert_eq!(p, ["camera[1].source.backend: not used by kind = \"test\""]);
+}

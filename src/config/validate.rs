@@ -363,6 +363,7 @@ fn validate_source(
     not_for("password", !rtsp && s.password.is_some());
     not_for("connect_timeout", !rtsp && s.connect_timeout.is_some());
     not_for("latency", !rtsp && s.latency.is_some());
+    not_for("backend", !rtsp && s.backend.is_some());
     not_for("device", !v4l2 && s.device.is_some());
     not_for("path", !file && s.path.is_some());
     not_for("loop", !file && s.loop_playback.is_some());
@@ -381,6 +382,13 @@ fn validate_source(
             Some(url) => {
                 if let Err(e) = url.validate() {
                     add(at("url"), e.to_string());
+                } else if s.backend() == super::RtspBackend::Retina && url.is_rtsps() {
+                    add(
+                        at("url"),
+                        "rtsps:// (RTSP over TLS) is not supported by backend = \"retina\": \
+                         use backend = \"gstreamer\""
+                            .into(),
+                    );
                 }
             }
         },

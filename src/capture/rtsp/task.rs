@@ -1,0 +1,241 @@
+//! The async twin of the GStreamer supervisor: the same sessions, states, texts, counters and
+//! backoff (capture/policy.rs), with retina's DESCRIBE/SETUP/PLAY and its frame stream in place
+//! of a pipeline and its bus.
+
+use super::convert::{error_text, Converter};
+use super::{DetectHook, Target};
+use crate::capture::policy::{self, AuSender, Next, SessionEnd};
+use crate::capture::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, Shutdown};
+use crate::config::CameraConfig;
+use crossbeam_channel::Sender;
+use futures::StreamExt;
+use retina::client::{
+    Demuxed, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions, Stream,
+    TeardownPolicy,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParameters};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The supervisor's liveness beat while waiting for frames (the GStreamer one polls every 200 ms).
+const BEAT: Duration = Duration::from_secs(1);
+/// How long a stop waits for the last session's TEARDOWN.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+/// RTP timestamps jumping further than this end the session (a new one maps time afresh).
+const MAX_TIMESTAMP_JUMP_SECS: u32 = 10;
+
+/// Runs sessions with backoff until shutdown.
+pub(super) async fn supervise(
+    cam: CameraConfig,
+    status: Arc<CameraStatus>,
+    tx: Sender<CaptureEvent>,
+    shutdown: Shutdown,
+    _detect: Option<DetectHook>,
+) {
+    // Per camera, so that retina can track this camera's sessions that are still being torn down.
+    let group = Arc::new(SessionGroup::default().named(cam.name.clone()));
+    let mut backoff = Backoff::default();
+    let mut session = 0u64;
+    let progress = &status.supervisor_progress;
+    loop {
+        progress.beat();
+        if shutdown.is_triggered() {
+            break;
+        }
+        session += 1;
+        Counters::inc(&status.counters.sessions);
+        status.set(CameraState::Starting, "connecting");
+        let started = Instant::now();
+        send_control(&tx, CaptureEvent::SessionStart { session });
+        let (end, streamed) =
+            run_session(&cam, &status, &tx, &shutdown, &group, session, started).await;
+        send_control(&tx, CaptureEvent::SessionEnd { session });
+        match policy::after_session(&status, &mut backoff, end, streamed, started) {
+            Next::Stop => break,
+            Next::RetryAfter(delay) => {
+                // Waiting out the backoff is the plan, not a hang (a dead camera stays live).
+                progress.idle();
+                tokio::select! {
+                    _ = shutdown.triggered() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    progress.idle();
+    // The last session's TEARDOWN runs in the background (spawned when it was dropped).
+    if let Ok(Err(e)) = tokio::time::timeout(TEARDOWN_WAIT, group.await_teardown()).await {
+        tracing::debug!(camera = %cam.name, "TEARDOWN failed: {}", error_text(&e));
+    }
+    status.set(CameraState::Stopped, "stopped");
+}
+
+/// Session start and end must reach the recorder (it flushes on the end). They are rare, so a
+/// full queue is waited out, off the runtime's worker so that other cameras keep receiving.
+fn send_control(tx: &Sender<CaptureEvent>, event: CaptureEvent) {
+    if let Err(crossbeam_channel::TrySendError::Full(event)) = tx.try_send(event) {
+        let _ = tokio::task::block_in_place(|| tx.send(event));
+    }
+}
+
+/// One step of the RTSP handshake, bounded by `limit` (retina has no timeouts of its own).
+async fn step<T>(
+    shutdown: &Shutdown,
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, retina::Error>>,
+) -> Result<T, SessionEnd> {
+    tokio::select! {
+        _ = shutdown.triggered() => Err(SessionEnd::Shutdown),
+        r = tokio::time::timeout(limit, fut) => match r {
+            Err(_) => Err(SessionEnd::Retry(format!(
+                "{what}: no answer within {:.0} s",
+                limit.as_secs_f64()
+            ))),
+            Ok(Err(e)) => Err(SessionEnd::Retry(error_text(&e))),
+            Ok(Ok(v)) => Ok(v),
+        },
+    }
+}
+
+/// The stream to record: the first H.264 or H.265 video stream. Only that one is set up.
+fn pick_stream(streams: &[Stream]) -> Result<usize, String> {
+    let video = |s: &&Stream| s.media() == "video";
+    if let Some(i) = streams
+        .iter()
+        .position(|s| video(&s) && matches!(s.encoding_name(), "h264" | "h265"))
+    {
+        return Ok(i);
+    }
+    Err(match streams.iter().find(video) {
+        Some(s) => format!(
+            "camera sends video as `{}`: only H.264 and H.265 can be recorded",
+            s.encoding_name().to_ascii_uppercase()
+        ),
+        None => "camera offers no video stream".into(),
+    })
+}
+
+fn video_parameters(stream: &Stream) -> Option<&VideoParameters> {
+    match stream.parameters() {
+        Some(ParametersRef::Video(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// DESCRIBE, SETUP of the stream to record, PLAY: the playing session and that stream's index.
+async fn connect(
+    cam: &CameraConfig,
+    status: &CameraStatus,
+    shutdown: &Shutdown,
+    group: &Arc<SessionGroup>,
+) -> Result<(Demuxed, usize), SessionEnd> {
+    let target = Target::new(&cam.source).map_err(|e| SessionEnd::Retry(e.to_string()))?;
+    let limit = cam.source.connect_timeout();
+    let options = SessionOptions::default()
+        .creds(target.creds)
+        .user_agent(format!("vidgest/{}", env!("CARGO_PKG_VERSION")))
+        .session_group(group.clone())
+        .teardown(TeardownPolicy::Auto);
+    let progress = &status.supervisor_progress;
+    progress.beat();
+    let describe = Session::describe(target.url, options);
+    let mut described = step(shutdown, limit, "DESCRIBE", describe).await?;
+    let stream_i = pick_stream(described.streams()).map_err(SessionEnd::Retry)?;
+    progress.beat();
+    let setup = SetupOptions::default()
+        .transport(target.transport)
+        .frame_format(FrameFormat::MP4);
+    step(shutdown, limit, "SETUP", described.setup(stream_i, setup)).await?;
+    progress.beat();
+    let play = PlayOptions::default().enforce_timestamps_with_max_jump_secs(
+        NonZeroU32::new(MAX_TIMESTAMP_JUMP_SECS).expect("non-zero"),
+    );
+    let playing = step(shutdown, limit, "PLAY", described.play(play)).await?;
+    let demuxed = playing
+        .demuxed()
+        .map_err(|e| SessionEnd::Retry(error_text(&e)))?;
+    Ok((demuxed, stream_i))
+}
+
+/// Runs one RTSP session until it fails, stalls or shutdown. Returns whether media flowed.
+/// Returning drops the session, which sends TEARDOWN from a background task.
+async fn run_session(
+    cam: &CameraConfig,
+    status: &CameraStatus,
+    tx: &Sender<CaptureEvent>,
+    shutdown: &Shutdown,
+    group: &Arc<SessionGroup>,
+    session: u64,
+    started: Instant,
+) -> (SessionEnd, bool) {
+    let (mut demuxed, stream_i) = match connect(cam, status, shutdown, group).await {
+        Ok(playing) => playing,
+        Err(end) => return (end, false),
+    };
+    // Parameters from the SDP (`sprop-parameter-sets`) when it has them; else from the stream.
+    let mut converter = Converter::new(video_parameters(&demuxed.streams()[stream_i]));
+    let mut sender = AuSender::new(tx.clone(), session);
+    let stall = cam.stall_timeout.0;
+    // Connecting may legitimately take longer than a stall (RTSP handshake, DNS).
+    let first_media_deadline = stall + cam.source.connect_timeout();
+    let mut last_media: Option<Instant> = None;
+    let progress = &status.supervisor_progress;
+    loop {
+        progress.beat();
+        let streamed = last_media.is_some();
+        if status.take_write_failure() {
+            return (SessionEnd::Retry("storage write failed".into()), streamed);
+        }
+        let deadline = match last_media {
+            None => started + first_media_deadline,
+            Some(t) => t + stall,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            let reason = match last_media {
+                None => policy::no_video_text(first_media_deadline),
+                Some(_) => policy::stall_text(stall),
+            };
+            return (SessionEnd::Retry(reason), streamed);
+        }
+        let wake = deadline.min(now + BEAT);
+        let item = tokio::select! {
+            _ = shutdown.triggered() => return (SessionEnd::Shutdown, streamed),
+            r = tokio::time::timeout_at(wake.into(), demuxed.next()) => r,
+        };
+        let frame = match item {
+            Err(_) => continue, // a beat, or the deadline checked above
+            Ok(None) => {
+                let reason = "camera closed the connection".into();
+                return (SessionEnd::Retry(reason), streamed);
+            }
+            Ok(Some(Err(e))) => return (SessionEnd::Retry(error_text(&e)), streamed),
+            Ok(Some(Ok(CodecItem::VideoFrame(f)))) => f,
+            Ok(Some(Ok(_))) => continue, // RTCP (nothing else is set up)
+        };
+        if frame.loss() > 0 {
+            status
+                .counters
+                .rtp_packets_lost
+                .fetch_add(u64::from(frame.loss()), Ordering::Relaxed);
+        }
+        let params = video_parameters(&demuxed.streams()[stream_i]);
+        match converter.convert(frame.into(), params) {
+            Ok(au) => {
+                if last_media.is_none() {
+                    status.set(CameraState::Streaming, "recording");
+                }
+                last_media = Some(Instant::now());
+                if sender.push(status, au).is_err() {
+                    // The recorder only exits when capture stops.
+                    return (SessionEnd::Shutdown, true);
+                }
+            }
+            Err(_) => Counters::inc(&status.counters.dropped_before_key),
+        }
+    }
+}
