@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +84,8 @@ struct Feeder {
     rx: Receiver<Item>,
     keyframes_only: bool,
     waiting_for_key: bool,
+    /// The wait follows a drop: the access units skipped until the key frame count as dropped.
+    after_drop: bool,
     dropped: Arc<AtomicU64>,
 }
 
@@ -95,6 +97,7 @@ impl Feeder {
             rx: rx.clone(),
             keyframes_only,
             waiting_for_key: true,
+            after_drop: false,
             dropped: Arc::default(),
         };
         (feeder, rx)
@@ -106,11 +109,14 @@ impl Feeder {
         }
         if self.waiting_for_key {
             if !is_key {
-                // Skipped before the first key frame, or after a drop: not decodable.
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                // Not decodable (before the first key frame, new parameter sets, or a drop).
+                if self.after_drop {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             }
             self.waiting_for_key = false;
+            self.after_drop = false;
         }
         let mut buffer = gst::Buffer::from_slice(data.to_vec());
         {
@@ -146,6 +152,7 @@ impl Feeder {
         } else {
             dropped += 1;
             self.waiting_for_key = true;
+            self.after_drop = true;
         }
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
         if dropped > 0 {
@@ -176,6 +183,7 @@ pub struct DetectFeed {
     config: CodecConfig,
     feeder: Option<Feeder>,
     dropped: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
     eos: Receiver<()>,
 }
 
@@ -227,7 +235,7 @@ impl DetectFeed {
 
         let (feeder, rx) = Feeder::new(capacity, spec.keyframes_only);
         // Runs on the appsrc's streaming thread whenever its (one-buffer) queue is empty. It waits
-        // for the next access unit; `shutdown` ends the wait by disconnecting the channel.
+        // for the next access unit; `stop` ends the wait by disconnecting the channel.
         src.set_callbacks(
             gst_app::AppSrcCallbacks::builder()
                 .need_data(move |src, _| loop {
@@ -248,6 +256,8 @@ impl DetectFeed {
 
         // Nobody iterates this bus: handle messages as they are posted and keep none queued.
         let (eos_tx, eos) = crossbeam_channel::bounded(1);
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed_flag = failed.clone();
         let bus = pipeline.bus().expect("a pipeline has a bus");
         bus.set_sync_handler(move |_, msg| {
             match msg.view() {
@@ -255,6 +265,7 @@ impl DetectFeed {
                     let _ = eos_tx.try_send(());
                 }
                 gst::MessageView::Error(e) => {
+                    failed_flag.store(true, Ordering::Relaxed);
                     tracing::warn!("detect feed stopped: {} ({:?})", e.error(), e.debug());
                     let _ = eos_tx.try_send(());
                 }
@@ -265,18 +276,22 @@ impl DetectFeed {
             }
             gst::BusSyncReply::Drop
         });
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|source| PipelineError::State {
+        if let Err(source) = pipeline.set_state(gst::State::Playing) {
+            drop(feeder); // wakes the streaming thread if it already waits
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(PipelineError::State {
                 action: "starting the detect feed",
                 source,
-            })?;
+            }
+            .into());
+        }
         let dropped = feeder.dropped.clone();
         Ok(DetectFeed {
             pipeline,
             config: config.clone(),
             feeder: Some(feeder),
             dropped,
+            failed,
             eos,
         })
     }
@@ -309,10 +324,16 @@ impl DetectFeed {
         }
     }
 
-    /// Access units dropped because the decoder fell behind (queue full) or could not be decoded
-    /// after such a drop or before the first key frame.
+    /// Access units dropped because the decoder fell behind: those queued when the queue was full,
+    /// and those that could not be decoded after that until the next key frame.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the pipeline stopped on an error (logged): frames no longer come, pushes are
+    /// dropped. The caller may build a new feed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Stops now, dropping what is queued; returns once the pipeline is down.
@@ -557,8 +578,8 @@ mod tests {
         gst::init().unwrap();
         // Nobody takes from this queue: it fills deterministically.
         let (mut q, rx) = Feeder::new(4, false);
-        q.push(b"d", 0, false); // before the first key frame: skipped
-        assert_eq!((rx.len(), q.dropped.load(Ordering::Relaxed)), (0, 1));
+        q.push(b"d", 0, false); // before the first key frame: skipped, not a drop
+        assert_eq!((rx.len(), q.dropped.load(Ordering::Relaxed)), (0, 0));
         q.push(b"k", 1, true);
         q.set_caps(gst::Caps::new_empty_simple("video/x-h264"));
         q.push(b"k", 2, true);
@@ -566,11 +587,11 @@ mod tests {
         assert_eq!(rx.len(), 4);
         // Full: the 4 queued items go (3 access units, caps kept), this delta too.
         q.push(b"d", 4, false);
-        assert_eq!(q.dropped.load(Ordering::Relaxed), 1 + 3 + 1);
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 3 + 1);
         assert!(matches!(rx.try_recv(), Ok(Item::Caps(_))));
         assert!(rx.is_empty());
         q.push(b"d", 5, false); // not decodable until the next key frame
-        assert_eq!(q.dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 5);
         q.push(b"k", 6, true);
         q.push(b"d", 7, false);
         let pts: Vec<u64> = rx
@@ -581,6 +602,11 @@ mod tests {
             })
             .collect();
         assert_eq!(pts, [6, 7]);
+        // New parameter sets: deltas wait for a key frame too, but nothing was lost.
+        q.set_caps(gst::Caps::new_empty_simple("video/x-h264"));
+        q.push(b"d", 8, false);
+        assert_eq!(rx.len(), 1);
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 5);
     }
 
     #[test]
