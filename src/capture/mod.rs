@@ -3,6 +3,7 @@
 //! access units into stored fragments. Recording never decodes.
 
 pub(crate) mod backoff;
+mod detect_feed;
 mod detection;
 mod linker;
 mod normalize;
@@ -16,6 +17,7 @@ mod supervisor;
 
 pub use crate::lifecycle::Shutdown;
 pub use backoff::Backoff;
+pub use detect_feed::{frame_sink, DetectFeed, DetectFeedError};
 pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, FrameTime};
 pub use linker::{DetectionLinker, RecordSink};
 pub use normalize::Normalizer;

@@ -96,6 +96,38 @@ fn add_if_missing(pipeline: &gst::Pipeline, e: &gst::Element) -> Result<(), Pipe
         .map_err(gst_err("starting a sink"))
 }
 
+fn decoder_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "avdec_h264",
+        Codec::H265 => "avdec_h265",
+    }
+}
+
+/// `decoder ! videorate (drop to fps) ! scale chain ! RGB capsfilter` as launch text: the part of
+/// the detect branch after its input queue, shared with the appsrc feed (`detect_feed`).
+/// `skip-to-first`: videorate's first output slot is the first frame, not the segment start; without
+/// it, a stream whose first frame comes late in its segment (a connect delay, a biased PTS) gets
+/// a burst of frames at the input rate while videorate catches up.
+pub(super) fn decode_chain(codec: Codec, spec: &DetectBranchSpec) -> String {
+    let decoder = decoder_name(codec);
+    let fps_milli = (spec.fps * 1000.0).round().max(1.0) as i32;
+    format!(
+        "{decoder} name=detect-decoder \
+         ! videorate drop-only=true skip-to-first=true ! capsfilter caps=\"video/x-raw,framerate={fps_milli}/1000\" \
+         ! {}",
+        crate::detect::scale_chain(spec.width, spec.height).replace(
+            &format!(
+                "video/x-raw,format=RGB,width={},height={}",
+                spec.width, spec.height
+            ),
+            &format!(
+                "capsfilter caps=\"video/x-raw,format=RGB,width={},height={}\"",
+                spec.width, spec.height
+            ),
+        )
+    )
+}
+
 /// queue (leaky) ! [key frames only] ! decoder ! videorate ! videoscale ! videoconvert ! RGB ! appsink
 fn detect_chain(
     pipeline: &gst::Pipeline,
@@ -103,20 +135,11 @@ fn detect_chain(
     spec: &DetectBranchSpec,
     sink: &gst_app::AppSink,
 ) -> Result<gst::Element, PipelineError> {
-    let decoder = match codec {
-        Codec::H264 => "avdec_h264",
-        Codec::H265 => "avdec_h265",
-    };
-    let fps_milli = (spec.fps * 1000.0).round().max(1.0) as i32;
+    let decoder = decoder_name(codec);
     let desc = format!(
         "queue name=detect-queue leaky=downstream max-size-buffers=30 max-size-bytes=0 max-size-time=0 \
-         ! {decoder} name=detect-decoder \
-         ! videorate drop-only=true ! capsfilter caps=\"video/x-raw,framerate={fps_milli}/1000\" \
          ! {}",
-        crate::detect::scale_chain(spec.width, spec.height).replace(
-            &format!("video/x-raw,format=RGB,width={},height={}", spec.width, spec.height),
-            &format!("capsfilter caps=\"video/x-raw,format=RGB,width={},height={}\"", spec.width, spec.height),
-        )
+        decode_chain(codec, spec)
     );
     let bin = gst::parse::bin_from_description(&desc, true)
         .map_err(|source| PipelineError::Parse { desc, source })?;
