@@ -235,7 +235,7 @@ fn run_session(
     (end, last_media.load(Ordering::Relaxed) > 0)
 }
 
-enum FrameClock {
+pub(crate) enum FrameClock {
     Media {
         session: u64,
         generation: Arc<AtomicU64>,
@@ -247,7 +247,11 @@ enum FrameClock {
 }
 
 /// Copies each RGB frame (latest wins) into the detector pool.
-fn install_detect_sink(sink: &gst_app::AppSink, handle: CameraDetect, clock: FrameClock) {
+pub(crate) fn install_detect_sink(
+    sink: &gst_app::AppSink,
+    handle: CameraDetect,
+    clock: FrameClock,
+) {
     let (w, h) = (handle.width, handle.height);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()

@@ -12,12 +12,10 @@ use crossbeam_channel::{Receiver, Sender};
 use retina::client::{Credentials, Transport};
 use std::sync::{Arc, OnceLock};
 
-/// Where decoded frames for detection will come from on this backend (an appsrc decode
-/// pipeline fed with the received access units). Held by the task; not fed yet.
+/// Detection on a retina camera: where its frames go and how they are decoded (an appsrc decode
+/// pipeline fed with the received access units, task.rs `DetectSession`).
 pub(crate) struct DetectHook {
-    #[allow(dead_code)] // used once the decode pipeline lands
     pub handle: CameraDetect,
-    #[allow(dead_code)]
     pub spec: DetectBranchSpec,
 }
 
@@ -49,9 +47,6 @@ pub(crate) fn spawn(
     let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
     if cam.source.latency.is_some() {
         tracing::info!(camera = %cam.name, "`latency` has no effect with backend = \"retina\" (it has no jitter buffer)");
-    }
-    if detect.is_some() {
-        tracing::warn!(camera = %cam.name, "detection is not yet available on backend = \"retina\": this camera records without detection (use backend = \"gstreamer\" for detection)");
     }
     runtime().spawn(async move {
         let _done = done_tx;

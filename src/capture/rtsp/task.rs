@@ -5,7 +5,11 @@
 use super::convert::{error_text, Converter};
 use super::{DetectHook, Target};
 use crate::capture::policy::{self, AuSender, Next, SessionEnd};
-use crate::capture::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, Shutdown};
+use crate::capture::supervisor::{install_detect_sink, FrameClock};
+use crate::capture::{
+    frame_sink, Backoff, CameraState, CameraStatus, CaptureEvent, Counters, DetectFeed, RawAu,
+    Shutdown,
+};
 use crate::config::CameraConfig;
 use crossbeam_channel::Sender;
 use futures::StreamExt;
@@ -16,7 +20,7 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParameters};
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +37,7 @@ pub(super) async fn supervise(
     status: Arc<CameraStatus>,
     tx: Sender<CaptureEvent>,
     shutdown: Shutdown,
-    _detect: Option<DetectHook>,
+    detect: Option<DetectHook>,
 ) {
     // Per camera, so that retina can track this camera's sessions that are still being torn down.
     let group = Arc::new(SessionGroup::default().named(cam.name.clone()));
@@ -50,8 +54,14 @@ pub(super) async fn supervise(
         status.set(CameraState::Starting, "connecting");
         let started = Instant::now();
         send_control(&tx, CaptureEvent::SessionStart { session });
-        let (end, streamed) =
-            run_session(&cam, &status, &tx, &shutdown, &group, session, started).await;
+        let mut feed = detect.as_ref().map(|d| DetectSession::new(d, session));
+        let (end, streamed) = run_session(
+            &cam, &status, &tx, &shutdown, &group, session, started, &mut feed,
+        )
+        .await;
+        if let Some(feed) = feed {
+            feed.finish();
+        }
         send_control(&tx, CaptureEvent::SessionEnd { session });
         match policy::after_session(&status, &mut backoff, end, streamed, started) {
             Next::Stop => break,
@@ -163,6 +173,7 @@ async fn connect(
 
 /// Runs one RTSP session until it fails, stalls or shutdown. Returns whether media flowed.
 /// Returning drops the session, which sends TEARDOWN from a background task.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     cam: &CameraConfig,
     status: &CameraStatus,
@@ -171,6 +182,7 @@ async fn run_session(
     group: &Arc<SessionGroup>,
     session: u64,
     started: Instant,
+    detect: &mut Option<DetectSession<'_>>,
 ) -> (SessionEnd, bool) {
     let (mut demuxed, stream_i) = match connect(cam, status, shutdown, group).await {
         Ok(playing) => playing,
@@ -230,12 +242,82 @@ async fn run_session(
                     status.set(CameraState::Streaming, "recording");
                 }
                 last_media = Some(Instant::now());
+                if let Some(d) = detect.as_mut() {
+                    d.push(&cam.name, &au);
+                }
                 if sender.push(status, au).is_err() {
                     // The recorder only exits when capture stops.
                     return (SessionEnd::Shutdown, true);
                 }
             }
             Err(_) => Counters::inc(&status.counters.dropped_before_key),
+        }
+    }
+}
+
+/// Detection on this backend: the session's access units go to an appsrc decode pipeline
+/// (`DetectFeed`, built at the first one, when the codec is known) whose frames reach the
+/// detector pool as the GStreamer backend's detect branch delivers them, stamped with the same
+/// media time as the recorder's access units. Decoding stays off this task: `push` only queues.
+pub(super) struct DetectSession<'a> {
+    hook: &'a DetectHook,
+    session: u64,
+    feed: Option<DetectFeed>,
+    /// A feed that could not be built is not retried within the session (logged once).
+    broken: bool,
+}
+
+impl<'a> DetectSession<'a> {
+    fn new(hook: &'a DetectHook, session: u64) -> Self {
+        Self {
+            hook,
+            session,
+            feed: None,
+            broken: false,
+        }
+    }
+
+    fn push(&mut self, camera: &str, au: &RawAu) {
+        let Some(pts_ns) = au.pts_ns else {
+            return;
+        };
+        if let Some(feed) = &mut self.feed {
+            if feed.failed() || feed.set_config(&au.config).is_err() {
+                // a decoder error, or the camera switched codec: a fresh pipeline
+                if let Some(old) = self.feed.take() {
+                    tokio::task::block_in_place(|| old.finish());
+                }
+            }
+        }
+        if self.feed.is_none() && !self.broken {
+            let sink = frame_sink();
+            install_detect_sink(
+                &sink,
+                self.hook.handle.clone(),
+                FrameClock::Media {
+                    session: self.session,
+                    // no file loops on RTSP: one media timeline per session
+                    generation: Arc::new(AtomicU64::new(0)),
+                },
+            );
+            // Starting a GStreamer pipeline blocks briefly: off the runtime's worker.
+            match tokio::task::block_in_place(|| DetectFeed::new(&au.config, &self.hook.spec, sink))
+            {
+                Ok(feed) => self.feed = Some(feed),
+                Err(e) => {
+                    self.broken = true;
+                    tracing::error!(camera = %camera, "detection off for this session: cannot start its decoder: {e}");
+                }
+            }
+        }
+        if let Some(feed) = &mut self.feed {
+            feed.push(&au.data, pts_ns, au.is_key);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(feed) = self.feed {
+            tokio::task::block_in_place(|| feed.finish());
         }
     }
 }
