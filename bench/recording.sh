@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Recording benchmark: CPU and memory of `vidgest run` recording N loopback RTSP streams of
-# pre-encoded 1080p30 H.264, against two baselines on the same streams in the same run:
+# pre-encoded 1080p30 H.264, against three baselines on the same streams in the same run:
 #   gst-launch-1.0 rtspsrc location=URL protocols=tcp ! rtph264depay ! h264parse ! fakesink
 #     (ONE process with N such branches, as vidgest is one process for N cameras)
 #   ffmpeg -rtsp_transport tcp -i URL -c copy -f segment ... (2 s MP4 segments on disk)
 #     (N processes: one ffmpeg per camera is how ffmpeg recorders are run; sums are reported)
+#   retina-bare: examples/retina_recv URL... (ONE process, one tokio thread: retina receives and
+#     demuxes frames and counts them, nothing else; the floor of a retina-based recorder)
 #
 # Usage: bench/recording.sh            (or `make bench`)
 #   DURATION=30   measurement window per run, seconds
 #   WARMUP=5      seconds between starting a tool and the start of the window
 #   REPEATS=3     runs per (streams, tool); the report gives medians
-#   COUNTS="1 4 8"  TOOLS="vidgest gst-launch ffmpeg"
+#   COUNTS="1 4 8 16"  TOOLS="vidgest gst-launch ffmpeg retina-bare"
+#   VIDGEST_BACKEND=   `[camera.source] backend` for vidgest (empty: the daemon's default)
 #   BITRATE=5M    bitrate of the generated source (cached in target/bench-cache/)
 #   QUIET_WAIT=600  wait up to this many seconds for running rustc processes to finish first
 #   SKIP_BUILD=1  use the existing target/release binaries
@@ -30,16 +33,19 @@ ROOT=$PWD
 DURATION=${DURATION:-30}
 WARMUP=${WARMUP:-5}
 REPEATS=${REPEATS:-3}
-COUNTS=${COUNTS:-"1 4 8"}
-TOOLS=${TOOLS:-"vidgest gst-launch ffmpeg"}
+COUNTS=${COUNTS:-"1 4 8 16"}
+TOOLS=${TOOLS:-"vidgest gst-launch ffmpeg retina-bare"}
+VIDGEST_BACKEND=${VIDGEST_BACKEND:-}
 BITRATE=${BITRATE:-5M}
 QUIET_WAIT=${QUIET_WAIT:-600}
 FRAGMENT_S=2
 CACHE=$ROOT/target/bench-cache
 RESULTS=$ROOT/target/bench-results
 WORK=$ROOT/target/bench-work/recording
-VIDGEST=$ROOT/target/release/vidgest
-CAMERA=$ROOT/target/release/examples/test_camera
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VIDGEST=$TARGET/release/vidgest
+CAMERA=$TARGET/release/examples/test_camera
+RETINA=$TARGET/release/examples/retina_recv
 STAMP=$(date +%Y%m%d-%H%M%S)
 RAW=$RESULTS/recording-$STAMP.csv
 REPORT=$RESULTS/recording-$STAMP.md
@@ -56,16 +62,17 @@ for v in DURATION WARMUP REPEATS; do
 done
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    log "building vidgest and test_camera (release)"
-    "${CARGO:-cargo}" build --release --quiet --bin vidgest --example test_camera
+    log "building vidgest, test_camera and retina_recv (release)"
+    "${CARGO:-cargo}" build --release --quiet --bin vidgest --example test_camera --example retina_recv
 fi
-[[ -x $VIDGEST && -x $CAMERA ]] || die "missing $VIDGEST or $CAMERA"
+[[ -x $VIDGEST && -x $CAMERA && -x $RETINA ]] || die "missing $VIDGEST, $CAMERA or $RETINA"
 mkdir -p "$CACHE" "$RESULTS" "$WORK/bin"
 # Snapshot the binaries: a cargo build elsewhere must not swap them between runs.
-cp "$VIDGEST" "$CAMERA" "$WORK/bin/"
+cp "$VIDGEST" "$CAMERA" "$RETINA" "$WORK/bin/"
 BUILT=$(date -r "$VIDGEST" '+%Y-%m-%d %H:%M')
 VIDGEST=$WORK/bin/vidgest
 CAMERA=$WORK/bin/test_camera
+RETINA=$WORK/bin/retina_recv
 
 # --- source: 1080p30 H.264 (see bench_source). The file plays once per run, so it must outlast
 # warm-up + window + start/stop.
@@ -146,6 +153,7 @@ start_tool() {
             for ((i = 0; i < n; i++)); do
                 printf '[[camera]]\nname = "cam%d"\nfragment_duration = "%ds"\nretention = "1h"\n' "$i" "$FRAGMENT_S"
                 printf '[camera.source]\nkind = "rtsp"\nurl = "%s/cam%d"\ntransport = "tcp"\n' "$URL" "$i"
+                if [[ -n $VIDGEST_BACKEND ]]; then printf 'backend = "%s"\n' "$VIDGEST_BACKEND"; fi
             done
         } >"$dir/vidgest.toml"
         "$VIDGEST" run --config "$dir/vidgest.toml" >"$dir/vidgest.log" 2>&1 {CAM_FD}>&- &
@@ -168,6 +176,12 @@ start_tool() {
             PIDS+=($!)
         done
         ;;
+    retina-bare)
+        local urls=()
+        for ((i = 0; i < n; i++)); do urls+=("$URL/cam$i"); done
+        "$RETINA" "${urls[@]}" >"$dir/retina.out" 2>"$dir/retina.log" {CAM_FD}>&- &
+        PIDS+=($!)
+        ;;
     *) die "unknown tool $tool" ;;
     esac
     STARTED+=("${PIDS[@]}")
@@ -187,6 +201,17 @@ verify() {
                 --start "$w0" --end "$w1" 2>/dev/null | grep -c fragment_number || true)
             FRAGS+="${FRAGS:+ }$c"
             ((c >= min_frags)) || { REASON="cam$i: $c fragments in the window (want >= $min_frags)"; return; }
+        done
+        ;;
+    retina-bare)
+        # FRAMES lines are printed at SIGTERM; frames over the whole run (warm-up included).
+        ((TOOL_RC == 0)) || { REASON="retina_recv exited with status $TOOL_RC: $(head -c 300 "$dir/retina.log")"; return; }
+        local min_count=$((DURATION * 30 / 2))
+        FRAGS=
+        for ((i = 0; i < n; i++)); do
+            c=$(awk -v u="$URL/cam$i" '$1 == "FRAMES" && $2 == u { print $3 }' "$dir/retina.out")
+            FRAGS+="${FRAGS:+ }${c:-0}"
+            ((${c:-0} >= min_count)) || { REASON="cam$i: ${c:-0} frames received (want >= $min_count)"; return; }
         done
         ;;
     ffmpeg)
@@ -288,7 +313,8 @@ done
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB; load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
     echo "- vidgest $REV (binary built $BUILT), $(gst-launch-1.0 --version | sed -n 2p), $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
     echo "- source: $(basename "$SRC"), 1920x1080 30 fps H.264 High, GOP 30, no B-frames, $((SRC_BPS / 1000)) kbit/s, served by examples/test_camera over RTSP/TCP on loopback without re-encoding"
-    echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; gst-launch: 1 process with N branches; ffmpeg: N processes (CPU and RSS are sums)"
+    echo "- per run: ${WARMUP} s warm-up, ${DURATION} s window, $REPEATS repeats, medians; gst-launch: 1 process with N branches; ffmpeg: N processes (CPU and RSS are sums); retina-bare: examples/retina_recv, 1 process, 1 thread, receive + demux only"
+    echo "- vidgest backend: ${VIDGEST_BACKEND:-the daemon default}"
     echo "- CPU = utime+stime of the tool's processes over the window; stream-minute = 1 stream for 60 s"
 } >"$RESULTS/header-$STAMP.md"
 python3 "$ROOT/bench/lib/report.py" "$RAW" "$RESULTS/header-$STAMP.md" >"$REPORT"

@@ -7,6 +7,11 @@
 //! ```text
 //! cargo run --example test_camera -- --port 8554 --codec h265 --auth digest --user u --password p
 //! ```
+//!
+//! Camera quirks for tests/rtsp_quirks.rs: `--inband-params false` sends H.264 parameter sets
+//! only in the SDP (`sprop-parameter-sets`), never in the stream; `--resize-after SECS` changes
+//! the resolution (to `--resize-to`, default half size) once, mid-stream, so the encoder sends a
+//! new SPS.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -63,6 +68,29 @@ struct Args {
     /// One pipeline shared by all clients of a mount (like a real camera).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     shared: bool,
+    /// With `false`, H.264 parameter sets go only into the SDP, not into the stream (synthetic
+    /// H.264 source only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    inband_params: bool,
+    /// Changes the resolution once, this many seconds after a mount's pipeline started
+    /// (synthetic source only).
+    #[arg(long, value_name = "SECS")]
+    resize_after: Option<u32>,
+    /// The resolution after `--resize-after`, `WIDTHxHEIGHT` (default: half of each side).
+    #[arg(long, value_name = "WxH", requires = "resize_after", value_parser = parse_size)]
+    resize_to: Option<(u32, u32)>,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let parsed = s
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+    match parsed {
+        Some((w, h)) if w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0 => Ok((w, h)),
+        _ => Err(format!(
+            "{s:?} is not WIDTHxHEIGHT with even sides of at least 16"
+        )),
+    }
 }
 
 fn main() -> Result<()> {
@@ -72,6 +100,12 @@ fn main() -> Result<()> {
     }
     if args.fps == 0 || args.width == 0 || args.height == 0 {
         bail!("--width, --height and --fps must be positive");
+    }
+    if !args.inband_params && (args.codec != Codec::H264 || args.file.is_some()) {
+        bail!("--inband-params false needs the synthetic H.264 source (no --file, --codec h264)");
+    }
+    if args.resize_after.is_some() && args.file.is_some() {
+        bail!("--resize-after needs a live-encoded source (no --file)");
     }
     gst::init().context("initializing GStreamer")?;
     watch_stdin();
@@ -98,6 +132,12 @@ fn main() -> Result<()> {
         let factory = rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&launch);
         factory.set_shared(args.shared);
+        if let Some(secs) = args.resize_after {
+            let size = args
+                .resize_to
+                .unwrap_or(((args.width / 4) * 2, (args.height / 4) * 2));
+            factory.connect_media_configure(move |_, media| resize_later(media, secs, size));
+        }
         if args.shared {
             factory.set_media_gtype(always_on::AlwaysOnMedia::static_type());
         }
@@ -151,13 +191,42 @@ fn make_auth(kind: AuthKind, user: &str, password: &str) -> rtsp_server::RTSPAut
     auth
 }
 
+/// Name of the raw-video capsfilter that sets the encoded size (`--resize-after` edits it).
+const SIZE_FILTER: &str = "size";
+
+/// After `secs`, sets the size capsfilter of `media`'s pipeline to `(width, height)`: the source
+/// renegotiates and the encoder restarts with a new SPS/PPS at a key frame.
+fn resize_later(media: &rtsp_server::RTSPMedia, secs: u32, (width, height): (u32, u32)) {
+    let Some(filter) = media
+        .element()
+        .downcast::<gst::Bin>()
+        .ok()
+        .and_then(|bin| bin.by_name(SIZE_FILTER))
+    else {
+        eprintln!("test_camera: no {SIZE_FILTER} capsfilter to resize");
+        return;
+    };
+    glib::timeout_add_seconds_once(secs, move || {
+        let caps: gst::Caps = filter.property("caps");
+        let mut caps = caps.copy();
+        if let Some(s) = caps.make_mut().structure_mut(0) {
+            s.set("width", width as i32);
+            s.set("height", height as i32);
+        }
+        filter.set_property("caps", &caps);
+        eprintln!("test_camera: resized to {width}x{height}");
+    });
+}
+
 fn launch_line(args: &Args) -> Result<String> {
     let (parse, pay) = match args.codec {
         Codec::H264 => ("h264parse", "rtph264pay"),
         Codec::H265 => ("h265parse", "rtph265pay"),
     };
-    // config-interval=-1: parameter sets with every key frame, so late joiners can decode.
-    let payloader = format!("{pay} name=pay0 pt=96 config-interval=-1");
+    // config-interval=-1: parameter sets with every key frame, so late joiners can decode;
+    // 0 with --inband-params false, where the SDP is the only place they are sent.
+    let interval = if args.inband_params { -1 } else { 0 };
+    let payloader = format!("{pay} name=pay0 pt=96 config-interval={interval}");
     if let Some(file) = &args.file {
         if !file.is_file() {
             bail!("--file {}: no such file", file.display());
@@ -175,7 +244,7 @@ fn launch_line(args: &Args) -> Result<String> {
             let path = image.to_str().context("--image path is not UTF-8")?;
             format!(
                 "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! imagefreeze is-live=true \
-                 ! videoconvert ! video/x-raw,format=I420,width={},height={},framerate={}/1",
+                 ! videoconvert ! videoscale ! capsfilter name={SIZE_FILTER} caps=\"video/x-raw,format=I420,width={},height={},framerate={}/1\"",
                 path.replace('"', "\\\""),
                 args.width,
                 args.height,
@@ -183,11 +252,17 @@ fn launch_line(args: &Args) -> Result<String> {
             )
         }
         None => format!(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1",
+            "videotestsrc is-live=true pattern=ball ! capsfilter name={SIZE_FILTER} caps=\"video/x-raw,format=I420,width={},height={},framerate={}/1\"",
             args.width, args.height, args.fps
         ),
     };
     let encoder = match args.codec {
+        // repeat-headers=0 keeps x264 from writing SPS/PPS before each IDR; avc output puts them
+        // in codec_data, from which the payloader fills sprop-parameter-sets.
+        Codec::H264 if !args.inband_params => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} \
+             option-string=scenecut=0:repeat-headers=0 ! video/x-h264,stream-format=avc,alignment=au"
+        ),
         Codec::H264 => format!(
             "x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max={gop} option-string=scenecut=0"
         ),
