@@ -3,7 +3,7 @@
 //! flag, next to a second camera that must stay undisturbed.
 //!
 //! Each quirk is a function taking the RTSP [`Backend`]; the `backends!` list at the end runs
-//! them on each backend (today GStreamer's rtspsrc; retina joins with issue 12 slice A). A quirk a
+//! them on each backend (GStreamer's rtspsrc and retina). A quirk a
 //! backend cannot handle is `#[ignore]`d there with the measured reason, never skipped silently.
 
 mod harness;
@@ -26,8 +26,6 @@ const NS: i64 = 1_000_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Gstreamer,
-    /// Listed in `backends!` once `backend = "retina"` exists (issue 12 slice A).
-    #[allow(dead_code)]
     Retina,
 }
 
@@ -36,7 +34,7 @@ impl Backend {
         match self {
             // GStreamer is the only backend until `source.backend` exists (issue 12 slice B);
             // then this becomes `backend = "gstreamer"` like the line below.
-            Backend::Gstreamer => "",
+            Backend::Gstreamer => "backend = \"gstreamer\"\n",
             Backend::Retina => "backend = \"retina\"\n",
         }
     }
@@ -671,6 +669,32 @@ backends!(
         // Measured: rtph264depay passes on access units damaged by the lost packet and nothing
         // flags the gap, so ffmpeg reports "corrupt decoded frame" in the stored stream.
         #[ignore = "gstreamer backend stores frames damaged by RTP loss; retina drops them (issue 12)"]
+        rtp_loss_stores_only_decodable_frames,
+        udp_transport,
+        teardown_on_stop,
+        auth_basic,
+        auth_digest,
+    ]
+);
+
+backends!(
+    retina,
+    super::Backend::Retina,
+    [
+        no_rtcp,
+        inband_params_only,
+        out_of_band_params_only,
+        corrupt_sprop,
+        sprop_differs_from_inband,
+        session_timeout_keepalive,
+        rtp_timestamp_jump,
+        missing_range,
+        missing_control,
+        missing_rtpmap,
+        server_closes_connection,
+        stall,
+        params_change_mid_stream,
+        rtp_loss_keeps_recording,
         rtp_loss_stores_only_decodable_frames,
         udp_transport,
         teardown_on_stop,
