@@ -527,9 +527,13 @@ impl SourceConfig {
     pub fn transport(&self) -> RtspTransport {
         self.transport.unwrap_or(RtspTransport::Tcp)
     }
-    /// The RTSP client for this camera; GStreamer until retina passes every recording test.
+    /// The RTSP client for this camera: as configured, else retina, except for `rtsps://` (RTSP
+    /// over TLS), which only GStreamer's rtspsrc speaks.
     pub fn backend(&self) -> RtspBackend {
-        self.backend.unwrap_or(RtspBackend::Gstreamer)
+        self.backend.unwrap_or_else(|| match &self.url {
+            Some(url) if url.is_rtsps() => RtspBackend::Gstreamer,
+            _ => RtspBackend::Retina,
+        })
     }
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout

@@ -702,20 +702,27 @@ fn metrics_defaults_and_problems() {
 }
 
 #[test]
-fn rtsp_backend_defaults_to_gstreamer_and_parses_retina() {
+fn rtsp_backend_defaults_to_retina_but_gstreamer_for_rtsps() {
     let c = Config::parse(GOOD).unwrap();
-    assert_eq!(
-        c.camera("front").unwrap().source.backend(),
-        RtspBackend::Gstreamer
-    );
-    let text = GOOD.replace("url = ", "backend = \"retina\"\nurl = ");
-    let c = Config::parse(&text).unwrap();
     assert_eq!(
         c.camera("front").unwrap().source.backend(),
         RtspBackend::Retina
     );
+    let text = GOOD.replace("url = ", "backend = \"gstreamer\"\nurl = ");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(
+        c.camera("front").unwrap().source.backend(),
+        RtspBackend::Gstreamer
+    );
+    let text = GOOD.replace("rtsp://", "rtsps://");
+    assert!(text.contains("rtsps://"), "GOOD has an rtsp:// camera");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(
+        c.camera("front").unwrap().source.backend(),
+        RtspBackend::Gstreamer
+    );
     // rtspt:// is TCP, which retina does; rtsps:// is not.
-    let c = Config::parse(&text.replace("rtsp://admin", "rtspt://admin")).unwrap();
+    let c = Config::parse(&GOOD.replace("rtsp://admin", "rtspt://admin")).unwrap();
     assert!(c
         .camera("front")
         .unwrap()
