@@ -19,17 +19,16 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParameters};
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The supervisor's liveness beat while waiting for frames (the GStreamer one polls every 200 ms).
 const BEAT: Duration = Duration::from_secs(1);
+/// RTP timestamps jumping further than this (either way) end the session.
+const MAX_TIMESTAMP_JUMP_SECS: f64 = 10.0;
 /// How long a stop waits for the last session's TEARDOWN.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
-/// RTP timestamps jumping further than this end the session (a new one maps time afresh).
-const MAX_TIMESTAMP_JUMP_SECS: u32 = 10;
 
 /// Runs sessions with backoff until shutdown.
 pub(super) async fn supervise(
@@ -161,9 +160,9 @@ async fn connect(
         .frame_format(FrameFormat::MP4);
     step(shutdown, limit, "SETUP", described.setup(stream_i, setup)).await?;
     progress.beat();
-    let play = PlayOptions::default().enforce_timestamps_with_max_jump_secs(
-        NonZeroU32::new(MAX_TIMESTAMP_JUMP_SECS).expect("non-zero"),
-    );
+    // Not retina's `enforce_timestamps_with_max_jump_secs`: it allows forward jumps only, and
+    // B-frames go back in RTP time (tests/bframes.rs). `run_session` checks jumps both ways.
+    let play = PlayOptions::default();
     let playing = step(shutdown, limit, "PLAY", described.play(play)).await?;
     let demuxed = playing
         .demuxed()
@@ -195,6 +194,7 @@ async fn run_session(
     // Connecting may legitimately take longer than a stall (RTSP handshake, DNS).
     let first_media_deadline = stall + cam.source.connect_timeout();
     let mut last_media: Option<Instant> = None;
+    let mut last_ts_secs: Option<f64> = None;
     let progress = &status.supervisor_progress;
     loop {
         progress.beat();
@@ -229,6 +229,15 @@ async fn run_session(
             Ok(Some(Ok(CodecItem::VideoFrame(f)))) => f,
             Ok(Some(Ok(_))) => continue, // RTCP (nothing else is set up)
         };
+        // A camera whose RTP clock jumps (a restarted encoder, a 2^31 jump) gets a new session,
+        // which maps time afresh; B-frames step back a fraction of a second, never this far.
+        let secs = frame.timestamp().elapsed_secs();
+        if let Some(prev) = last_ts_secs.replace(secs) {
+            if (secs - prev).abs() > MAX_TIMESTAMP_JUMP_SECS {
+                let reason = format!("RTP timestamp jumped by {:.1} s", secs - prev);
+                return (SessionEnd::Retry(reason), streamed);
+            }
+        }
         if frame.loss() > 0 {
             status
                 .counters
