@@ -69,6 +69,20 @@ fn start_daemon(dir: &std::path::Path, body: &str) -> Daemon {
     daemon
 }
 
+/// An RTSP test camera showing darknet's person.jpg at 10 fps, a key frame every second.
+fn person_camera() -> TestCamera {
+    let person = repo("vendor/darknet/person.jpg");
+    assert!(person.exists(), "run scripts/bootstrap (sample photos)");
+    TestCamera::start(&[
+        "--image",
+        person.to_str().unwrap(),
+        "--fps",
+        "10",
+        "--gop",
+        "10",
+    ])
+}
+
 /// Waits for `camera`'s first detection record with a person and checks it: the model, the
 /// box, and the stored fragment it names holds the frame's time.
 fn assert_person_linked(daemon: &Daemon, camera: &str) {
@@ -118,16 +132,7 @@ fn assert_person_linked(daemon: &Daemon, camera: &str) {
 
 #[test]
 fn detects_a_person_links_records_to_fragments_and_gates_still_scenes() {
-    let person = repo("vendor/darknet/person.jpg");
-    assert!(person.exists(), "run scripts/bootstrap (sample photos)");
-    let cam = TestCamera::start(&[
-        "--image",
-        person.to_str().unwrap(),
-        "--fps",
-        "10",
-        "--gop",
-        "10",
-    ]);
+    let cam = person_camera();
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_daemon(
         dir.path(),
@@ -277,16 +282,7 @@ fn a_failing_detect_source_does_not_affect_recording() {
 /// to the fragment holding the frame as with the GStreamer backend.
 #[test]
 fn retina_camera_detects_a_person_linked_to_its_fragment() {
-    let person = repo("vendor/darknet/person.jpg");
-    assert!(person.exists(), "run scripts/bootstrap (sample photos)");
-    let cam = TestCamera::start(&[
-        "--image",
-        person.to_str().unwrap(),
-        "--fps",
-        "10",
-        "--gop",
-        "10",
-    ]);
+    let cam = person_camera();
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_daemon(
         dir.path(),
