@@ -2,7 +2,7 @@
 //! task): how a session's end becomes a state and a backoff delay, the texts the states show
 //! (tests and operators parse them), and how access units go to the recorder without blocking.
 
-use super::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, RawAu};
+use super::{Backoff, CameraState, CameraStatus, CaptureEvent, Counters, RawAu, Shutdown};
 use crossbeam_channel::{Sender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,23 @@ pub(crate) enum SessionEnd {
 pub(crate) enum Next {
     Stop,
     RetryAfter(Duration),
+}
+
+/// The start of session `*session + 1`, unless shutdown was asked: the supervisor's beat, the
+/// session counter and the `connecting` state. Returns when it started.
+pub(crate) fn begin_session(
+    status: &CameraStatus,
+    shutdown: &Shutdown,
+    session: &mut u64,
+) -> Option<Instant> {
+    status.supervisor_progress.beat();
+    if shutdown.is_triggered() {
+        return None;
+    }
+    *session += 1;
+    Counters::inc(&status.counters.sessions);
+    status.set(CameraState::Starting, "connecting");
+    Some(Instant::now())
 }
 
 /// Applies a session's end to the camera's state and the backoff. `streamed`: media flowed;

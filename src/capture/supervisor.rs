@@ -143,15 +143,7 @@ fn supervise(
     let mut backoff = Backoff::default();
     let mut session = 0u64;
     let progress = &status.supervisor_progress;
-    loop {
-        progress.beat();
-        if shutdown.is_triggered() {
-            break;
-        }
-        session += 1;
-        Counters::inc(&status.counters.sessions);
-        status.set(CameraState::Starting, "connecting");
-        let started = Instant::now();
+    while let Some(started) = policy::begin_session(status, shutdown, &mut session) {
         if let Some(tx) = tx {
             let _ = tx.send(CaptureEvent::SessionStart { session });
         }

@@ -43,15 +43,7 @@ pub(super) async fn supervise(
     let mut backoff = Backoff::default();
     let mut session = 0u64;
     let progress = &status.supervisor_progress;
-    loop {
-        progress.beat();
-        if shutdown.is_triggered() {
-            break;
-        }
-        session += 1;
-        Counters::inc(&status.counters.sessions);
-        status.set(CameraState::Starting, "connecting");
-        let started = Instant::now();
+    while let Some(started) = policy::begin_session(&status, &shutdown, &mut session) {
         send_control(&tx, CaptureEvent::SessionStart { session });
         let mut feed = detect.as_ref().map(|d| DetectSession::new(d, session));
         let (end, streamed) = run_session(
