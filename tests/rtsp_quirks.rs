@@ -15,7 +15,7 @@ use harness::*;
 use rtsp_proxy::{Faults, RtspProxy, SdpEdit};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::TestCamera;
 use vidgest::store::{FragmentMeta, StoreReader};
@@ -76,6 +76,16 @@ struct Setup {
     proxy: RtspProxy,
     daemon: Daemon,
     _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Stops the daemon (SIGTERM must exit 0). Its data dir stays while the returned guard
+    /// lives, and so do the proxy's counters.
+    fn stop(self) -> (PathBuf, RtspProxy, tempfile::TempDir) {
+        let data_dir = self.daemon.data_dir.clone();
+        assert!(self.daemon.terminate().success());
+        (data_dir, self.proxy, self._dir)
+    }
 }
 
 fn setup(backend: Backend, camera_args: &[&str], faults: Faults, extra: &str) -> Setup {
@@ -172,10 +182,9 @@ fn no_rtcp(backend: Backend) {
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 5, "5 fragments without RTCP");
     wait_fragments(&s.daemon, "other", 2, "2 fragments of the other camera");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, proxy, _dir) = s.stop();
     assert!(
-        s.proxy
+        proxy
             .stats()
             .rtcp_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -223,10 +232,9 @@ fn inband_params_only(backend: Backend) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments without sprop");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, proxy, _dir) = s.stop();
     assert!(
-        s.proxy
+        proxy
             .stats()
             .sdp_edits
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -245,8 +253,7 @@ fn out_of_band_params_only(backend: Backend) {
         "",
     );
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments with sprop only");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_clean_recording(&data_dir, "quirk", 320, 240);
     assert_undisturbed(&data_dir);
 }
@@ -259,8 +266,7 @@ fn corrupt_sprop(backend: Backend) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments with a corrupt sprop");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_clean_recording(&data_dir, "quirk", 320, 240);
     assert_undisturbed(&data_dir);
 }
@@ -278,8 +284,7 @@ fn sprop_differs_from_inband(backend: Backend) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments with a different sprop");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_clean_recording(&data_dir, "quirk", 320, 240);
     assert_undisturbed(&data_dir);
 }
@@ -300,8 +305,7 @@ fn session_timeout_keepalive(backend: Backend) {
         .map(|m| stats.requests(m))
         .sum::<u64>();
     let describes = stats.requests("DESCRIBE");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_eq!(describes, 1, "the session was never restarted");
     assert!(keepalives >= 3, "{keepalives} keepalive requests in 12 s");
     let frags = read_fragments(&data_dir, "quirk");
@@ -332,8 +336,7 @@ fn rtp_timestamp_jump(backend: Backend) {
                 .then_some(frags)
         },
     );
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert!(!jumped.is_empty());
     let frags = read_fragments(&data_dir, "quirk");
     for f in &frags {
@@ -362,8 +365,7 @@ fn missing_range(backend: Backend) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments without a=range");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_clean_recording(&data_dir, "quirk", 320, 240);
 }
 
@@ -376,16 +378,15 @@ fn missing_control(backend: Backend) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 3, "3 fragments without a=control");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, proxy, _dir) = s.stop();
     assert!(
-        s.proxy
+        proxy
             .stats()
             .sdp_edits
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
-    assert!(s.proxy.stats().requests("SETUP") >= 1);
+    assert!(proxy.stats().requests("SETUP") >= 1);
     assert_clean_recording(&data_dir, "quirk", 320, 240);
     assert_undisturbed(&data_dir);
 }
@@ -402,8 +403,7 @@ fn missing_rtpmap(backend: Backend) {
         Some(retry_lines(&s.daemon.log_text(), "quirk")).filter(|l| l.len() >= 2)
     });
     wait_fragments(&s.daemon, "other", 3, "3 fragments of the other camera");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     eprintln!("quirk camera state: {}", lines[0]);
     assert_clear_reason(&lines[0]);
     assert!(read_fragments(&data_dir, "quirk").is_empty());
@@ -438,10 +438,9 @@ fn server_closes_connection(backend: Backend) {
     let steady = s.daemon.fragments("other").len();
     wait_fragments(&s.daemon, "other", steady + 1, "the other camera to go on");
     let log = s.daemon.log_text();
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, proxy, _dir) = s.stop();
     assert!(!retry_lines(&log, "quirk").is_empty(), "no backoff logged");
-    assert!(s.proxy.stats().requests("DESCRIBE") >= 2);
+    assert!(proxy.stats().requests("DESCRIBE") >= 2);
     let frags = read_fragments(&data_dir, "quirk");
     let idx = frags
         .iter()
@@ -473,8 +472,7 @@ fn stall(backend: Backend) {
             .skip(before)
             .find(|f| f.discontinuity)
     });
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, _, _dir) = s.stop();
     assert_undisturbed(&data_dir);
 }
 
@@ -528,10 +526,9 @@ fn rtp_loss(backend: Backend, must_decode: bool) {
     };
     let s = setup(backend, &[], faults, "");
     wait_fragments(&s.daemon, "quirk", 5, "5 fragments with loss");
-    let data_dir = s.daemon.data_dir.clone();
-    assert!(s.daemon.terminate().success());
+    let (data_dir, proxy, _dir) = s.stop();
     assert!(
-        s.proxy
+        proxy
             .stats()
             .rtp_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
