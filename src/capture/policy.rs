@@ -170,6 +170,54 @@ impl AuSender {
     }
 }
 
+/// Access units held back on the receive side before they wake the recorder thread.
+/// Waking a thread per frame (30 a second per camera) cost more CPU than recording itself
+/// (BENCHMARKS.md, "Recording on retina"); a batch ends at each key frame, so the recorder still
+/// closes every fragment as soon as its successor's key frame arrives.
+pub(crate) struct AuBatch {
+    sender: AuSender,
+    pending: Vec<RawAu>,
+    /// When the oldest pending unit was received.
+    oldest: Option<Instant>,
+}
+
+impl AuBatch {
+    /// Units a batch holds at most (long GOPs): about a second at 30 fps.
+    pub(crate) const MAX_UNITS: usize = 32;
+    /// How long the oldest unit waits at most.
+    pub(crate) const MAX_AGE: Duration = Duration::from_millis(500);
+
+    pub(crate) fn new(sender: AuSender) -> Self {
+        Self {
+            sender,
+            pending: Vec::with_capacity(Self::MAX_UNITS),
+            oldest: None,
+        }
+    }
+
+    /// Queues `au`, and sends the batch when it ends: at a key frame, when full or old, and on
+    /// every unit while someone watches the live feed (its latency is per frame).
+    pub(crate) fn push(&mut self, status: &CameraStatus, au: RawAu) -> Result<(), RecorderGone> {
+        let ends = au.is_key || status.live.has_subscribers();
+        let now = Instant::now();
+        let oldest = *self.oldest.get_or_insert(now);
+        self.pending.push(au);
+        if ends || self.pending.len() >= Self::MAX_UNITS || now - oldest >= Self::MAX_AGE {
+            self.flush(status)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending (a stalled camera's last frames, the end of a session).
+    pub(crate) fn flush(&mut self, status: &CameraStatus) -> Result<(), RecorderGone> {
+        self.oldest = None;
+        for au in self.pending.drain(..) {
+            self.sender.push(status, au)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +266,63 @@ mod tests {
         assert!(lost.after_gap);
         drop(rx);
         assert!(s.push(&status, au(false)).is_err());
+    }
+
+    #[test]
+    fn batches_end_at_key_frames_when_full_and_on_flush() {
+        let status = CameraStatus::new("c");
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let mut b = AuBatch::new(AuSender::new(tx, 1));
+        let key = || RawAu {
+            is_key: true,
+            ..au(false)
+        };
+        b.push(&status, key()).unwrap();
+        assert_eq!(rx.len(), 1, "a key frame goes out at once");
+        for _ in 0..3 {
+            b.push(&status, au(false)).unwrap();
+        }
+        assert_eq!(rx.len(), 1, "delta frames wait for the batch to end");
+        b.push(&status, key()).unwrap();
+        assert_eq!(
+            rx.len(),
+            5,
+            "the next key frame sends the batch, itself included"
+        );
+        let keys: Vec<bool> = rx
+            .try_iter()
+            .map(|e| match e {
+                CaptureEvent::Au { au, .. } => au.is_key,
+                _ => panic!("expected access units"),
+            })
+            .collect();
+        assert_eq!(keys, [true, false, false, false, true], "in order");
+        for _ in 0..AuBatch::MAX_UNITS {
+            b.push(&status, au(false)).unwrap();
+        }
+        assert_eq!(rx.len(), AuBatch::MAX_UNITS, "a full batch goes out");
+        let _ = rx.try_iter().count();
+        b.push(&status, au(false)).unwrap();
+        assert!(rx.is_empty());
+        b.flush(&status).unwrap();
+        assert_eq!(rx.len(), 1, "flush sends what is pending");
+        assert_eq!(
+            Counters::get(&status.counters.access_units),
+            6 + AuBatch::MAX_UNITS as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_go_out_per_unit_while_the_live_feed_is_watched() {
+        let status = CameraStatus::new("c");
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let mut b = AuBatch::new(AuSender::new(tx, 1));
+        b.push(&status, au(false)).unwrap();
+        assert!(rx.is_empty());
+        let viewer = status.live.body(Shutdown::new());
+        b.push(&status, au(false)).unwrap();
+        assert_eq!(rx.len(), 2, "a viewer gets every frame as it comes");
+        drop(viewer);
     }
 
     #[test]

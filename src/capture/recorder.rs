@@ -416,20 +416,24 @@ impl Recorder {
             has_previous && (s.first_fragment || s.discontinuity_next || config_changed || gap);
 
         let number = self.writer.next_fragment_number();
-        let data = match fmp4::fragment(number as u32, base_decode_time, &samples) {
+        let head = match fmp4::fragment_head(number as u32, base_decode_time, &samples) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(camera = %self.status.name, error = %e, "cannot build fragment; dropped");
                 return;
             }
         };
+        let parts: Vec<&[u8]> = std::iter::once(&head[..])
+            .chain(samples.iter().map(|s| s.data))
+            .collect();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let new = NewFragment {
             codec: &ready.config,
             producer_ns,
             duration_ns,
             discontinuity,
             sample_count: samples.len() as u32,
-            data: &data,
+            parts: &parts,
         };
         match self.writer.append(&new) {
             Ok(AppendOutcome::Stored {
@@ -440,8 +444,7 @@ impl Recorder {
                 s.last_config_id = Some(config_id);
                 let c = &self.status.counters;
                 Counters::inc(&c.fragments_stored);
-                c.bytes_stored
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                c.bytes_stored.fetch_add(len as u64, Ordering::Relaxed);
                 if let Some(linker) = self.linker.as_mut() {
                     let (session, ended) = (self.session.as_ref(), &self.ended);
                     let id = session.map_or(0, |s| s.id);

@@ -146,6 +146,22 @@ pub fn fragment(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Vec<u8>, MediaError> {
+    let mut out = fragment_head(sequence_number, base_decode_time, samples)?;
+    out.reserve(samples.iter().map(|s| s.data.len()).sum());
+    for s in samples {
+        out.extend_from_slice(s.data);
+    }
+    Ok(out)
+}
+
+/// The bytes of [`fragment`] before the first sample: the moof and the mdat's header. Followed
+/// by every sample's data in order, they are the fragment; the recorder writes them that way
+/// (one vectored write) instead of copying a fragment's worth of video into one buffer.
+pub fn fragment_head(
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Result<Vec<u8>, MediaError> {
     if samples.is_empty() {
         return Err(MediaError::EmptyFragment);
     }
@@ -191,18 +207,15 @@ pub fn fragment(
     let moof_len = encode(&moof)?.len();
     moof.traf[0].trun[0].data_offset = Some(to_i32(moof_len as i64 + 8)?);
 
-    // The mdat is written by hand: one copy of each sample straight into the output (mp4-atom's
-    // Mdat would need the payload assembled in a buffer of its own first).
+    // The mdat header is written by hand: mp4-atom's Mdat would need the payload assembled in a
+    // buffer of its own.
     let payload_len: usize = samples.iter().map(|s| s.data.len()).sum();
     let mdat_len = u32::try_from(payload_len + 8)
         .map_err(|_| MediaError::InvalidFragment(format!("{payload_len} bytes of samples")))?;
-    let mut out = Vec::with_capacity(moof_len + 8 + payload_len);
+    let mut out = Vec::with_capacity(moof_len + 8);
     moof.encode(&mut out)?;
     out.extend_from_slice(&mdat_len.to_be_bytes());
     out.extend_from_slice(b"mdat");
-    for s in samples {
-        out.extend_from_slice(s.data);
-    }
     Ok(out)
 }
 

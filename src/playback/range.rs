@@ -222,7 +222,7 @@ mod tests {
                 duration_ns: 1_000_000_000,
                 discontinuity: false,
                 sample_count: 10,
-                data: &data,
+                parts: &[&data],
             })
             .unwrap();
             clock.advance(Duration::from_secs(1));

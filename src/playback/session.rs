@@ -460,7 +460,7 @@ pub(crate) mod tests {
                 duration_ns: 2_000_000_000,
                 discontinuity: gaps.contains(&i),
                 sample_count: 60,
-                data: &[i as u8; 100],
+                parts: &[&[i as u8; 100]],
             })
             .unwrap();
             clock.advance(std::time::Duration::from_secs(2));

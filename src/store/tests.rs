@@ -86,7 +86,7 @@ fn append(w: &mut VideoWriter, clock: &ManualClock, size: usize) -> AppendOutcom
             duration_ns: 2_000_000_000,
             discontinuity: false,
             sample_count: 60,
-            data: &data,
+            parts: &[&data],
         })
         .unwrap();
     clock.advance(Duration::from_secs(2));

@@ -9,7 +9,7 @@ use crate::media::{fmp4, CodecConfig};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,8 +22,9 @@ pub struct NewFragment<'a> {
     pub duration_ns: i64,
     pub discontinuity: bool,
     pub sample_count: u32,
-    /// moof + mdat, built with `next_fragment_number()` as its sequence number.
-    pub data: &'a [u8],
+    /// moof + mdat, built with `next_fragment_number()` as its sequence number, in parts that
+    /// are written one after the other (e.g. `fmp4::fragment_head` and each sample's data).
+    pub parts: &'a [&'a [u8]],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +159,7 @@ impl VideoWriter {
     pub fn append(&mut self, f: &NewFragment) -> Result<AppendOutcome> {
         let store = self.store.clone();
         let db = store.root.join(super::INDEX_FILE);
-        let len = f.data.len() as u64;
+        let len = f.parts.iter().map(|p| p.len() as u64).sum::<u64>();
         // statvfs outside the lock (see retention's module doc).
         let free = retention::free_space(&store);
         let (init_id, deleted) = {
@@ -180,10 +181,8 @@ impl VideoWriter {
 
         let seg = self.segment.as_mut().expect("segment opened above");
         // Positional write: a failed partial write leaves no cursor drift for the next append.
-        let written = seg
-            .file
-            .write_all_at(f.data, seg.len)
-            .and_then(|_| match store.opts.fsync {
+        let written =
+            write_all_at(&seg.file, f.parts, seg.len).and_then(|_| match store.opts.fsync {
                 FsyncPolicy::Fragment => seg.file.sync_data(),
                 FsyncPolicy::Never => Ok(()),
             });
@@ -391,5 +390,49 @@ impl Drop for VideoWriter {
         if let Err(e) = self.close_segment(&mut st) {
             tracing::warn!(camera = %self.name, error = ?e, "could not close segment cleanly; recovery will on next start");
         }
+    }
+}
+
+/// Writes `parts` one after the other at `offset`: `pwritev` in a loop (partial writes, at most
+/// IOV_MAX slices a call). std's `write_all_vectored` has no positional form.
+fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    for chunk in parts.chunks(IOV_MAX) {
+        let mut slices: Vec<IoSlice> = chunk.iter().map(|p| IoSlice::new(p)).collect();
+        let mut bufs = &mut slices[..];
+        IoSlice::advance_slices(&mut bufs, 0); // skips empty parts
+        while !bufs.is_empty() {
+            let n = rustix::io::pwritev(file, bufs, offset)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            offset += n as u64;
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn parts_are_written_in_order_at_the_offset() {
+        let mut file = tempfile::tempfile().unwrap();
+        // Empty parts, and more parts than one pwritev takes.
+        let many: Vec<Vec<u8>> = (0..2500u32)
+            .map(|i| vec![(i % 251) as u8; (i % 3) as usize])
+            .collect();
+        let parts: Vec<&[u8]> = std::iter::once(&b""[..])
+            .chain(std::iter::once(&b"head"[..]))
+            .chain(many.iter().map(|p| &p[..]))
+            .collect();
+        write_all_at(&file, &parts, 3).unwrap();
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert_eq!(&got[..3], &[0, 0, 0]);
+        assert_eq!(got[3..], parts.concat());
     }
 }

@@ -4,7 +4,7 @@
 
 use super::convert::{error_text, Converter};
 use super::{DetectHook, Target};
-use crate::capture::policy::{self, AuSender, Next, SessionEnd};
+use crate::capture::policy::{self, AuBatch, AuSender, Next, SessionEnd};
 use crate::capture::supervisor::{install_detect_sink, FrameClock};
 use crate::capture::{
     frame_sink, Backoff, CameraState, CameraStatus, CaptureEvent, Counters, DetectFeed, RawAu,
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The supervisor's liveness beat while waiting for frames (the GStreamer one polls every 200 ms).
+/// The session's check of its deadlines and liveness beat (the GStreamer one polls every 200 ms).
 const BEAT: Duration = Duration::from_secs(1);
 /// RTP timestamps jumping further than this (either way) end the session.
 const MAX_TIMESTAMP_JUMP_SECS: f64 = 10.0;
@@ -181,51 +181,61 @@ async fn run_session(
     };
     // Parameters from the SDP (`sprop-parameter-sets`) when it has them; else from the stream.
     let mut converter = Converter::new(video_parameters(&demuxed.streams()[stream_i]));
-    let mut sender = AuSender::new(tx.clone(), session);
+    let mut batch = AuBatch::new(AuSender::new(tx.clone(), session));
     let stall = cam.stall_timeout.0;
     // Connecting may legitimately take longer than a stall (RTSP handshake, DNS).
     let first_media_deadline = stall + cam.source.connect_timeout();
     let mut last_media: Option<Instant> = None;
     let mut last_ts_secs: Option<f64> = None;
     let progress = &status.supervisor_progress;
+    // Deadlines, the write-failure flag and the liveness beat are checked once a tick rather
+    // than per frame: one timer for the session instead of one per frame (stalls are noticed
+    // within a beat of their deadline).
+    let mut beat = tokio::time::interval_at((Instant::now() + BEAT).into(), BEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
     loop {
-        progress.beat();
-        let streamed = last_media.is_some();
-        if status.take_write_failure() {
-            return (SessionEnd::Retry("storage write failed".into()), streamed);
-        }
-        let deadline = match last_media {
-            None => started + first_media_deadline,
-            Some(t) => t + stall,
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            let reason = match last_media {
-                None => policy::no_video_text(first_media_deadline),
-                Some(_) => policy::stall_text(stall),
-            };
-            return (SessionEnd::Retry(reason), streamed);
-        }
-        let wake = deadline.min(now + BEAT);
         let item = tokio::select! {
-            _ = shutdown.triggered() => return (SessionEnd::Shutdown, streamed),
-            r = tokio::time::timeout_at(wake.into(), demuxed.next()) => r,
+            biased;
+            _ = &mut stop => {
+                let _ = batch.flush(status);
+                return (SessionEnd::Shutdown, last_media.is_some());
+            }
+            item = demuxed.next() => item,
+            _ = beat.tick() => {
+                progress.beat();
+                if let Some(end) = check_session(status, started, last_media, first_media_deadline, stall) {
+                    let _ = batch.flush(status);
+                    return (end, last_media.is_some());
+                }
+                // A camera that paused mid-batch: what it sent is recorded now.
+                if batch.flush(status).is_err() {
+                    return (SessionEnd::Shutdown, last_media.is_some());
+                }
+                continue;
+            }
         };
+        let streamed = last_media.is_some();
         let frame = match item {
-            Err(_) => continue, // a beat, or the deadline checked above
-            Ok(None) => {
+            None => {
+                let _ = batch.flush(status);
                 let reason = "camera closed the connection".into();
                 return (SessionEnd::Retry(reason), streamed);
             }
-            Ok(Some(Err(e))) => return (SessionEnd::Retry(error_text(&e)), streamed),
-            Ok(Some(Ok(CodecItem::VideoFrame(f)))) => f,
-            Ok(Some(Ok(_))) => continue, // RTCP (nothing else is set up)
+            Some(Err(e)) => {
+                let _ = batch.flush(status);
+                return (SessionEnd::Retry(error_text(&e)), streamed);
+            }
+            Some(Ok(CodecItem::VideoFrame(f))) => f,
+            Some(Ok(_)) => continue, // RTCP (nothing else is set up)
         };
         // A camera whose RTP clock jumps (a restarted encoder, a 2^31 jump) gets a new session,
         // which maps time afresh; B-frames step back a fraction of a second, never this far.
         let secs = frame.timestamp().elapsed_secs();
         if let Some(prev) = last_ts_secs.replace(secs) {
             if (secs - prev).abs() > MAX_TIMESTAMP_JUMP_SECS {
+                let _ = batch.flush(status);
                 let reason = format!("RTP timestamp jumped by {:.1} s", secs - prev);
                 return (SessionEnd::Retry(reason), streamed);
             }
@@ -239,14 +249,14 @@ async fn run_session(
         let params = video_parameters(&demuxed.streams()[stream_i]);
         match converter.convert(frame.into(), params) {
             Ok(au) => {
-                if last_media.is_none() {
+                if !streamed {
                     status.set(CameraState::Streaming, "recording");
                 }
                 last_media = Some(Instant::now());
                 if let Some(d) = detect.as_mut() {
                     d.push(&cam.name, &au);
                 }
-                if sender.push(status, au).is_err() {
+                if batch.push(status, au).is_err() {
                     // The recorder only exits when capture stops.
                     return (SessionEnd::Shutdown, true);
                 }
@@ -254,6 +264,28 @@ async fn run_session(
             Err(_) => Counters::inc(&status.counters.dropped_before_key),
         }
     }
+}
+
+/// The session's end if a deadline passed or storage failed: no video since connecting, video
+/// stopped for `stall`, or the recorder could not write.
+fn check_session(
+    status: &CameraStatus,
+    started: Instant,
+    last_media: Option<Instant>,
+    first_media_deadline: Duration,
+    stall: Duration,
+) -> Option<SessionEnd> {
+    if status.take_write_failure() {
+        return Some(SessionEnd::Retry("storage write failed".into()));
+    }
+    let reason = match last_media {
+        None if started.elapsed() >= first_media_deadline => {
+            policy::no_video_text(first_media_deadline)
+        }
+        Some(t) if t.elapsed() >= stall => policy::stall_text(stall),
+        _ => return None,
+    };
+    Some(SessionEnd::Retry(reason))
 }
 
 /// Detection on this backend: the session's access units go to an appsrc decode pipeline
