@@ -219,7 +219,11 @@ async fn run_session(
             }
             Ok(Some(Err(e))) => return (SessionEnd::Retry(error_text(&e)), streamed),
             Ok(Some(Ok(CodecItem::VideoFrame(f)))) => f,
-            Ok(Some(Ok(_))) => continue, // RTCP (nothing else is set up)
+            Ok(Some(Ok(CodecItem::Rtcp(pkt)))) => {
+                super::rtcp::received(&pkt, session, status, tx);
+                continue;
+            }
+            Ok(Some(Ok(_))) => continue, // nothing else is set up
         };
         // A camera whose RTP clock jumps (a restarted encoder, a 2^31 jump) gets a new session,
         // which maps time afresh; B-frames step back a fraction of a second, never this far.
