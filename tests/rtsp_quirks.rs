@@ -6,6 +6,8 @@
 //! them on each backend (GStreamer's rtspsrc and retina). A quirk a
 //! backend cannot handle is `#[ignore]`d there with the measured reason, never skipped silently.
 
+#[path = "support/api.rs"]
+mod api_support;
 mod harness;
 #[path = "support/rtsp_proxy.rs"]
 mod rtsp_proxy;
@@ -108,6 +110,61 @@ fn setup(backend: Backend, camera_args: &[&str], faults: Faults, extra: &str) ->
     }
 }
 
+/// `setup` without camera flags, with the REST API on a free port (returned, for the
+/// cameras' counters) and `fragment` as the quirk camera's fragment duration.
+fn setup_with_api(backend: Backend, faults: Faults, fragment: &str) -> (Setup, u16) {
+    let cam = two_mount_camera(&[]);
+    let proxy = RtspProxy::start(camera_addr(&cam), faults).expect("start the proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let cameras = [("quirk", proxy.url("/cam0")), ("other", cam.mount_url(1))];
+    let cameras: Vec<(&str, &str)> = cameras.iter().map(|(n, u)| (*n, u.as_str())).collect();
+    // The quirk camera comes first in the config.
+    let toml = config(backend, &cameras, "").replacen(
+        "fragment_duration = \"2s\"",
+        &format!("fragment_duration = \"{fragment}\""),
+        1,
+    ) + &format!("[api]\nlisten = \"127.0.0.1:{port}\"\n");
+    let daemon = api_support::start_listening(dir.path(), port, &toml);
+    let setup = Setup {
+        _cam: cam,
+        proxy,
+        daemon,
+        _dir: dir,
+    };
+    (setup, port)
+}
+
+/// Counter `name` of `camera` from `GET /api/v1/cameras` (0 while it is not listed).
+fn counter(port: u16, camera: &str, name: &str) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/api/v1/cameras");
+    let v = api_support::http_get(&url, None).json();
+    v["cameras"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == camera)
+        .and_then(|c| c["counters"][name].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until counter `name` of `camera` is above 0 (sender reports come seconds apart).
+fn wait_counter(s: &Setup, port: u16, camera: &str, name: &str) {
+    eventually(Duration::from_secs(60), name, || {
+        s.daemon.assert_running();
+        (counter(port, camera, name) > 0).then_some(())
+    });
+}
+
+/// Server time minus producer end of each fragment: how long after the camera's picture
+/// (as the mapping says) the fragment was stored.
+fn lags(frags: &[FragmentMeta]) -> Vec<i64> {
+    frags
+        .iter()
+        .map(|f| f.server_ns - f.producer_end_ns())
+        .collect()
+}
+
 fn wait_fragments(daemon: &Daemon, camera: &str, n: usize, what: &str) -> Vec<FragmentMeta> {
     eventually(Duration::from_secs(90), what, || {
         daemon.assert_running();
@@ -179,9 +236,10 @@ fn no_rtcp(backend: Backend) {
         drop_rtcp: true,
         ..Faults::default()
     };
-    let s = setup(backend, &[], faults, "");
+    let (s, port) = setup_with_api(backend, faults, "2s");
     wait_fragments(&s.daemon, "quirk", 5, "5 fragments without RTCP");
     wait_fragments(&s.daemon, "other", 2, "2 fragments of the other camera");
+    assert_eq!(counter(port, "quirk", "rtcp_sender_reports"), 0);
     let (data_dir, proxy, _dir) = s.stop();
     assert!(
         proxy
@@ -205,6 +263,80 @@ fn no_rtcp(backend: Backend) {
         assert!(gap.abs() < NS / 20, "{gap} ns gap");
     }
     assert_key_frame_starts(&data_dir, &frags);
+    assert_undisturbed(&data_dir);
+}
+
+/// The camera's clock says its pictures are 400 ms older than their arrival (RTCP sender
+/// reports moved back 400 ms by the proxy): producer timestamps follow it, about 400 ms further
+/// from the storing time than the other camera's. 10 s fragments, so that the first report
+/// (1.3 to 5.8 s after PLAY from test_camera, measured) comes before the first fragment is
+/// stored; a later one could not move stored video back (docs/capture.md#timestamps).
+fn rtcp_camera_clock(backend: Backend) {
+    let faults = Faults {
+        sr_ntp_shift_ms: -400,
+        ..Faults::default()
+    };
+    let (s, port) = setup_with_api(backend, faults, "10s");
+    wait_counter(&s, port, "quirk", "rtcp_sender_reports");
+    wait_fragments(&s.daemon, "quirk", 2, "2 fragments of the camera");
+    wait_fragments(&s.daemon, "other", 3, "3 fragments of the other camera");
+    assert_eq!(counter(port, "quirk", "clock_hints_ignored"), 0);
+    assert_eq!(
+        counter(port, "quirk", "clock_resyncs"),
+        0,
+        "the first report came late"
+    );
+    let (data_dir, _proxy, _dir) = s.stop();
+    let frags = read_fragments(&data_dir, "quirk");
+    let mut other = lags(&read_fragments(&data_dir, "other"));
+    other.sort_unstable();
+    let reference = other[other.len() / 2];
+    for (f, lag) in frags.iter().zip(lags(&frags)) {
+        assert!(!f.discontinuity, "fragment {} flagged", f.fragment_number);
+        // Arrival based (no RTCP mapping), this would be about 0.
+        let earlier = lag - reference;
+        assert!(
+            (NS / 4..NS * 7 / 10).contains(&earlier),
+            "fragment {}: producer time {} ms earlier than the other camera's",
+            f.fragment_number,
+            earlier / 1_000_000
+        );
+    }
+    assert_key_frame_starts(&data_dir, &frags);
+    assert_undisturbed(&data_dir);
+}
+
+/// A camera clock an hour ahead (sender reports moved by the proxy) is not believed: the
+/// reports are counted as ignored, logged once, and the mapping stays arrival-based.
+fn rtcp_camera_clock_far_off(backend: Backend) {
+    let faults = Faults {
+        sr_ntp_shift_ms: 3_600_000,
+        ..Faults::default()
+    };
+    let (s, port) = setup_with_api(backend, faults, "2s");
+    wait_counter(&s, port, "quirk", "clock_hints_ignored");
+    wait_fragments(&s.daemon, "quirk", 4, "4 fragments of the camera");
+    assert!(counter(port, "quirk", "rtcp_sender_reports") > 0);
+    assert_eq!(counter(port, "other", "clock_hints_ignored"), 0);
+    let log = s.daemon.log_text();
+    let (data_dir, _proxy, _dir) = s.stop();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("camera=quirk") && l.contains("RTCP sender report) is off ours"))
+        .count();
+    assert_eq!(warned, 1, "logged once per session:\n{log}");
+    assert!(
+        log.contains("offset_s=\"+3600."),
+        "the offset is logged:\n{log}"
+    );
+    let frags = read_fragments(&data_dir, "quirk");
+    for (f, lag) in frags.iter().zip(lags(&frags)) {
+        assert!(!f.discontinuity, "fragment {} flagged", f.fragment_number);
+        assert!(
+            (-NS / 2..5 * NS).contains(&lag),
+            "server time {lag} ns after producer end"
+        );
+    }
     assert_undisturbed(&data_dir);
 }
 
@@ -671,6 +803,10 @@ backends!(
         teardown_on_stop,
         auth_basic,
         auth_digest,
+        #[ignore = "gstreamer backend maps timestamps by arrival only (no RTCP sender reports)"]
+        rtcp_camera_clock,
+        #[ignore = "gstreamer backend maps timestamps by arrival only (no RTCP sender reports)"]
+        rtcp_camera_clock_far_off,
     ]
 );
 
@@ -697,5 +833,7 @@ backends!(
         teardown_on_stop,
         auth_basic,
         auth_digest,
+        rtcp_camera_clock,
+        rtcp_camera_clock_far_off,
     ]
 );

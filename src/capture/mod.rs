@@ -59,6 +59,13 @@ pub enum CaptureEvent {
     LoopRestart {
         session: u64,
     },
+    /// The camera's wall clock at media time `media_ns` (an RTCP sender report, retina
+    /// backend): the recorder may map the session's media clock with it (docs/capture.md).
+    ClockHint {
+        session: u64,
+        media_ns: u64,
+        wall_ns: crate::clock::UnixNanos,
+    },
     /// The session ended (error, stall, EOS, shutdown): flush what is pending.
     SessionEnd {
         session: u64,

@@ -29,6 +29,14 @@ const BEHIND_LIMIT_NS: i64 = 10_000_000_000;
 const ENDED_SESSIONS: usize = 4;
 /// Duration of the first live chunk of a session (90 kHz ticks: one frame at 30 fps).
 const DEFAULT_LIVE_DURATION: u32 = 3000;
+/// A camera's clock (RTCP sender report) is used only when it reads within this window of
+/// ours when the report is handled: a little ahead (clock skew), or behind by up to the
+/// transport and queue delays. Cameras without NTP are often minutes off; those are ignored.
+const HINT_AHEAD_NS: i64 = 500_000_000;
+const HINT_BEHIND_NS: i64 = 5_000_000_000;
+/// A sender report arriving after the session's first fragment was stored re-maps the clock
+/// only when it moves it more than this (the re-map costs a discontinuity).
+const LATE_REMAP_MIN_NS: i64 = 100_000_000;
 
 pub struct Recorder {
     writer: VideoWriter,
@@ -76,6 +84,34 @@ struct Session {
     /// Decode time (90 kHz) and duration of the last live chunk: a chunk goes out before the
     /// next access unit tells its exact duration, so the previous one stands in.
     live_last: Option<(u64, u32)>,
+    hints: ClockHints,
+}
+
+/// What the session's RTCP sender reports (`CaptureEvent::ClockHint`) did to its mapping.
+///
+/// Policy (docs/capture.md#timestamps): the first key frame maps media time to its arrival
+/// time, as without RTCP. The session's first plausible sender report then replaces that
+/// mapping with the camera's clock, applied when the next fragment is stored:
+/// - before the session's first fragment is stored, always (nothing was stored with the
+///   arrival mapping yet);
+/// - later (cameras send the first report seconds in: gst-rtsp-server after 1.3 to 5.8 s),
+///   only when it moves the clock by more than `LATE_REMAP_MIN_NS`, flagged as a
+///   discontinuity and counted in `clock_resyncs`; and never backwards past the end of the
+///   last stored fragment (stored fragments do not overlap), so a late report that places the
+///   video earlier is clamped (usually to no change).
+///
+/// Later reports re-map nothing: `keep_up_with_wall_clock` stays the guard against drift.
+/// An implausible report (see `HINT_AHEAD_NS`) is counted and logged once per session.
+#[derive(Debug, Default)]
+struct ClockHints {
+    /// The latest plausible report before the first key frame: (media ns, wall ns).
+    early: Option<(u64, UnixNanos)>,
+    /// The session's mapping came from (or was checked against) a report: later ones are
+    /// not used.
+    settled: bool,
+    /// The wall base the next stored fragment moves to.
+    remap_to: Option<UnixNanos>,
+    warned: bool,
 }
 
 /// Test hook for the watchdog test (tests/systemd.rs): `VIDGEST_TEST_HANG_RECORDER=<camera>`
@@ -113,6 +149,40 @@ impl Session {
     fn media_base(&self) -> Option<u64> {
         self.media_base_ns
             .and_then(|raw| self.normalizer.media_time(0, raw))
+    }
+
+    /// A camera's sender report: wall time `wall_ns` at media time `media_ns` (see
+    /// [`ClockHints`] for the policy), handled at `now`.
+    fn clock_hint(
+        &mut self,
+        media_ns: u64,
+        wall_ns: UnixNanos,
+        now: UnixNanos,
+        status: &CameraStatus,
+    ) {
+        let offset = wall_ns - now;
+        if !(-HINT_BEHIND_NS..=HINT_AHEAD_NS).contains(&offset) {
+            Counters::inc(&status.counters.clock_hints_ignored);
+            if !std::mem::replace(&mut self.hints.warned, true) {
+                tracing::warn!(
+                    camera = %status.name,
+                    offset_s = format!("{:+.1}", offset as f64 / 1e9),
+                    "the camera's clock (RTCP sender report) is off ours: ignored, timestamps \
+                     stay arrival-based (set up NTP on the camera)"
+                );
+            }
+            return;
+        }
+        if self.hints.settled {
+            return;
+        }
+        match self.media_base_ns {
+            None => self.hints.early = Some((media_ns, wall_ns)),
+            Some(base) => {
+                self.hints.remap_to = Some(wall_time(wall_ns, media_ns, base));
+                self.hints.settled = true;
+            }
+        }
     }
 
     fn clock(&self) -> SessionClock {
@@ -256,6 +326,7 @@ impl Recorder {
                     broken: false,
                     last_config_id: None,
                     live_last: None,
+                    hints: ClockHints::default(),
                 });
             }
             CaptureEvent::Au { session, au } => {
@@ -267,9 +338,13 @@ impl Recorder {
                 else {
                     return;
                 };
-                if s.media_base_ns.is_none() && au.is_key && au.pts_ns.is_some() {
-                    s.media_base_ns = au.pts_ns;
+                if let (None, true, Some(pts)) = (s.media_base_ns, au.is_key, au.pts_ns) {
+                    s.media_base_ns = Some(pts);
                     s.wall_base_ns = self.clock.now_ns();
+                    if let Some((media, wall)) = s.hints.early.take() {
+                        s.hints.remap_to = Some(wall_time(wall, media, pts));
+                        s.hints.settled = true;
+                    }
                 }
                 let n = s.normalizer.push(au, &self.status.counters);
                 // Units returned with a gap were taken before it: they close the old fragment.
@@ -292,6 +367,16 @@ impl Recorder {
                     if let Some(s) = self.session.as_mut() {
                         s.discontinuity_next = true;
                     }
+                }
+            }
+            CaptureEvent::ClockHint {
+                session,
+                media_ns,
+                wall_ns,
+            } => {
+                let now = self.clock.now_ns();
+                if let Some(s) = self.session.as_mut().filter(|s| s.id == session) {
+                    s.clock_hint(media_ns, wall_ns, now, &self.status);
                 }
             }
             CaptureEvent::LoopRestart { session } => {
@@ -372,6 +457,7 @@ impl Recorder {
             return;
         }
         let duration_ns = ready.duration_ns() as i64;
+        self.apply_clock_hint(&ready);
         if !self.keep_up_with_wall_clock(&ready, duration_ns) {
             return;
         }
@@ -484,6 +570,38 @@ impl Recorder {
 }
 
 impl Recorder {
+    /// Moves the session's mapping to the wall base a sender report gave, from `ready` on
+    /// (policy: [`ClockHints`]).
+    fn apply_clock_hint(&mut self, ready: &ReadyFragment) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let Some(to) = s.hints.remap_to.take() else {
+            return;
+        };
+        let mut shift = to - s.wall_base_ns;
+        if let Some(end) = self.writer.last_fragment_end() {
+            // Never back over stored video (nor forward because of it).
+            let start = s.wall_time(ready.start_pts_ns(), ready.start_pts_ns());
+            shift = shift.max((end - start).min(0));
+        }
+        let late = !s.first_fragment;
+        if late && shift.abs() <= LATE_REMAP_MIN_NS {
+            return;
+        }
+        s.wall_base_ns += shift;
+        if late {
+            s.discontinuity_next = true;
+            Counters::inc(&self.status.counters.clock_resyncs);
+        }
+        tracing::info!(
+            camera = %self.status.name,
+            shift_ms = shift / 1_000_000,
+            "timestamps follow the camera's clock (RTCP sender report){}",
+            if late { " from this fragment on" } else { "" }
+        );
+    }
+
     /// The guard against sources faster than real time: when `ready` would end more than
     /// `AHEAD_LIMIT_NS` after now, the media clock is re-mapped so that it ends now (never
     /// before the last stored fragment ends), counted and logged. Returns false when even that
@@ -685,6 +803,104 @@ mod tests {
         }
         let stored: i64 = frags.iter().map(|f| f.duration_ns).sum();
         assert!(stored <= now - START + AHEAD_LIMIT_NS, "{stored} ns stored");
+    }
+
+    /// Frames 0..30 of session 1 (10 fps, 1 s fragments), the clock moving 100 ms a frame;
+    /// before frame `n`, `hint(n, now)` may send a sender report (session, media ns, wall ns).
+    fn record_hinted(
+        hint: impl Fn(u64, i64) -> Option<(u64, u64, i64)>,
+    ) -> (Arc<CameraStatus>, Vec<crate::store::FragmentMeta>) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let (mut rec, status) = recorder(dir.path(), &clock);
+        let cfg = codec();
+        rec.handle(CaptureEvent::SessionStart { session: 1 });
+        for n in 0..30 {
+            if let Some((session, media_ns, wall_ns)) = hint(n, clock.now_ns()) {
+                rec.handle(CaptureEvent::ClockHint {
+                    session,
+                    media_ns,
+                    wall_ns,
+                });
+            }
+            rec.handle(au(n, &cfg));
+            clock.advance(Duration::from_millis(100));
+        }
+        drop(rec);
+        let frags = StoreReader::open(&dir.path().join("video"))
+            .unwrap()
+            .fragments("cam", None, None, 10_000)
+            .unwrap();
+        (status, frags)
+    }
+
+    const MS: i64 = 1_000_000;
+
+    fn starts(frags: &[crate::store::FragmentMeta]) -> Vec<i64> {
+        frags.iter().map(|f| (f.producer_ns - START) / MS).collect()
+    }
+
+    #[test]
+    fn sender_report_before_the_first_fragment_sets_the_mapping() {
+        // The camera says frame 3 (300 ms) was captured 400 ms before it arrived; a later
+        // report (another 250 ms off) is not used.
+        let (status, frags) = record_hinted(|n, now| match n {
+            3 => Some((1, 300_000_000, now - 400 * MS)),
+            25 => Some((1, 2_500_000_000, now - 650 * MS)),
+            _ => None,
+        });
+        assert_eq!(starts(&frags), [-400, 600]);
+        assert!(frags.iter().all(|f| !f.discontinuity));
+        assert_eq!(Counters::get(&status.counters.clock_resyncs), 0);
+        assert_eq!(Counters::get(&status.counters.clock_hints_ignored), 0);
+        // Before the first key frame, too; another session's report is not.
+        let (_, frags) = record_hinted(|n, now| match n {
+            0 => Some((1, 0, now + 200 * MS)),
+            1 => Some((7, 100_000_000, now - 3_000 * MS)),
+            _ => None,
+        });
+        assert_eq!(starts(&frags), [200, 1200]);
+    }
+
+    #[test]
+    fn late_sender_report_remaps_once_forward_with_a_discontinuity() {
+        // Fragment 0 is stored when frame 10 arrives; the report comes at frame 15.
+        let (status, frags) =
+            record_hinted(|n, now| (n == 15).then_some((1, 1_500_000_000, now + 300 * MS)));
+        assert_eq!(starts(&frags), [0, 1300]);
+        assert!(frags[1].discontinuity);
+        assert_eq!(Counters::get(&status.counters.clock_resyncs), 1);
+        // Within the threshold: kept.
+        let (status, frags) =
+            record_hinted(|n, now| (n == 15).then_some((1, 1_500_000_000, now + 80 * MS)));
+        assert_eq!(starts(&frags), [0, 1000]);
+        assert!(!frags[1].discontinuity);
+        assert_eq!(Counters::get(&status.counters.clock_resyncs), 0);
+        // Backwards over stored video: clamped, so nothing changes.
+        let (status, frags) =
+            record_hinted(|n, now| (n == 15).then_some((1, 1_500_000_000, now - 400 * MS)));
+        assert_eq!(starts(&frags), [0, 1000]);
+        assert!(!frags[1].discontinuity);
+        assert_eq!(Counters::get(&status.counters.clock_resyncs), 0);
+    }
+
+    #[test]
+    fn implausible_sender_reports_are_ignored_and_counted() {
+        // An hour ahead, a minute behind, and just outside +0.5 s / -5 s.
+        for off_ms in [3_600_000, -60_000, 501, -5_001] {
+            let (status, frags) =
+                record_hinted(|n, now| (n < 20).then_some((1, n * 100_000_000, now + off_ms * MS)));
+            assert_eq!(starts(&frags), [0, 1000], "{off_ms} ms off");
+            assert_eq!(Counters::get(&status.counters.clock_hints_ignored), 20);
+            assert_eq!(Counters::get(&status.counters.clock_resyncs), 0);
+        }
+        // At the edges of the window: used.
+        for off_ms in [500, -5_000] {
+            let (status, frags) =
+                record_hinted(|n, now| (n == 2).then_some((1, 200_000_000, now + off_ms * MS)));
+            assert_eq!(starts(&frags)[0], off_ms, "{off_ms} ms off");
+            assert_eq!(Counters::get(&status.counters.clock_hints_ignored), 0);
+        }
     }
 
     fn detection_at(session: u64, pts_ms: u64) -> DetectionResult {

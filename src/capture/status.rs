@@ -31,8 +31,13 @@ pub struct Counters {
     pub fragments_refused: AtomicU64,
     pub bytes_stored: AtomicU64,
     pub write_errors: AtomicU64,
-    /// Times the media clock ran ahead of the wall clock and was re-mapped to it.
+    /// Times the media clock was re-mapped to the wall clock: it ran ahead or fell far behind,
+    /// or a late RTCP sender report moved it.
     pub clock_resyncs: AtomicU64,
+    /// RTCP sender reports received (backend = "retina"): the camera's clock for the mapping.
+    pub rtcp_sender_reports: AtomicU64,
+    /// Sender reports ignored because the camera's clock is too far off ours.
+    pub clock_hints_ignored: AtomicU64,
     /// Fragments dropped because their media time stayed ahead of the wall clock.
     pub fragments_dropped_ahead: AtomicU64,
     /// Decoded frames handed to the detector.

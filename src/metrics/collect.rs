@@ -169,6 +169,10 @@ impl Collector {
                     reconnects_total: get(&c.sessions).saturating_sub(1),
                     dropped_queue_full_total: get(&c.dropped_queue_full),
                     dropped_before_key_total: get(&c.dropped_before_key),
+                    rtp_packets_lost_total: get(&c.rtp_packets_lost),
+                    clock_resyncs_total: get(&c.clock_resyncs),
+                    rtcp_sender_reports_total: get(&c.rtcp_sender_reports),
+                    clock_hints_ignored_total: get(&c.clock_hints_ignored),
                     last_fragment_age_s: age(newest),
                     retention_horizon_s: age(oldest),
                     detect: DetectMetrics {

@@ -360,6 +360,30 @@ fn cameras(w: &mut Writer, r: &MetricsRecord) {
         "Sessions started after the first one.",
         &|c| c.reconnects_total,
     );
+    counter(
+        w,
+        "vidgest_camera_rtp_lost_packets_total",
+        "RTP packets missing from the sequence (retina backend).",
+        &|c| c.rtp_packets_lost_total,
+    );
+    counter(
+        w,
+        "vidgest_camera_clock_resyncs_total",
+        "Times the media clock was re-mapped to the wall clock.",
+        &|c| c.clock_resyncs_total,
+    );
+    counter(
+        w,
+        "vidgest_camera_rtcp_sender_reports_total",
+        "RTCP sender reports received (retina backend).",
+        &|c| c.rtcp_sender_reports_total,
+    );
+    counter(
+        w,
+        "vidgest_camera_clock_hints_ignored_total",
+        "RTCP sender reports ignored: the camera's clock is too far off ours.",
+        &|c| c.clock_hints_ignored_total,
+    );
     w.family(
         "vidgest_camera_dropped_frames_total",
         Kind::Counter,
@@ -609,6 +633,10 @@ mod tests {
                 reconnects_total: 1,
                 dropped_queue_full_total: 0,
                 dropped_before_key_total: 3,
+                rtp_packets_lost_total: 2,
+                clock_resyncs_total: 0,
+                rtcp_sender_reports_total: 5,
+                clock_hints_ignored_total: 1,
                 last_fragment_age_s: Some(1.2),
                 retention_horizon_s: Some(3600.0),
                 detect: DetectMetrics {
@@ -658,6 +686,10 @@ mod tests {
             "vidgest_camera_state{camera=\"front \\\"door\\\"\",state=\"streaming\"} 1",
             "vidgest_camera_state{camera=\"front \\\"door\\\"\",state=\"failed\"} 0",
             "vidgest_camera_received_frames_per_second{camera=\"front \\\"door\\\"\"} 15",
+            "# TYPE vidgest_camera_rtcp_sender_reports_total counter",
+            "vidgest_camera_rtcp_sender_reports_total{camera=\"front \\\"door\\\"\"} 5",
+            "vidgest_camera_clock_hints_ignored_total{camera=\"front \\\"door\\\"\"} 1",
+            "vidgest_camera_rtp_lost_packets_total{camera=\"front \\\"door\\\"\"} 2",
             "# TYPE vidgest_detect_inference_seconds summary",
             "vidgest_detect_inference_seconds{camera=\"front \\\"door\\\"\",quantile=\"0.95\"} 0.055",
             "vidgest_detect_inference_seconds_count{camera=\"front \\\"door\\\"\"} 10",

@@ -119,6 +119,18 @@ pub struct CameraMetrics {
     pub dropped_queue_full_total: u64,
     /// Access units before the first key frame of a session (joining mid-GOP; expected).
     pub dropped_before_key_total: u64,
+    /// RTP packets missing from the sequence (backend = "retina").
+    #[serde(default)]
+    pub rtp_packets_lost_total: u64,
+    /// Times the media clock was re-mapped to the wall clock (drift, or a late RTCP report).
+    #[serde(default)]
+    pub clock_resyncs_total: u64,
+    /// RTCP sender reports received (backend = "retina").
+    #[serde(default)]
+    pub rtcp_sender_reports_total: u64,
+    /// Sender reports ignored because the camera's clock is too far off ours.
+    #[serde(default)]
+    pub clock_hints_ignored_total: u64,
     /// Seconds since the newest stored fragment was committed (absent: none stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fragment_age_s: Option<f64>,

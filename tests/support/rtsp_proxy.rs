@@ -54,6 +54,9 @@ pub struct Faults {
     /// After this many RTP packets of a connection, adds 2^31 to every RTP timestamp (a camera
     /// whose clock jumps).
     pub rtp_timestamp_jump_after: Option<u64>,
+    /// Moves the NTP time of every RTCP sender report by this many ms (a camera whose clock is
+    /// off ours); 0 leaves them alone.
+    pub sr_ntp_shift_ms: i64,
 }
 
 /// Counters, shared by all connections of one proxy.
@@ -211,6 +214,9 @@ fn pump(shared: &Shared, dir: Direction, from: TcpStream, mut to: TcpStream) -> 
                         if !forward_media(shared, channel, &mut rtp_seen) {
                             continue;
                         }
+                        if channel % 2 == 1 && shared.faults.sr_ntp_shift_ms != 0 {
+                            shift_sr_ntp(&mut frame, shared.faults.sr_ntp_shift_ms);
+                        }
                         if let Some(after) = shared.faults.rtp_timestamp_jump_after {
                             if channel % 2 == 0 && rtp_seen > after {
                                 jump_rtp_timestamp(&mut frame);
@@ -272,6 +278,22 @@ fn jump_rtp_timestamp(frame: &mut [u8]) {
         let ts = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
         frame[8..12].copy_from_slice(&ts.wrapping_add(1 << 31).to_be_bytes());
     }
+}
+
+/// Moves the NTP time of an interleaved RTCP frame (`$ ch len` + compound packet) by `ms`
+/// when its first packet is a sender report (packet type 200, NTP at bytes 8..16).
+fn shift_sr_ntp(frame: &mut [u8], ms: i64) {
+    let Some(pkt) = frame.get_mut(4..) else {
+        return;
+    };
+    if pkt.len() < 16 || pkt[1] != 200 {
+        return;
+    }
+    let ntp = u64::from_be_bytes(pkt[8..16].try_into().unwrap());
+    // NTP is 32.32 fixed-point seconds.
+    let delta = (i128::from(ms) << 32) / 1000;
+    let shifted = (i128::from(ntp) + delta) as u64;
+    pkt[8..16].copy_from_slice(&shifted.to_be_bytes());
 }
 
 /// `head` with `timeout=N` of its `Session:` header set to `secs` (added when absent).
@@ -560,6 +582,29 @@ mod tests {
             out,
             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 12\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn shifts_the_ntp_time_of_sender_reports_only() {
+        let sr = |pt: u8| {
+            let mut f = vec![b'$', 1, 0, 28, 0x80, pt, 0, 6, 1, 2, 3, 4];
+            f.extend_from_slice(&((1000u64 << 32) | (1 << 31)).to_be_bytes()); // 1000.5 s
+            f.extend_from_slice(&[0; 12]);
+            f
+        };
+        let mut f = sr(200);
+        shift_sr_ntp(&mut f, -400);
+        let ntp = u64::from_be_bytes(f[12..20].try_into().unwrap());
+        let secs = ntp as f64 / 2f64.powi(32);
+        assert!((secs - 1000.1).abs() < 1e-6, "{secs}");
+        let mut f = sr(200);
+        shift_sr_ntp(&mut f, 3_600_000);
+        let ntp = u64::from_be_bytes(f[12..20].try_into().unwrap());
+        assert_eq!(ntp >> 32, 4600);
+        // A receiver report is left alone.
+        let mut rr = sr(201);
+        shift_sr_ntp(&mut rr, -400);
+        assert_eq!(rr, sr(201));
     }
 
     /// The media filter: RTCP on odd channels, 1 RTP packet in N, and the stall switch.

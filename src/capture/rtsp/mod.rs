@@ -4,6 +4,7 @@
 //! camera's recorder thread as before; the supervision rules are shared (capture/policy.rs).
 
 mod convert;
+mod rtcp;
 mod task;
 
 use super::{CameraDetect, CameraStatus, CaptureEvent, DetectBranchSpec, Shutdown};

@@ -228,7 +228,11 @@ async fn run_session(
                 return (SessionEnd::Retry(error_text(&e)), streamed);
             }
             Some(Ok(CodecItem::VideoFrame(f))) => f,
-            Some(Ok(_)) => continue, // RTCP (nothing else is set up)
+            Some(Ok(CodecItem::Rtcp(pkt))) => {
+                super::rtcp::received(&pkt, session, status, tx);
+                continue;
+            }
+            Some(Ok(_)) => continue, // nothing else is set up
         };
         // A camera whose RTP clock jumps (a restarted encoder, a 2^31 jump) gets a new session,
         // which maps time afresh; B-frames step back a fraction of a second, never this far.
