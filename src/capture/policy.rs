@@ -172,13 +172,17 @@ impl AuSender {
 
 /// Access units held back on the receive side before they wake the recorder thread.
 /// Waking a thread per frame (30 a second per camera) cost more CPU than recording itself
-/// (BENCHMARKS.md, "Recording on retina"); a batch ends at each key frame, so the recorder still
-/// closes every fragment as soon as its successor's key frame arrives.
+/// (BENCHMARKS.md, "Recording on retina"). Units still go one by one around each key frame:
+/// the key frame at once (the session's first one maps media time to its arrival) and the
+/// few after it, which the normalizer waits for before it releases the key frame (its reorder
+/// window), so a fragment is closed as soon as without batching.
 pub(crate) struct AuBatch {
     sender: AuSender,
     pending: Vec<RawAu>,
     /// When the oldest pending unit was received.
     oldest: Option<Instant>,
+    /// Units since the last key frame (0: the key frame itself).
+    since_key: usize,
 }
 
 impl AuBatch {
@@ -186,19 +190,29 @@ impl AuBatch {
     pub(crate) const MAX_UNITS: usize = 32;
     /// How long the oldest unit waits at most.
     pub(crate) const MAX_AGE: Duration = Duration::from_millis(500);
+    /// Units after a key frame that still go one by one: the normalizer's window for streams
+    /// with B-frames up to a pyramid of 2 (normalize.rs); deeper ones wait for the batch.
+    pub(crate) const AFTER_KEY: usize = 3;
 
     pub(crate) fn new(sender: AuSender) -> Self {
         Self {
             sender,
             pending: Vec::with_capacity(Self::MAX_UNITS),
             oldest: None,
+            since_key: usize::MAX,
         }
     }
 
-    /// Queues `au`, and sends the batch when it ends: at a key frame, when full or old, and on
-    /// every unit while someone watches the live feed (its latency is per frame).
+    /// Queues `au`, and sends the batch when it ends: at a key frame and the few units after
+    /// it, when full or old, and on every unit while someone watches the live feed (its latency
+    /// is per frame).
     pub(crate) fn push(&mut self, status: &CameraStatus, au: RawAu) -> Result<(), RecorderGone> {
-        let ends = au.is_key || status.live.has_subscribers();
+        self.since_key = if au.is_key {
+            0
+        } else {
+            self.since_key.saturating_add(1)
+        };
+        let ends = self.since_key <= Self::AFTER_KEY || status.live.has_subscribers();
         let now = Instant::now();
         let oldest = *self.oldest.get_or_insert(now);
         self.pending.push(au);
@@ -269,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_end_at_key_frames_when_full_and_on_flush() {
+    fn batches_end_around_key_frames_when_full_and_on_flush() {
         let status = CameraStatus::new("c");
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let mut b = AuBatch::new(AuSender::new(tx, 1));
@@ -277,18 +291,28 @@ mod tests {
             is_key: true,
             ..au(false)
         };
-        b.push(&status, key()).unwrap();
-        assert_eq!(rx.len(), 1, "a key frame goes out at once");
-        for _ in 0..3 {
-            b.push(&status, au(false)).unwrap();
-        }
-        assert_eq!(rx.len(), 1, "delta frames wait for the batch to end");
+        let after_key = AuBatch::AFTER_KEY;
+        b.push(&status, au(false)).unwrap();
+        assert_eq!(rx.len(), 0, "before any key frame, units wait");
         b.push(&status, key()).unwrap();
         assert_eq!(
             rx.len(),
-            5,
-            "the next key frame sends the batch, itself included"
+            2,
+            "a key frame goes out at once, with what waited"
         );
+        for _ in 0..after_key {
+            b.push(&status, au(false)).unwrap();
+        }
+        assert_eq!(rx.len(), 2 + after_key, "so do the units right after it");
+        for _ in 0..3 {
+            b.push(&status, au(false)).unwrap();
+        }
+        assert_eq!(
+            rx.len(),
+            2 + after_key,
+            "later ones wait for the batch to end"
+        );
+        b.push(&status, key()).unwrap();
         let keys: Vec<bool> = rx
             .try_iter()
             .map(|e| match e {
@@ -296,7 +320,17 @@ mod tests {
                 _ => panic!("expected access units"),
             })
             .collect();
-        assert_eq!(keys, [true, false, false, false, true], "in order");
+        let mut expected = vec![false; 2 + after_key + 4];
+        expected[1] = true;
+        expected[1 + after_key + 4] = true;
+        assert_eq!(
+            keys, expected,
+            "the next key frame ends the batch, in order"
+        );
+        for _ in 0..after_key {
+            b.push(&status, au(false)).unwrap();
+        }
+        let _ = rx.try_iter().count();
         for _ in 0..AuBatch::MAX_UNITS {
             b.push(&status, au(false)).unwrap();
         }
@@ -308,7 +342,7 @@ mod tests {
         assert_eq!(rx.len(), 1, "flush sends what is pending");
         assert_eq!(
             Counters::get(&status.counters.access_units),
-            6 + AuBatch::MAX_UNITS as u64
+            (7 + 2 * after_key + AuBatch::MAX_UNITS) as u64
         );
     }
 
