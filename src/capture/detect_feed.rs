@@ -50,6 +50,8 @@ enum Item {
 
 /// An appsink configured as the GStreamer capture's detect sink (latest frame only, no clock
 /// sync, no preroll wait); install the frame callback on it and pass it to [`DetectFeed::new`].
+/// GStreamer must be initialised ([`crate::gst_init`]; `spawn_camera` does it for a camera with
+/// a detect feed).
 pub fn frame_sink() -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()
         .name("detect-sink")
@@ -205,6 +207,7 @@ impl DetectFeed {
         sink: gst_app::AppSink,
         capacity: usize,
     ) -> Result<DetectFeed, DetectFeedError> {
+        crate::gst_init().map_err(PipelineError::Init)?;
         let pipeline = gst::Pipeline::with_name("detect-feed");
         let src = make("appsrc")?
             .downcast::<gst_app::AppSrc>()

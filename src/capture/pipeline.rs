@@ -113,6 +113,8 @@ pub fn check_elements(names: &[&str]) -> Vec<String> {
 /// Why a camera pipeline (or a branch added to it while running) could not be put together.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error("GStreamer cannot start: {0}; run scripts/bootstrap")]
+    Init(gst::glib::Error),
     #[error("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)")]
     MissingElement { factory: String },
     #[error("invalid pipeline `{desc}`: {source}")]
@@ -166,6 +168,7 @@ pub fn build(
         camera: cam.name.clone(),
         source,
     };
+    crate::gst_init().map_err(|e| err(PipelineError::Init(e)))?;
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
     let appsink = record.then(|| {
         gst_app::AppSink::builder()
