@@ -109,6 +109,7 @@ pub fn render(r: &MetricsRecord) -> String {
     process(&mut w, r);
     cameras(&mut w, r);
     detection(&mut w, r);
+    retina_receive(&mut w, r);
     streams(&mut w, r);
     pipelines(&mut w, r);
     w.family(
@@ -446,6 +447,31 @@ fn detection(w: &mut Writer, r: &MetricsRecord) {
     }
 }
 
+/// Losses on the retina receive path (issue 12): RTP packets missing from the sequence, and
+/// access units the detect feed dropped because its decoder fell behind. 0 on GStreamer cameras.
+fn retina_receive(w: &mut Writer, r: &MetricsRecord) {
+    let cams = &r.cameras;
+    if cams.is_empty() {
+        return;
+    }
+    w.family(
+        "vidgest_camera_rtp_packets_lost_total",
+        Kind::Counter,
+        "RTP packets missing from the sequence (retina backend): the damaged picture is dropped and recording resumes at the next key frame.",
+    );
+    for c in cams {
+        w.sample(&[("camera", &c.camera)], c.rtp_packets_lost_total);
+    }
+    w.family(
+        "vidgest_detect_feed_dropped_frames_total",
+        Kind::Counter,
+        "Access units the detect decoder of a retina camera fell behind on (dropped, then skipped to the next key frame).",
+    );
+    for c in cams {
+        w.sample(&[("camera", &c.camera)], c.detect.feed_dropped_total);
+    }
+}
+
 fn streams(w: &mut Writer, r: &MetricsRecord) {
     let s = &r.streams;
     w.family(
@@ -609,6 +635,7 @@ mod tests {
                 reconnects_total: 1,
                 dropped_queue_full_total: 0,
                 dropped_before_key_total: 3,
+                rtp_packets_lost_total: 2,
                 last_fragment_age_s: Some(1.2),
                 retention_horizon_s: Some(3600.0),
                 detect: DetectMetrics {
@@ -617,6 +644,7 @@ mod tests {
                     inference_p95_ms: Some(55.0),
                     inference_seconds_sum: 0.4,
                     objects_total: [("person".to_string(), 4)].into(),
+                    feed_dropped_total: 6,
                     ..Default::default()
                 },
             }],
@@ -662,6 +690,9 @@ mod tests {
             "vidgest_detect_inference_seconds{camera=\"front \\\"door\\\"\",quantile=\"0.95\"} 0.055",
             "vidgest_detect_inference_seconds_count{camera=\"front \\\"door\\\"\"} 10",
             "vidgest_detect_objects_total{camera=\"front \\\"door\\\"\",label=\"person\"} 4",
+            "# TYPE vidgest_camera_rtp_packets_lost_total counter",
+            "vidgest_camera_rtp_packets_lost_total{camera=\"front \\\"door\\\"\"} 2",
+            "vidgest_detect_feed_dropped_frames_total{camera=\"front \\\"door\\\"\"} 6",
             "vidgest_host_disk_free_bytes{path=\"/var/lib/vidgest\"} 40",
             "vidgest_process_cpu_seconds_total 1.5",
             "vidgest_pipeline_lag_records{pipeline=\"archive\",kind=\"delivery\",source=\"metrics\"} 2",

@@ -119,6 +119,9 @@ pub struct CameraMetrics {
     pub dropped_queue_full_total: u64,
     /// Access units before the first key frame of a session (joining mid-GOP; expected).
     pub dropped_before_key_total: u64,
+    /// RTP packets missing from the sequence (retina backend; absent in older records).
+    #[serde(default)]
+    pub rtp_packets_lost_total: u64,
     /// Seconds since the newest stored fragment was committed (absent: none stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fragment_age_s: Option<f64>,
@@ -138,6 +141,10 @@ pub struct DetectMetrics {
     /// Replaced by a newer frame before a worker was free.
     pub skipped_busy_total: u64,
     pub errors_total: u64,
+    /// Access units the detect feed of a retina camera dropped because the decoder fell behind
+    /// (absent in older records).
+    #[serde(default)]
+    pub feed_dropped_total: u64,
     /// Inference time quantiles over the interval, ms (absent: no inference in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_p50_ms: Option<f64>,
