@@ -86,6 +86,7 @@ fn main() -> Result<()> {
         height: args.size,
         fps: args.fps,
         keyframes_only: args.mode != Mode::Full,
+        feed_dropped: Default::default(),
     };
     let cpu0 = cpu_time();
     let mut feed = DetectFeed::new(&first.config, &spec, sink)?;

@@ -30,3 +30,22 @@ pub mod records;
 pub mod store;
 pub mod streams;
 pub mod timespec;
+
+/// Initialises GStreamer on its first use: capture pipelines, the detect feed of retina cameras,
+/// snapshot and still-image decoding. A daemon whose cameras are all on retina without detection
+/// never pays for it (plugin registry, type system: several MiB of RSS). `gstreamer::init` is
+/// itself idempotent (a mutex and a flag); this keeps the outcome, so a failure is reported the
+/// same way at every later use, and logs the first initialisation once.
+pub fn gst_init() -> Result<(), gstreamer::glib::Error> {
+    static INIT: std::sync::OnceLock<Result<(), gstreamer::glib::Error>> =
+        std::sync::OnceLock::new();
+    INIT.get_or_init(|| {
+        let r = gstreamer::init();
+        match &r {
+            Ok(()) => tracing::debug!("GStreamer initialised: {}", gstreamer::version_string()),
+            Err(e) => tracing::error!("GStreamer cannot start: {e}"),
+        }
+        r
+    })
+    .clone()
+}

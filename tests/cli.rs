@@ -85,6 +85,74 @@ fn check_accepts_the_demo_config_environment() {
     assert!(out.contains("ok (2 camera(s)"), "{out}");
 }
 
+/// Issue 12: `check` and `doctor` say which backend receives each camera and which GStreamer
+/// elements it needs: none for recording on retina, the appsrc decode chain with detection.
+#[test]
+fn check_and_doctor_name_each_cameras_backend_and_gstreamer_elements() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        &format!(
+            r#"
+[agent]
+data_dir = "{}"
+[api]
+listen = "{}"
+[[camera]]
+name = "plain"
+[camera.source]
+kind = "rtsp"
+url = "rtsp://127.0.0.1:9/a"
+[[camera]]
+name = "legacy"
+[camera.source]
+kind = "rtsp"
+backend = "gstreamer"
+url = "rtsp://127.0.0.1:9/b"
+[[camera]]
+name = "watched"
+[camera.source]
+kind = "rtsp"
+url = "rtsp://127.0.0.1:9/c"
+[camera.detect]
+fps = 2
+"#,
+            dir.path().join("data").display(),
+            free_listen()
+        ),
+    );
+    let (_, check, _) = cli(&["check", "--config", &cfg]);
+    let (_, doctor, _) = cli(&["doctor", "--config", &cfg]);
+    for out in [&check, &doctor] {
+        assert!(
+            out.contains("camera plain: rtsp via retina, GStreamer: none\n"),
+            "{out}"
+        );
+        let legacy = out
+            .lines()
+            .find(|l| l.starts_with("camera legacy: "))
+            .unwrap_or("");
+        assert!(
+            legacy.starts_with("camera legacy: rtsp via gstreamer, GStreamer: ")
+                && legacy.contains(" rtspsrc ")
+                && legacy.contains(" rtph264depay "),
+            "{out}"
+        );
+        let watched = out
+            .lines()
+            .find(|l| l.starts_with("camera watched: "))
+            .unwrap_or("");
+        assert!(
+            watched.starts_with("camera watched: rtsp via retina, GStreamer: appsrc ")
+                && watched.contains(" avdec_h264 ")
+                && watched.contains(" videoscale ")
+                && !watched.contains("rtspsrc")
+                && !watched.contains("FAIL"),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn fragments_on_an_empty_data_dir_explains_itself() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,6 +109,18 @@ fn metrics_endpoint_passes_promtool_grows_and_records_reach_the_stream() {
             "no {series:?} in\n{text}"
         );
     }
+    // Retina receive-path losses (issue 12): a series per camera, 0 for this test source.
+    for series in [
+        "# TYPE vidgest_camera_rtp_packets_lost_total counter",
+        "vidgest_camera_rtp_packets_lost_total{camera=\"cam\"} 0",
+        "# TYPE vidgest_detect_feed_dropped_frames_total counter",
+        "vidgest_detect_feed_dropped_frames_total{camera=\"cam\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == series),
+            "no {series:?} in\n{text}"
+        );
+    }
     assert!(sample(&text, "vidgest_process_resident_memory_bytes").unwrap() > 0.0);
     assert!(sample(
         &text,
@@ -153,6 +165,8 @@ fn metrics_endpoint_passes_promtool_grows_and_records_reach_the_stream() {
         assert_eq!(d["cameras"][0]["camera"], "cam", "{r}");
         assert!(d["host"]["memory_total_bytes"].as_u64() > Some(0), "{r}");
         assert!(d["process"]["rss_bytes"].as_u64() > Some(0), "{r}");
+        assert_eq!(d["cameras"][0]["rtp_packets_lost_total"], 0, "{r}");
+        assert_eq!(d["cameras"][0]["detect"]["feed_dropped_total"], 0, "{r}");
     }
     // Typed: every record parses as the schema struct; the first has no rates, later ones do.
     let typed: Vec<vidgest::records::MetricsRecord> = records

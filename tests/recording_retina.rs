@@ -114,6 +114,42 @@ fn retina_records_h265_over_udp() {
     stop_and_check(daemon, dir.path(), "hevc", "hevc", (320, 240));
 }
 
+/// Issue 12: GStreamer starts on first need only. A daemon recording a retina camera without
+/// detection never initialises it; observed through `GST_REGISTRY`, the plugin registry file that
+/// `gst_init` reads, or scans the plugins into and writes when it is missing.
+#[test]
+fn retina_without_detection_never_starts_gstreamer() {
+    let cam = TestCamera::start(&[
+        "--fps", "15", "--gop", "15", "--width", "320", "--height", "240",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("vidgest.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let text = retina_config(&[("front", &cam.mount_url(0), "")])
+        .replace("{data_dir}", &data_dir.display().to_string())
+        + &format!("[api]\nlisten = \"127.0.0.1:{port}\"\n");
+    std::fs::write(&config, text).unwrap();
+    let registry = dir.path().join("registry.bin");
+    let daemon = Daemon::start_with_env(
+        data_dir,
+        config,
+        &[("GST_REGISTRY", registry.to_str().unwrap())],
+    );
+    eventually(Duration::from_secs(60), "2 fragments", || {
+        (daemon.fragments("front").len() >= 2).then_some(())
+    });
+    daemon.assert_running();
+    assert!(
+        !registry.exists(),
+        "GStreamer was initialised (registry written) for a retina camera without detection"
+    );
+    assert!(daemon.terminate().success(), "SIGTERM exits 0");
+}
+
 #[test]
 fn retina_answers_digest_auth_and_reports_wrong_credentials() {
     let cam = TestCamera::start(&[

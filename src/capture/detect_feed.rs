@@ -50,6 +50,8 @@ enum Item {
 
 /// An appsink configured as the GStreamer capture's detect sink (latest frame only, no clock
 /// sync, no preroll wait); install the frame callback on it and pass it to [`DetectFeed::new`].
+/// GStreamer must be initialised ([`crate::gst_init`]; `spawn_camera` does it for a camera with
+/// a detect feed).
 pub fn frame_sink() -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()
         .name("detect-sink")
@@ -87,10 +89,16 @@ struct Feeder {
     /// The wait follows a drop: the access units skipped until the key frame count as dropped.
     after_drop: bool,
     dropped: Arc<AtomicU64>,
+    /// The camera's count over all its feeds (metrics).
+    camera_dropped: Arc<AtomicU64>,
 }
 
 impl Feeder {
-    fn new(capacity: usize, keyframes_only: bool) -> (Feeder, Receiver<Item>) {
+    fn new(
+        capacity: usize,
+        keyframes_only: bool,
+        camera_dropped: Arc<AtomicU64>,
+    ) -> (Feeder, Receiver<Item>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let feeder = Feeder {
             tx,
@@ -99,6 +107,7 @@ impl Feeder {
             waiting_for_key: true,
             after_drop: false,
             dropped: Arc::default(),
+            camera_dropped,
         };
         (feeder, rx)
     }
@@ -111,7 +120,7 @@ impl Feeder {
             if !is_key {
                 // Not decodable (before the first key frame, new parameter sets, or a drop).
                 if self.after_drop {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.count_dropped(1);
                 }
                 return;
             }
@@ -154,13 +163,18 @@ impl Feeder {
             self.waiting_for_key = true;
             self.after_drop = true;
         }
-        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.count_dropped(dropped);
         if dropped > 0 {
             tracing::debug!(
                 dropped,
                 "detect feed queue full: dropped the oldest access units"
             );
         }
+    }
+
+    fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.camera_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Empties the queue; returns the last caps found in it and the number of access units.
@@ -205,6 +219,7 @@ impl DetectFeed {
         sink: gst_app::AppSink,
         capacity: usize,
     ) -> Result<DetectFeed, DetectFeedError> {
+        crate::gst_init().map_err(PipelineError::Init)?;
         let pipeline = gst::Pipeline::with_name("detect-feed");
         let src = make("appsrc")?
             .downcast::<gst_app::AppSrc>()
@@ -233,7 +248,7 @@ impl DetectFeed {
         ])
         .map_err(gst_err("linking the detect feed"))?;
 
-        let (feeder, rx) = Feeder::new(capacity, spec.keyframes_only);
+        let (feeder, rx) = Feeder::new(capacity, spec.keyframes_only, spec.feed_dropped.clone());
         // Runs on the appsrc's streaming thread whenever its (one-buffer) queue is empty. It waits
         // for the next access unit; `stop` ends the wait by disconnecting the channel.
         src.set_callbacks(
@@ -432,6 +447,7 @@ mod tests {
             height: 48,
             fps,
             keyframes_only,
+            feed_dropped: Default::default(),
         }
     }
 
@@ -577,7 +593,8 @@ mod tests {
     fn a_full_queue_drops_the_oldest_and_resumes_at_a_key_frame() {
         gst::init().unwrap();
         // Nobody takes from this queue: it fills deterministically.
-        let (mut q, rx) = Feeder::new(4, false);
+        let camera = Arc::new(AtomicU64::new(7)); // earlier sessions' drops
+        let (mut q, rx) = Feeder::new(4, false, camera.clone());
         q.push(b"d", 0, false); // before the first key frame: skipped, not a drop
         assert_eq!((rx.len(), q.dropped.load(Ordering::Relaxed)), (0, 0));
         q.push(b"k", 1, true);
@@ -607,12 +624,14 @@ mod tests {
         q.push(b"d", 8, false);
         assert_eq!(rx.len(), 1);
         assert_eq!(q.dropped.load(Ordering::Relaxed), 5);
+        // The camera's count (metrics) adds this feed's drops.
+        assert_eq!(camera.load(Ordering::Relaxed), 7 + 5);
     }
 
     #[test]
     fn keyframes_only_drops_nothing_but_deltas_are_never_queued() {
         gst::init().unwrap();
-        let (mut q, rx) = Feeder::new(4, true);
+        let (mut q, rx) = Feeder::new(4, true, Arc::default());
         for i in 0..10 {
             q.push(b"x", i, i % 5 == 0);
         }

@@ -10,15 +10,18 @@ use crate::media::Codec;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DetectBranchSpec {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
     pub keyframes_only: bool,
+    /// Where a retina camera's detect feeds count the access units they drop, across sessions
+    /// (`CameraStatus::detect_feed_dropped`, shown in metrics); unused by GStreamer pipelines.
+    pub feed_dropped: Arc<AtomicU64>,
 }
 
 pub struct Outputs {

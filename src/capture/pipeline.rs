@@ -3,7 +3,9 @@
 
 use super::outputs::{DetectBranchSpec, Outputs};
 use super::{CaptureError, RawAu};
-use crate::config::{CameraConfig, RtspTransport, SourceConfig, SourceKind, VideoCodec};
+use crate::config::{
+    CameraConfig, RtspBackend, RtspTransport, SourceConfig, SourceKind, VideoCodec,
+};
 use crate::media::{Codec, CodecConfig};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -26,21 +28,76 @@ fn caps_element(caps: &str) -> String {
     format!("capsfilter caps=\"{caps}\"")
 }
 
-/// GStreamer elements a source kind needs (for `vidgest check`).
-pub fn required_elements(source: &SourceConfig) -> Vec<&'static str> {
-    let mut v = vec!["appsink", "capsfilter", "h264parse", "h265parse"];
+/// Which receive path a camera records through: `"retina"` for RTSP cameras on the retina
+/// backend, `"gstreamer"` for every other source (rtspsrc, filesrc, v4l2src, videotestsrc).
+pub fn capture_backend(source: &SourceConfig) -> RtspBackend {
     match source.kind {
-        SourceKind::Rtsp => v.extend(["rtspsrc", "rtph264depay", "rtph265depay", "fakesink"]),
-        SourceKind::File => v.extend(["filesrc", "parsebin", "fakesink"]),
-        SourceKind::V4l2 => v.extend(["v4l2src", "jpegdec", "videoconvert", "x264enc"]),
-        SourceKind::Test => {
-            v.extend(["videotestsrc", "videoconvert"]);
-            v.push(match source.codec() {
-                VideoCodec::H264 => "x264enc",
-                VideoCodec::H265 => "x265enc",
-            });
+        SourceKind::Rtsp => source.backend(),
+        _ => RtspBackend::Gstreamer,
+    }
+}
+
+/// GStreamer elements a camera needs at run time (for `vidgest check` and `doctor`): none for
+/// recording on retina, the source pipeline's elements otherwise, plus the decode chain when
+/// detection is on (an `appsrc` feed on retina, a branch of the GStreamer pipeline otherwise, or
+/// its own rtspsrc pipeline for a `detect.source` sub-stream).
+pub fn required_elements(cam: &CameraConfig) -> Vec<&'static str> {
+    const RTSPSRC: [&str; 7] = [
+        "rtspsrc",
+        "rtph264depay",
+        "rtph265depay",
+        "h264parse",
+        "h265parse",
+        "capsfilter",
+        "fakesink",
+    ];
+    let source = &cam.source;
+    let retina = capture_backend(source) == RtspBackend::Retina;
+    let mut v = Vec::new();
+    if !retina {
+        v.extend(["appsink", "capsfilter", "h264parse", "h265parse"]);
+        match source.kind {
+            SourceKind::Rtsp => v.extend(RTSPSRC),
+            SourceKind::File => {
+                v.extend(["filesrc", "parsebin", "fakesink", "clocksync", "identity"])
+            }
+            SourceKind::V4l2 => v.extend(["v4l2src", "jpegdec", "videoconvert", "x264enc"]),
+            SourceKind::Test => {
+                v.extend(["videotestsrc", "videoconvert"]);
+                v.push(match source.codec() {
+                    VideoCodec::H264 => "x264enc",
+                    VideoCodec::H265 => "x265enc",
+                });
+            }
         }
     }
+    if let Some(detect) = cam.detection() {
+        match (&detect.source, retina) {
+            // A detect-only sub-stream runs its own rtspsrc pipeline (supervisor.rs).
+            (Some(_), _) => v.extend(RTSPSRC.iter().chain(&["queue"])),
+            (None, true) => v.push("appsrc"),
+            (None, false) => v.extend(["tee", "queue"]),
+        }
+        let decoders: &[&'static str] = match (source.kind, detect.source.is_some()) {
+            (SourceKind::Test, false) => match source.codec() {
+                VideoCodec::H264 => &["avdec_h264"],
+                VideoCodec::H265 => &["avdec_h265"],
+            },
+            (SourceKind::V4l2, false) => &["avdec_h264"],
+            // The camera decides (SDP, file contents).
+            _ => &["avdec_h264", "avdec_h265"],
+        };
+        v.extend(decoders);
+        v.extend([
+            "videorate",
+            "capsfilter",
+            "videoscale",
+            "videoconvert",
+            "appsink",
+        ]);
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|e| seen.insert(*e));
     v
 }
 
@@ -56,6 +113,8 @@ pub fn check_elements(names: &[&str]) -> Vec<String> {
 /// Why a camera pipeline (or a branch added to it while running) could not be put together.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error("GStreamer cannot start: {0}; run scripts/bootstrap")]
+    Init(gst::glib::Error),
     #[error("GStreamer element `{factory}` is missing: run scripts/bootstrap (or install the GStreamer plugin packages)")]
     MissingElement { factory: String },
     #[error("invalid pipeline `{desc}`: {source}")]
@@ -109,6 +168,7 @@ pub fn build(
         camera: cam.name.clone(),
         source,
     };
+    crate::gst_init().map_err(|e| err(PipelineError::Init(e)))?;
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
     let appsink = record.then(|| {
         gst_app::AppSink::builder()
@@ -503,6 +563,44 @@ mod tests {
         for cam in &cfg.cameras {
             let built = build(cam, true, None).unwrap_or_else(|e| panic!("{e}"));
             assert!(built.appsink.is_some() && built.detect_sink.is_none());
+        }
+    }
+
+    #[test]
+    fn retina_cameras_need_gstreamer_only_for_detection() {
+        let cfg = crate::config::Config::parse(
+            "[agent]\ndata_dir = \"/tmp/x\"\n\
+             [[camera]]\nname = \"r\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"rtsp://h/a\"\n\
+             [[camera]]\nname = \"rd\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"rtsp://h/b\"\n[camera.detect]\nfps = 2\n\
+             [[camera]]\nname = \"rs\"\n[camera.source]\nkind = \"rtsp\"\nurl = \"rtsp://h/c\"\n[camera.detect]\nsource = \"rtsp://h/sub\"\n\
+             [[camera]]\nname = \"g\"\n[camera.source]\nkind = \"rtsp\"\nbackend = \"gstreamer\"\nurl = \"rtsp://h/d\"\n",
+        )
+        .unwrap();
+        let need = |name: &str| required_elements(cfg.camera(name).unwrap());
+        assert_eq!(need("r"), Vec::<&str>::new());
+        assert_eq!(
+            need("rd"),
+            [
+                "appsrc",
+                "avdec_h264",
+                "avdec_h265",
+                "videorate",
+                "capsfilter",
+                "videoscale",
+                "videoconvert",
+                "appsink"
+            ]
+        );
+        // The detect sub-stream is received by rtspsrc whatever the recording backend.
+        assert!(need("rs").contains(&"rtspsrc") && need("rs").contains(&"avdec_h264"));
+        assert!(need("g").contains(&"rtspsrc") && !need("g").contains(&"avdec_h264"));
+        // Whatever is listed exists in the bootstrap's GStreamer (the decode chain is real).
+        gst::init().unwrap();
+        for cam in &cfg.cameras {
+            assert_eq!(
+                check_elements(&required_elements(cam)),
+                Vec::<String>::new()
+            );
         }
     }
 

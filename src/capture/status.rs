@@ -74,6 +74,9 @@ pub struct CameraStatus {
     pub recorder_progress: crate::lifecycle::Progress,
     /// Inference times and objects per label (the detection workers record, metrics read).
     pub detect_stats: crate::metrics::DetectStats,
+    /// Access units the detect feed (retina cameras) dropped because the decoder fell behind,
+    /// over every session (`DetectBranchSpec::feed_dropped` shares it with each feed).
+    pub detect_feed_dropped: std::sync::Arc<AtomicU64>,
 }
 
 impl CameraStatus {
@@ -87,6 +90,7 @@ impl CameraStatus {
             supervisor_progress: Default::default(),
             recorder_progress: Default::default(),
             detect_stats: Default::default(),
+            detect_feed_dropped: Default::default(),
         }
     }
 

@@ -84,6 +84,15 @@ pub fn spawn_camera(
             .expect("spawn recorder thread"),
     );
     if cam.source.kind == SourceKind::Rtsp && cam.source.backend() == RtspBackend::Retina {
+        // The detect feed decodes with GStreamer (the only use of it for this camera); without
+        // it, the camera still records.
+        let inline_detect = inline_detect.filter(|_| match crate::gst_init() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(camera = %cam.name, "detection off: GStreamer cannot start: {e}");
+                false
+            }
+        });
         let detect = inline_detect.map(|(handle, spec)| rtsp::DetectHook { handle, spec });
         let done = rtsp::spawn(cam, tx, status.clone(), shutdown, detect);
         return CameraHandle {

@@ -2,8 +2,10 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use vidgest::capture::{check_elements, required_elements};
-use vidgest::config::{bind_api_listener, Config, ConfigError, ListenError, SourceKind};
+use vidgest::capture::{capture_backend, check_elements, required_elements};
+use vidgest::config::{
+    bind_api_listener, CameraConfig, Config, ConfigError, ListenError, RtspBackend, SourceKind,
+};
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
@@ -28,18 +30,22 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         )),
         Err(e) => problems.push(format!("api.listen: {e}")),
     }
-    if let Err(e) = gstreamer::init() {
-        problems.push(format!(
-            "GStreamer cannot start: {e}; run scripts/bootstrap"
-        ));
-    } else {
-        for (i, cam) in config.cameras.iter().enumerate() {
-            let missing = check_elements(&required_elements(&cam.source));
-            if !missing.is_empty() {
-                problems.push(format!(
-                    "camera[{i}].source: GStreamer elements missing: {} (install the GStreamer plugin packages; scripts/bootstrap does)",
-                    missing.join(", ")
-                ));
+    let needs: Vec<Vec<&str>> = config.cameras.iter().map(required_elements).collect();
+    // Cameras on retina without detection need no GStreamer at all.
+    if needs.iter().any(|n| !n.is_empty()) {
+        if let Err(e) = gstreamer::init() {
+            problems.push(format!(
+                "GStreamer cannot start: {e}; run scripts/bootstrap"
+            ));
+        } else {
+            for (i, need) in needs.iter().enumerate() {
+                let missing = check_elements(need);
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "camera[{i}].source: GStreamer elements missing: {} (install the GStreamer plugin packages; scripts/bootstrap does)",
+                        missing.join(", ")
+                    ));
+                }
             }
         }
     }
@@ -85,6 +91,9 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
+    for cam in &config.cameras {
+        println!("{}", backend_line(cam));
+    }
     if problems.is_empty() {
         println!(
             "{}: ok ({} camera(s), data in {})",
@@ -100,6 +109,31 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// `camera NAME: rtsp via retina, GStreamer: none` — what receives a camera's video and which
+/// GStreamer elements it needs (shared by `check` and `doctor`).
+pub fn backend_line(cam: &CameraConfig) -> String {
+    let kind = match cam.source.kind {
+        SourceKind::Rtsp => "rtsp",
+        SourceKind::File => "file",
+        SourceKind::V4l2 => "v4l2",
+        SourceKind::Test => "test",
+    };
+    let backend = match capture_backend(&cam.source) {
+        RtspBackend::Retina => "retina",
+        RtspBackend::Gstreamer => "gstreamer",
+    };
+    let need = required_elements(cam);
+    let gst = if need.is_empty() {
+        "none".to_string()
+    } else {
+        need.join(" ")
+    };
+    format!(
+        "camera {}: {kind} via {backend}, GStreamer: {gst}",
+        cam.name
+    )
 }
 
 fn check_writable(dir: &Path) -> std::io::Result<()> {

@@ -114,11 +114,32 @@ pub fn cameras(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
 pub fn doctor(config: &Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     let mut ok = true;
-    match gstreamer::init() {
-        Ok(()) => println!("gstreamer: {}", gstreamer::version_string()),
+    let gst_ok = match gstreamer::init() {
+        Ok(()) => {
+            println!("gstreamer: {}", gstreamer::version_string());
+            true
+        }
         Err(e) => {
             ok = false;
             println!("gstreamer: FAIL: {e}");
+            false
+        }
+    };
+    for cam in &config.cameras {
+        // Without GStreamer, the line above already failed.
+        let missing = match gst_ok {
+            false => Vec::new(),
+            true => vidgest::capture::check_elements(&vidgest::capture::required_elements(cam)),
+        };
+        if missing.is_empty() {
+            println!("{}", check::backend_line(cam));
+        } else {
+            ok = false;
+            println!(
+                "{}: FAIL: missing {}",
+                check::backend_line(cam),
+                missing.join(", ")
+            );
         }
     }
     let mut models: Vec<String> = vec![config.detect.model.clone()];

@@ -332,6 +332,7 @@ fn wire_detection(
             height: handle.height,
             fps: d.fps,
             keyframes_only: d.keyframes_only,
+            feed_dropped: status.detect_feed_dropped.clone(),
         },
         handle,
         results: rx,

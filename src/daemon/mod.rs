@@ -89,7 +89,8 @@ impl Daemon {
         let signals = Signals::new(&runtime).context("cannot listen for signals")?;
         // Before anything starts: a certificate problem is a config error, not a half-run daemon.
         let tls = http::tls(config)?;
-        gstreamer::init().context("cannot initialise GStreamer")?;
+        // GStreamer starts on its first use (`crate::gst_init`): retina cameras need it only
+        // for detection.
         let store = Store::open(
             &store::video_root(&config.agent.data_dir),
             StoreOptions::from_config(config),

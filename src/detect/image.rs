@@ -70,7 +70,7 @@ fn load(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::TargetSize(width, height));
     }
-    gst::init().map_err(ImageError::Init)?;
+    crate::gst_init().map_err(ImageError::Init)?;
     let pipeline = gst::parse::launch(&format!(
         "filesrc name=src ! decodebin ! {} ! appsink name=sink sync=false max-buffers=1",
         scale_chain(width, height)

@@ -181,6 +181,7 @@ impl Collector {
                         skipped_motion_total: get(&c.detect_skipped_still),
                         skipped_busy_total: get(&c.detect_skipped_busy),
                         errors_total: get(&c.detect_errors),
+                        feed_dropped_total: get(&status.detect_feed_dropped),
                         inference_p50_ms: window.quantile(0.5).map(|s| round3(s * 1000.0)),
                         inference_p95_ms: window.quantile(0.95).map(|s| round3(s * 1000.0)),
                         inference_seconds_sum: inference.sum_us as f64 / 1e6,
@@ -468,5 +469,20 @@ mod tests {
         let third = c.collect();
         assert_eq!(third.cameras[0].fps, None);
         assert_eq!(third.cameras[0].access_units_total, 5);
+    }
+
+    #[test]
+    fn retina_losses_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _clock, cams) = collector(dir.path());
+        let cam = Arc::new(CameraStatus::new("cam"));
+        cams.lock().push(cam.clone());
+        cam.counters.rtp_packets_lost.store(4, Ordering::Relaxed);
+        cam.detect_feed_dropped.store(9, Ordering::Relaxed);
+        let m = &c.collect().cameras[0];
+        assert_eq!(
+            (m.rtp_packets_lost_total, m.detect.feed_dropped_total),
+            (4, 9)
+        );
     }
 }

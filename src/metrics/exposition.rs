@@ -109,6 +109,7 @@ pub fn render(r: &MetricsRecord) -> String {
     process(&mut w, r);
     cameras(&mut w, r);
     detection(&mut w, r);
+    retina_receive(&mut w, r);
     streams(&mut w, r);
     pipelines(&mut w, r);
     w.family(
@@ -362,8 +363,8 @@ fn cameras(w: &mut Writer, r: &MetricsRecord) {
     );
     counter(
         w,
-        "vidgest_camera_rtp_lost_packets_total",
-        "RTP packets missing from the sequence (retina backend).",
+        "vidgest_camera_rtp_packets_lost_total",
+        "RTP packets missing from the sequence (retina backend): the damaged picture is dropped and recording resumes at the next key frame.",
         &|c| c.rtp_packets_lost_total,
     );
     counter(
@@ -467,6 +468,23 @@ fn detection(w: &mut Writer, r: &MetricsRecord) {
                 w.sample(&[("camera", &c.camera), ("label", label)], *n);
             }
         }
+    }
+}
+
+/// Access units the detect feed of a retina camera dropped because its decoder fell behind
+/// (issue 12). 0 on GStreamer cameras.
+fn retina_receive(w: &mut Writer, r: &MetricsRecord) {
+    let cams = &r.cameras;
+    if cams.is_empty() {
+        return;
+    }
+    w.family(
+        "vidgest_detect_feed_dropped_frames_total",
+        Kind::Counter,
+        "Access units the detect decoder of a retina camera fell behind on (dropped, then skipped to the next key frame).",
+    );
+    for c in cams {
+        w.sample(&[("camera", &c.camera)], c.detect.feed_dropped_total);
     }
 }
 
@@ -645,6 +663,7 @@ mod tests {
                     inference_p95_ms: Some(55.0),
                     inference_seconds_sum: 0.4,
                     objects_total: [("person".to_string(), 4)].into(),
+                    feed_dropped_total: 6,
                     ..Default::default()
                 },
             }],
@@ -689,11 +708,13 @@ mod tests {
             "# TYPE vidgest_camera_rtcp_sender_reports_total counter",
             "vidgest_camera_rtcp_sender_reports_total{camera=\"front \\\"door\\\"\"} 5",
             "vidgest_camera_clock_hints_ignored_total{camera=\"front \\\"door\\\"\"} 1",
-            "vidgest_camera_rtp_lost_packets_total{camera=\"front \\\"door\\\"\"} 2",
             "# TYPE vidgest_detect_inference_seconds summary",
             "vidgest_detect_inference_seconds{camera=\"front \\\"door\\\"\",quantile=\"0.95\"} 0.055",
             "vidgest_detect_inference_seconds_count{camera=\"front \\\"door\\\"\"} 10",
             "vidgest_detect_objects_total{camera=\"front \\\"door\\\"\",label=\"person\"} 4",
+            "# TYPE vidgest_camera_rtp_packets_lost_total counter",
+            "vidgest_camera_rtp_packets_lost_total{camera=\"front \\\"door\\\"\"} 2",
+            "vidgest_detect_feed_dropped_frames_total{camera=\"front \\\"door\\\"\"} 6",
             "vidgest_host_disk_free_bytes{path=\"/var/lib/vidgest\"} 40",
             "vidgest_process_cpu_seconds_total 1.5",
             "vidgest_pipeline_lag_records{pipeline=\"archive\",kind=\"delivery\",source=\"metrics\"} 2",

@@ -211,7 +211,7 @@ pub fn encode(picture: &RgbImage, size: Size, format: Format) -> Result<Vec<u8>,
 /// The first picture of a fragmented MP4 (init + one fragment) as RGB. The fragment starts with
 /// a key frame, so the first decoded picture is that key frame.
 fn decode_first_picture(mp4: Vec<u8>) -> Result<RgbImage, FrameError> {
-    gst::init()?;
+    crate::gst_init()?;
     let pipeline = gst::parse::launch(
         "appsrc name=src format=bytes caps=video/quicktime ! qtdemux ! decodebin \
          ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=1",

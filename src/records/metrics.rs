@@ -150,6 +150,10 @@ pub struct DetectMetrics {
     /// Replaced by a newer frame before a worker was free.
     pub skipped_busy_total: u64,
     pub errors_total: u64,
+    /// Access units the detect feed of a retina camera dropped because the decoder fell behind
+    /// (absent in older records).
+    #[serde(default)]
+    pub feed_dropped_total: u64,
     /// Inference time quantiles over the interval, ms (absent: no inference in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_p50_ms: Option<f64>,
