@@ -12,12 +12,13 @@ import statistics
 import sys
 
 TOOLS = ["vidgest", "gst-launch", "ffmpeg", "retina-bare"]
-GST_MAX_RATIO = 1.2  # vidgest at most 1.2x gst-launch
-FF_MAX_RATIO = 1.0  # and below ffmpeg
+# Issue 12's targets (the recording core's were 1.2x gst-launch, below ffmpeg, 40 + 5 MiB/camera).
+FF_MAX_RATIO = 0.5  # vidgest at most 0.5x ffmpeg
+BARE_MAX_RATIO = 1.2  # and at most 1.2x a bare retina client
 
 
 def rss_target_mib(n):
-    return 40 + 5 * n
+    return 25 + 3 * n
 
 
 def med(rows, key):
@@ -69,10 +70,11 @@ def main():
         "",
         "### Against the targets",
         "",
-        f"Targets: vidgest CPU at most {GST_MAX_RATIO}x gst-launch and below ffmpeg; vidgest peak RSS "
-        "under 40 MiB + 5 MiB per camera. Ratios are of the medians.",
+        f"Targets (issue 12): vidgest CPU at most {FF_MAX_RATIO}x ffmpeg and at most {BARE_MAX_RATIO}x "
+        "retina-bare; vidgest peak RSS under 25 MiB + 3 MiB per camera. vidgest / gst-launch is for "
+        "information. Ratios are of the medians.",
         "",
-        "| streams | vidgest / gst-launch | vidgest / ffmpeg | vidgest / retina-bare | vidgest peak RSS MiB | RSS target MiB | CPU vs gst | CPU vs ffmpeg | RSS |",
+        "| streams | vidgest / gst-launch | vidgest / ffmpeg | vidgest / retina-bare | vidgest peak RSS MiB | RSS target MiB | CPU vs ffmpeg | CPU vs retina-bare | RSS |",
         "|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     all_met = True
@@ -84,7 +86,6 @@ def main():
         rss = med(sel(n, "vidgest"), "hwm_mib")
         rg = v / g if v is not None and g else None
         rf = v / f_ if v is not None and f_ else None
-        # Issue 12's receive-path target (at most 1.2x); reported, not yet a verdict.
         rb = v / b if v is not None and b else None
         target = rss_target_mib(n)
 
@@ -98,8 +99,8 @@ def main():
 
         out.append(
             f"| {n} | {fmt(rg)} | {fmt(rf)} | {fmt(rb)} | {fmt(rss, 1)} | {target} "
-            f"| {verdict(None if rg is None else rg <= GST_MAX_RATIO)} "
-            f"| {verdict(None if rf is None else rf < FF_MAX_RATIO)} "
+            f"| {verdict(None if rf is None else rf <= FF_MAX_RATIO)} "
+            f"| {verdict(None if rb is None else rb <= BARE_MAX_RATIO)} "
             f"| {verdict(None if rss is None else rss < target)} |"
         )
     out += ["", f"All targets met: **{'yes' if all_met and not bad else 'no'}**"]
