@@ -22,9 +22,7 @@ pub use detection::{CameraDetect, DetectFrame, DetectionPool, DetectionResult, F
 pub use linker::{DetectionLinker, RecordSink};
 pub use normalize::Normalizer;
 pub use outputs::DetectBranchSpec;
-pub use pipeline::{
-    capture_backend, check_elements, required_elements, sample_to_au, PipelineError,
-};
+pub use pipeline::{check_elements, required_elements, sample_to_au, PipelineError};
 pub use recorder::Recorder;
 pub use status::{CameraState, CameraStatus, Counters};
 pub use supervisor::{spawn_camera, CameraHandle, DetectWiring};

@@ -28,15 +28,6 @@ fn caps_element(caps: &str) -> String {
     format!("capsfilter caps=\"{caps}\"")
 }
 
-/// Which receive path a camera records through: `"retina"` for RTSP cameras on the retina
-/// backend, `"gstreamer"` for every other source (rtspsrc, filesrc, v4l2src, videotestsrc).
-pub fn capture_backend(source: &SourceConfig) -> RtspBackend {
-    match source.kind {
-        SourceKind::Rtsp => source.backend(),
-        _ => RtspBackend::Gstreamer,
-    }
-}
-
 /// GStreamer elements a camera needs at run time (for `vidgest check` and `doctor`): none for
 /// recording on retina, the source pipeline's elements otherwise, plus the decode chain when
 /// detection is on (an `appsrc` feed on retina, a branch of the GStreamer pipeline otherwise, or
@@ -52,7 +43,7 @@ pub fn required_elements(cam: &CameraConfig) -> Vec<&'static str> {
         "fakesink",
     ];
     let source = &cam.source;
-    let retina = capture_backend(source) == RtspBackend::Retina;
+    let retina = source.backend() == RtspBackend::Retina;
     let mut v = Vec::new();
     if !retina {
         v.extend(["appsink", "capsfilter", "h264parse", "h265parse"]);

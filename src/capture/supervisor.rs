@@ -83,7 +83,7 @@ pub fn spawn_camera(
             .spawn(move || recorder.run(rx, results))
             .expect("spawn recorder thread"),
     );
-    if cam.source.kind == SourceKind::Rtsp && cam.source.backend() == RtspBackend::Retina {
+    if cam.source.backend() == RtspBackend::Retina {
         // The detect feed decodes with GStreamer (the only use of it for this camera); without
         // it, the camera still records.
         let inline_detect = inline_detect.filter(|_| match crate::gst_init() {

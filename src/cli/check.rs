@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use vidgest::capture::{capture_backend, check_elements, required_elements};
+use vidgest::capture::{check_elements, required_elements};
 use vidgest::config::{
     bind_api_listener, CameraConfig, Config, ConfigError, ListenError, RtspBackend, SourceKind,
 };
@@ -120,7 +120,7 @@ pub fn backend_line(cam: &CameraConfig) -> String {
         SourceKind::V4l2 => "v4l2",
         SourceKind::Test => "test",
     };
-    let backend = match capture_backend(&cam.source) {
+    let backend = match cam.source.backend() {
         RtspBackend::Retina => "retina",
         RtspBackend::Gstreamer => "gstreamer",
     };

@@ -527,9 +527,13 @@ impl SourceConfig {
     pub fn transport(&self) -> RtspTransport {
         self.transport.unwrap_or(RtspTransport::Tcp)
     }
-    /// The RTSP client for this camera: as configured, else retina, except for `rtsps://` (RTSP
-    /// over TLS), which only GStreamer's rtspsrc speaks.
+    /// Which receive path the camera records through. RTSP: as configured, else retina, except
+    /// for `rtsps://` (RTSP over TLS), which only GStreamer's rtspsrc speaks. Every other source
+    /// (file, v4l2, test) is a GStreamer pipeline.
     pub fn backend(&self) -> RtspBackend {
+        if self.kind != SourceKind::Rtsp {
+            return RtspBackend::Gstreamer;
+        }
         self.backend.unwrap_or_else(|| match &self.url {
             Some(url) if url.is_rtsps() => RtspBackend::Gstreamer,
             _ => RtspBackend::Retina,

@@ -708,6 +708,11 @@ fn rtsp_backend_defaults_to_retina_but_gstreamer_for_rtsps() {
         c.camera("front").unwrap().source.backend(),
         RtspBackend::Retina
     );
+    // Sources other than RTSP are GStreamer pipelines.
+    assert_eq!(
+        c.camera("lab").unwrap().source.backend(),
+        RtspBackend::Gstreamer
+    );
     let text = GOOD.replace("url = ", "backend = \"gstreamer\"\nurl = ");
     let c = Config::parse(&text).unwrap();
     assert_eq!(
