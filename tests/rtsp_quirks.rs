@@ -356,23 +356,36 @@ fn assert_clean_recording(data_dir: &Path, camera: &str, width: u32, height: u32
     assert_decodes(&files[0].2);
 }
 
-/// No `sprop-parameter-sets` in the SDP: the parameter sets come in-band only.
-fn inband_params_only(backend: Backend) {
+/// A camera whose SDP the proxy edits with `edit`: records 3 fragments, stops, and checks the
+/// recording is clean at the stream's size. Returns the stopped setup's data dir and proxy.
+fn sdp_quirk(
+    backend: Backend,
+    edit: SdpEdit,
+    what: &str,
+) -> (PathBuf, RtspProxy, tempfile::TempDir) {
     let faults = Faults {
-        sdp: vec![SdpEdit::StripSpropParameterSets],
+        sdp: vec![edit],
         ..Faults::default()
     };
     let s = setup(backend, &[], faults, "");
-    wait_fragments(&s.daemon, "quirk", 3, "3 fragments without sprop");
-    let (data_dir, proxy, _dir) = s.stop();
-    assert!(
-        proxy
-            .stats()
-            .sdp_edits
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
-    assert_clean_recording(&data_dir, "quirk", 320, 240);
+    wait_fragments(&s.daemon, "quirk", 3, &format!("3 fragments {what}"));
+    let stopped = s.stop();
+    assert_clean_recording(&stopped.0, "quirk", 320, 240);
+    stopped
+}
+
+fn sdp_edits(proxy: &RtspProxy) -> u64 {
+    proxy
+        .stats()
+        .sdp_edits
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// No `sprop-parameter-sets` in the SDP: the parameter sets come in-band only.
+fn inband_params_only(backend: Backend) {
+    let (data_dir, proxy, _dir) =
+        sdp_quirk(backend, SdpEdit::StripSpropParameterSets, "without sprop");
+    assert!(sdp_edits(&proxy) > 0);
     assert_undisturbed(&data_dir);
 }
 
@@ -392,14 +405,11 @@ fn out_of_band_params_only(backend: Backend) {
 
 /// `sprop-parameter-sets` that do not parse: the in-band parameter sets win.
 fn corrupt_sprop(backend: Backend) {
-    let faults = Faults {
-        sdp: vec![SdpEdit::CorruptSpropParameterSets],
-        ..Faults::default()
-    };
-    let s = setup(backend, &[], faults, "");
-    wait_fragments(&s.daemon, "quirk", 3, "3 fragments with a corrupt sprop");
-    let (data_dir, _, _dir) = s.stop();
-    assert_clean_recording(&data_dir, "quirk", 320, 240);
+    let (data_dir, _, _dir) = sdp_quirk(
+        backend,
+        SdpEdit::CorruptSpropParameterSets,
+        "with a corrupt sprop",
+    );
     assert_undisturbed(&data_dir);
 }
 
@@ -410,14 +420,11 @@ const SPROP_640X480: &str = "Z0LAFtoCgPbAWoMDA1KAAAADAIAAAA9HixdQ,aM48gA==";
 /// `sprop-parameter-sets` of another resolution than the stream's in-band SPS: the in-band
 /// parameter sets win, so no stored fragment uses the SDP's size.
 fn sprop_differs_from_inband(backend: Backend) {
-    let faults = Faults {
-        sdp: vec![SdpEdit::ReplaceSpropParameterSets(SPROP_640X480.into())],
-        ..Faults::default()
-    };
-    let s = setup(backend, &[], faults, "");
-    wait_fragments(&s.daemon, "quirk", 3, "3 fragments with a different sprop");
-    let (data_dir, _, _dir) = s.stop();
-    assert_clean_recording(&data_dir, "quirk", 320, 240);
+    let (data_dir, _, _dir) = sdp_quirk(
+        backend,
+        SdpEdit::ReplaceSpropParameterSets(SPROP_640X480.into()),
+        "with a different sprop",
+    );
     assert_undisturbed(&data_dir);
 }
 
@@ -491,35 +498,15 @@ fn rtp_timestamp_jump(backend: Backend) {
 
 /// No `a=range` (live streams often omit it): nothing changes.
 fn missing_range(backend: Backend) {
-    let faults = Faults {
-        sdp: vec![SdpEdit::StripRange],
-        ..Faults::default()
-    };
-    let s = setup(backend, &[], faults, "");
-    wait_fragments(&s.daemon, "quirk", 3, "3 fragments without a=range");
-    let (data_dir, _, _dir) = s.stop();
-    assert_clean_recording(&data_dir, "quirk", 320, 240);
+    sdp_quirk(backend, SdpEdit::StripRange, "without a=range");
 }
 
 /// No `a=control` at all: a client falls back to the aggregate (base) URL for SETUP, which
 /// gst-rtsp-server accepts for a single-stream media, as many cameras do.
 fn missing_control(backend: Backend) {
-    let faults = Faults {
-        sdp: vec![SdpEdit::StripControl],
-        ..Faults::default()
-    };
-    let s = setup(backend, &[], faults, "");
-    wait_fragments(&s.daemon, "quirk", 3, "3 fragments without a=control");
-    let (data_dir, proxy, _dir) = s.stop();
-    assert!(
-        proxy
-            .stats()
-            .sdp_edits
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    let (data_dir, proxy, _dir) = sdp_quirk(backend, SdpEdit::StripControl, "without a=control");
+    assert!(sdp_edits(&proxy) > 0);
     assert!(proxy.stats().requests("SETUP") >= 1);
-    assert_clean_recording(&data_dir, "quirk", 320, 240);
     assert_undisturbed(&data_dir);
 }
 
