@@ -109,7 +109,6 @@ pub fn render(r: &MetricsRecord) -> String {
     process(&mut w, r);
     cameras(&mut w, r);
     detection(&mut w, r);
-    retina_receive(&mut w, r);
     streams(&mut w, r);
     pipelines(&mut w, r);
     w.family(
@@ -421,6 +420,11 @@ fn detection(w: &mut Writer, r: &MetricsRecord) {
             "Frames whose inference failed.",
             |c| c.errors_total,
         ),
+        (
+            "vidgest_detect_feed_dropped_frames_total",
+            "Access units the detect decoder of a retina camera fell behind on (dropped, then skipped to the next key frame).",
+            |c| c.feed_dropped_total,
+        ),
     ] {
         w.family(name, Kind::Counter, help);
         for c in cams {
@@ -468,23 +472,6 @@ fn detection(w: &mut Writer, r: &MetricsRecord) {
                 w.sample(&[("camera", &c.camera), ("label", label)], *n);
             }
         }
-    }
-}
-
-/// Access units the detect feed of a retina camera dropped because its decoder fell behind
-/// (issue 12). 0 on GStreamer cameras.
-fn retina_receive(w: &mut Writer, r: &MetricsRecord) {
-    let cams = &r.cameras;
-    if cams.is_empty() {
-        return;
-    }
-    w.family(
-        "vidgest_detect_feed_dropped_frames_total",
-        Kind::Counter,
-        "Access units the detect decoder of a retina camera fell behind on (dropped, then skipped to the next key frame).",
-    );
-    for c in cams {
-        w.sample(&[("camera", &c.camera)], c.detect.feed_dropped_total);
     }
 }
 
