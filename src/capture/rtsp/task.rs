@@ -195,23 +195,20 @@ async fn run_session(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.triggered();
     tokio::pin!(stop);
-    loop {
+    // Every way out breaks with the session's end; what the batch still holds is sent after.
+    let end = loop {
         let item = tokio::select! {
             biased;
-            _ = &mut stop => {
-                let _ = batch.flush(status);
-                return (SessionEnd::Shutdown, last_media.is_some());
-            }
+            _ = &mut stop => break (SessionEnd::Shutdown, last_media.is_some()),
             item = demuxed.next() => item,
             _ = beat.tick() => {
                 progress.beat();
                 if let Some(end) = check_session(status, started, last_media, first_media_deadline, stall) {
-                    let _ = batch.flush(status);
-                    return (end, last_media.is_some());
+                    break (end, last_media.is_some());
                 }
                 // A camera that paused mid-batch: what it sent is recorded now.
                 if batch.flush(status).is_err() {
-                    return (SessionEnd::Shutdown, last_media.is_some());
+                    break (SessionEnd::Shutdown, last_media.is_some());
                 }
                 continue;
             }
@@ -219,14 +216,10 @@ async fn run_session(
         let streamed = last_media.is_some();
         let frame = match item {
             None => {
-                let _ = batch.flush(status);
                 let reason = "camera closed the connection".into();
-                return (SessionEnd::Retry(reason), streamed);
+                break (SessionEnd::Retry(reason), streamed);
             }
-            Some(Err(e)) => {
-                let _ = batch.flush(status);
-                return (SessionEnd::Retry(error_text(&e)), streamed);
-            }
+            Some(Err(e)) => break (SessionEnd::Retry(error_text(&e)), streamed),
             Some(Ok(CodecItem::VideoFrame(f))) => f,
             Some(Ok(CodecItem::Rtcp(pkt))) => {
                 super::rtcp::received(&pkt, session, status, tx);
@@ -239,9 +232,8 @@ async fn run_session(
         let secs = frame.timestamp().elapsed_secs();
         if let Some(prev) = last_ts_secs.replace(secs) {
             if (secs - prev).abs() > MAX_TIMESTAMP_JUMP_SECS {
-                let _ = batch.flush(status);
                 let reason = format!("RTP timestamp jumped by {:.1} s", secs - prev);
-                return (SessionEnd::Retry(reason), streamed);
+                break (SessionEnd::Retry(reason), streamed);
             }
         }
         if frame.loss() > 0 {
@@ -262,12 +254,14 @@ async fn run_session(
                 }
                 if batch.push(status, au).is_err() {
                     // The recorder only exits when capture stops.
-                    return (SessionEnd::Shutdown, true);
+                    break (SessionEnd::Shutdown, true);
                 }
             }
             Err(_) => Counters::inc(&status.counters.dropped_before_key),
         }
-    }
+    };
+    let _ = batch.flush(status);
+    end
 }
 
 /// The session's end if a deadline passed or storage failed: no video since connecting, video
