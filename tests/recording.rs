@@ -422,10 +422,13 @@ fn stalled_camera_is_detected_and_reconnected() {
     // The camera freezes with its TCP connection open: only the stall detector can notice.
     cam.signal(libc::SIGSTOP);
     eventually(Duration::from_secs(30), "the stall to be detected", || {
-        daemon
-            .log_text()
-            .contains("stalled: no video for 3s")
-            .then_some(())
+        logged_state(
+            &daemon.log_text(),
+            "frozen",
+            "Backoff",
+            "stalled: no video for 3s; retrying in",
+        )
+        .then_some(())
     });
     let before = daemon.fragments("frozen").len();
     cam.signal(libc::SIGCONT);

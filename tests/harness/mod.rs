@@ -295,3 +295,10 @@ pub fn make_clip(path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether a state change of `camera` to `state` with a detail containing `text` was logged.
+pub fn logged_state(log: &str, camera: &str, state: &str, text: &str) -> bool {
+    let (cam, st) = (format!("camera={camera} "), format!("state={state}"));
+    log.lines()
+        .any(|l| l.contains(&cam) && l.contains(&st) && l.contains(text))
+}
